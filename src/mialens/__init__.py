@@ -1,0 +1,38 @@
+"""mialens: membership-inference audits of machine learning classifiers.
+
+Typical use::
+
+    import mialens
+    result = mialens.run_audit(mialens.load_config("examples/location30.yaml"), "runs/loc")
+    result = mialens.audit_model(estimator, x, y, members, population=(x_pop, y_pop))
+
+The top-level names are imported on first use, so that ``import mialens.attacks`` or
+``import mialens.metrics`` does not load PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AuditConfig": "mialens.audit.config",
+    "load_config": "mialens.audit.config",
+    "validate_config": "mialens.audit.config",
+    "AuditResult": "mialens.audit.results",
+    "run_audit": "mialens.audit.runner",
+    "audit_model": "mialens.audit.api",
+    "audit_logits": "mialens.audit.api",
+    "sklearn_recipe": "mialens.audit.api",
+    "torch_recipe": "mialens.audit.api",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mialens' has no attribute {name!r}")

@@ -1,0 +1,15 @@
+"""Membership-inference attacks: one module per family, one interface (fit, score)."""
+
+from mialens.attacks.base import Attack, ReferenceSignals, SignalSpec, TargetSignals
+from mialens.attacks.registry import ATTACKS, DEFAULT_ATTACKS, attack_class, build_attack
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_ATTACKS",
+    "Attack",
+    "ReferenceSignals",
+    "SignalSpec",
+    "TargetSignals",
+    "attack_class",
+    "build_attack",
+]

@@ -1,0 +1,1 @@
+"""Audits: configuration, the scoring engine, the runner and the Python API."""

@@ -1,0 +1,312 @@
+"""Audit a model the user already trained.
+
+The target can be a PyTorch module, a scikit-learn classifier with ``predict_proba``, a
+callable returning logits or probabilities, or precomputed logits. Reference models
+follow the user's recipe: a function ``train_reference(x, y, seed) -> model`` (any of
+the queryable kinds), by default a fresh clone of a scikit-learn target; or precomputed
+reference logits with their membership.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mialens.attacks.base import Attack
+from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
+from mialens.audit.engine import ModelOutputs, accuracy, score_targets
+from mialens.audit.results import AuditResult, attack_info
+from mialens.errors import ConfigError, DataError
+from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.training import TrainConfig, train_model
+from mialens.seeding import int_seed
+from mialens.signals.queries import (
+    DEFAULT_IMAGE_QUERIES,
+    QueryConfig,
+    collect_logits,
+    transforms_for,
+)
+from mialens.splits import keep_mask
+from mialens.targets.adapters import as_target
+from mialens.validation import (
+    check_features,
+    check_ids,
+    check_labels,
+    check_logits,
+    check_member_mask,
+    check_multiclass,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPR = (0.1, 0.01, 0.001, 0.0001)
+TrainFn = Callable[[np.ndarray, np.ndarray, int], Any]
+
+
+def sklearn_recipe(estimator: Any) -> TrainFn:
+    """Reference recipe for a scikit-learn target: an unfitted clone with the same
+    hyper-parameters, its ``random_state`` (if any) set from the seed."""
+    from sklearn.base import clone
+
+    def train(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+        model = clone(estimator)
+        if "random_state" in model.get_params():
+            model.set_params(random_state=seed % (2**32))
+        return model.fit(x.reshape(len(x), -1), y)
+
+    return train
+
+
+def torch_recipe(
+    model: ModelConfig | Callable[[], Any],
+    train: TrainConfig,
+    num_classes: int,
+    device: str = "cpu",
+) -> TrainFn:
+    """Reference recipe for PyTorch: build a fresh network (a mialens ``ModelConfig`` or a
+    zero-argument constructor) and train it with mialens' trainer and ``train``."""
+    from torch import nn
+
+    def train_fn(x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
+        if isinstance(model, ModelConfig):
+
+            def build() -> nn.Module:
+                return build_model(model, x.shape[1:], num_classes, train.dropout)
+        else:
+            build = model
+        result = train_model(build, x, y, train, seed, device=device)
+        net = build()
+        net.load_state_dict(result.state_dict)
+        return net.to(device)
+
+    return train_fn
+
+
+def _as_pair(data: tuple[Any, Any] | None, name: str, num_classes: int) -> tuple | None:
+    if data is None:
+        return None
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        raise DataError(f"{name} must be a pair (x, y)")
+    x = check_features(data[0], f"{name} x")
+    return x, check_labels(data[1], num_classes, f"{name} y", n=len(x))
+
+
+def _check_candidates(y: Any, members: Any, num_classes: int | None, sample_ids: Any):
+    """Validated labels, membership, class count and ids of the audited samples."""
+    y_arr = np.asarray(y)
+    if num_classes is None and y_arr.size and y_arr.dtype.kind in "iu":
+        num_classes = int(y_arr.max()) + 1
+    y_arr = check_labels(y_arr, num_classes, "y")
+    check_multiclass(y_arr)
+    n = len(y_arr)
+    member = check_member_mask(members, (n,), "members")
+    if member.all() or not member.any():
+        raise DataError("members must mark some samples as members and some as non-members")
+    ids = check_ids(sample_ids if sample_ids is not None else np.arange(n), n, "sample_ids")
+    return y_arr, member, int(num_classes), ids
+
+
+def _attacks(attacks: Sequence[str | dict | Attack] | None) -> list[Attack]:
+    return [a if isinstance(a, Attack) else build_attack(a) for a in (attacks or DEFAULT_ATTACKS)]
+
+
+def audit_model(
+    target: Any,
+    x: Any,
+    y: Any,
+    members: Any,
+    *,
+    num_classes: int | None = None,
+    sample_ids: Any = None,
+    population: tuple[Any, Any] | None = None,
+    test: tuple[Any, Any] | None = None,
+    train_reference: TrainFn | None = None,
+    num_references: int = 16,
+    attacks: Sequence[str | dict | Attack] | None = None,
+    queries: QueryConfig | None = None,
+    fpr: Sequence[float] = DEFAULT_FPR,
+    bootstrap: int = 200,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+) -> AuditResult:
+    """Attack a trained ``target`` on the candidate samples ``(x, y)`` and measure leakage.
+
+    ``members[n]`` says whether sample ``n`` trained the target (the ground truth the
+    metrics need). ``population=(x_pop, y_pop)``, samples that trained no model, is
+    needed by Attack-P and RMIA; ``test=(x_test, y_test)`` gives the utility (default:
+    the target's accuracy on the non-members). ``num_references`` reference models are
+    trained on complementary halves of ``(x, y)`` with ``train_reference(x, y, seed)``,
+    by default :func:`sklearn_recipe` for a scikit-learn target (PyTorch users can
+    build a recipe with :func:`torch_recipe`). Image inputs ``(n, c, h, w)`` are queried
+    under the augmentations of ``queries`` (default: shifts of one pixel).
+    """
+    y_arr, member, num_classes, ids = _check_candidates(y, members, num_classes, sample_ids)
+    x_arr = check_features(x, "x")
+    if len(x_arr) != len(y_arr):
+        raise DataError(f"x has {len(x_arr)} samples but y has {len(y_arr)}")
+    if num_references < 2 or num_references % 2:
+        raise ConfigError(f"num_references must be even and at least 2; got {num_references}")
+    attack_objs = _attacks(attacks)
+    pop = _as_pair(population, "population", num_classes)
+    test_pair = _as_pair(test, "test", num_classes)
+    recipe = _default_recipe(target, train_reference)
+    _check_needs(attack_objs, num_references, pop is not None)
+
+    transforms = transforms_for(
+        queries or DEFAULT_IMAGE_QUERIES, "image" if x_arr.ndim == 4 else "tabular"
+    )
+    keep = keep_mask(num_references, len(y_arr), seed)
+    models = [as_target(target, num_classes)]
+    for r in range(num_references):
+        log.info("training reference model %d/%d", r + 1, num_references)
+        trained = recipe(x_arr[keep[r]], y_arr[keep[r]], int_seed(seed, "reference", r))
+        models.append(as_target(trained, num_classes))
+    outputs = ModelOutputs(
+        logits=np.stack([collect_logits(m, x_arr, transforms) for m in models]),
+        member=np.vstack([member[None], keep]),
+        labels=y_arr,
+        population_logits=None
+        if pop is None
+        else np.stack([collect_logits(m, pop[0], transforms) for m in models]),
+        population_labels=None if pop is None else pop[1],
+    )
+    test_acc = None
+    if test_pair is not None:
+        test_acc = accuracy(models[0].logits(test_pair[0]), test_pair[1])
+    return _finish(outputs, ids, attack_objs, test_acc, fpr, bootstrap, seed, out)
+
+
+def audit_logits(
+    target_logits: Any,
+    y: Any,
+    members: Any,
+    reference_logits: Any,
+    reference_members: Any,
+    *,
+    num_classes: int | None = None,
+    sample_ids: Any = None,
+    population_logits: Any = None,
+    reference_population_logits: Any = None,
+    population_labels: Any = None,
+    attacks: Sequence[str | dict | Attack] | None = None,
+    fpr: Sequence[float] = DEFAULT_FPR,
+    bootstrap: int = 200,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+) -> AuditResult:
+    """Audit from precomputed outputs: the target's logits ``(N, [Q,] C)`` with its
+    ``members (N,)``, and ``R`` reference models' logits ``(R, N, [Q,] C)`` with their
+    ``reference_members (R, N)``. Population logits (target ``(Z, [Q,] C)``, references
+    ``(R, Z, [Q,] C)``) and labels are needed by Attack-P and RMIA. Probabilities may be
+    passed instead of logits after :func:`mialens.targets.probabilities_to_logits`."""
+    y_arr, member, num_classes, ids = _check_candidates(
+        y, members, num_classes or np.asarray(target_logits).shape[-1], sample_ids
+    )
+    n = len(y_arr)
+    tgt = check_logits(target_logits, "target_logits", n=n, num_classes=num_classes)
+    refs = np.asarray(reference_logits, dtype=np.float32)
+    if refs.ndim != tgt.ndim + 1 or refs.shape[1:] != tgt.shape:
+        raise DataError(
+            f"reference_logits must have shape (R, {', '.join(map(str, tgt.shape))}); "
+            f"got {refs.shape}"
+        )
+    ref_member = check_member_mask(reference_members, (refs.shape[0], n), "reference_members")
+    given = [
+        v is not None for v in (population_logits, reference_population_logits, population_labels)
+    ]
+    if any(given) and not all(given):
+        raise ConfigError(
+            "population data needs population_logits, reference_population_logits and "
+            "population_labels together"
+        )
+    attack_objs = _attacks(attacks)
+    _check_needs(attack_objs, refs.shape[0], all(given))
+    pop_all = None
+    if all(given):
+        pop_t = np.asarray(population_logits, dtype=np.float32)
+        pop_all = np.concatenate([pop_t[None], np.asarray(reference_population_logits, np.float32)])
+    outputs = ModelOutputs(
+        logits=np.concatenate([tgt[None], refs]),
+        member=np.vstack([member[None], ref_member]),
+        labels=y_arr,
+        population_logits=pop_all,
+        population_labels=population_labels if all(given) else None,
+    )
+    return _finish(outputs, ids, attack_objs, None, fpr, bootstrap, seed, out)
+
+
+def _finish(
+    outputs: ModelOutputs,
+    ids: np.ndarray,
+    attacks: list[Attack],
+    test_accuracy: float | None,
+    fpr: Sequence[float],
+    bootstrap: int,
+    seed: int,
+    out: str | os.PathLike | None,
+) -> AuditResult:
+    """Score the target (model 0) against the references and assemble the result."""
+    member = outputs.member[0]
+    n_queries = outputs.logits.shape[2]
+    result = AuditResult(
+        sample_ids=ids,
+        labels=outputs.labels,
+        members=member[None],
+        target_models=[0],
+        scores=score_targets(attacks, outputs, [0]),
+        attacks={a.name: attack_info(a, n_queries) for a in attacks},
+        fpr_levels=sorted({float(v) for v in fpr}, reverse=True),
+        design={
+            "dataset": "user data",
+            "num_models": outputs.num_models,
+            "targets": 1,
+            "pool_size": len(ids),
+            "population_size": 0
+            if outputs.population_logits is None
+            else int(outputs.population_logits.shape[1]),
+            "queries_per_sample": n_queries,
+            "seed": seed,
+        },
+        config={"num_references": outputs.num_models - 1, "seed": seed, "bootstrap": bootstrap},
+    )
+    target_logits = outputs.logits[0, :, 0]
+    labels = outputs.labels
+    train_acc = accuracy(target_logits[member], labels[member])
+    if test_accuracy is None:
+        test_accuracy, source = accuracy(target_logits[~member], labels[~member]), "non-members"
+    else:
+        source = "test set"
+    result.set_utility([train_acc], [test_accuracy], source)
+    result.compute_metrics(bootstrap, seed)
+    if out is not None:
+        from mialens.report.files import write_outputs
+
+        write_outputs(result, out)
+    return result
+
+
+def _check_needs(attacks: list[Attack], num_references: int, has_population: bool) -> None:
+    for attack in attacks:
+        if attack.uses_population and not has_population:
+            raise DataError(
+                f"attack {attack.name!r} needs population data (samples that trained neither "
+                "the target nor the references); provide it or drop the attack"
+            )
+        if attack.references == "online" and num_references < 2:
+            raise DataError(f"attack {attack.name!r} needs at least 2 reference models")
+
+
+def _default_recipe(target: Any, train_reference: TrainFn | None) -> TrainFn:
+    if train_reference is not None:
+        return train_reference
+    if hasattr(target, "predict_proba") and hasattr(target, "get_params"):
+        return sklearn_recipe(target)
+    raise ConfigError(
+        "reference models need the target's training recipe: pass train_reference=(x, y, seed) "
+        "-> model (for PyTorch, mialens.audit.api.torch_recipe builds one), or use "
+        "audit_logits with precomputed reference outputs"
+    )

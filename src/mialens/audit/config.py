@@ -1,0 +1,204 @@
+"""The audit configuration: one validated document from YAML, overrides and defaults."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
+from mialens.data.registry import DatasetConfig
+from mialens.errors import ConfigError
+from mialens.models.architectures import ModelConfig
+from mialens.models.training import TrainConfig
+from mialens.signals.queries import QueryConfig
+
+AttackSpec = str | dict[str, Any]
+
+
+class AuditSettings(BaseModel):
+    """Experimental design, attacks and metrics of an audit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_models: int = Field(
+        default=16,
+        ge=2,
+        description="models trained on complementary halves of the pool; each is attacked "
+        "in turn with the others as reference models",
+    )
+    seed: int = Field(default=0, ge=0, description="controls splits, training and bootstrap")
+    pool_size: int | None = Field(
+        default=None, ge=4, description="audit pool size (default: 70% of the data)"
+    )
+    val_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="validation samples outside the pool, for early stopping (default: 20% of "
+        "the samples outside the pool when early stopping is on, else 0)",
+    )
+    test_size: int | None = Field(
+        default=None, ge=1, description="held-out test samples for utility (default: the rest)"
+    )
+    population_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="population samples for Attack-P and RMIA, drawn from the test set "
+        "(default: the whole test set)",
+    )
+    attacks: list[AttackSpec] = Field(
+        default_factory=lambda: list(DEFAULT_ATTACKS),
+        description="attack names, or mappings {name: ..., <parameter>: ...}",
+    )
+    fpr: list[float] = Field(
+        default_factory=lambda: [0.1, 0.01, 0.001, 0.0001],
+        description="false-positive rates at which to report the TPR",
+    )
+    bootstrap: int = Field(default=200, ge=0, description="bootstrap replicates (0: none)")
+    queries: QueryConfig | None = Field(
+        default=None, description="query augmentations (default: per data set)"
+    )
+    device: str = Field(default="cpu", description="torch device for training and queries")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="model and signal cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)",
+    )
+
+    @field_validator("num_models")
+    @classmethod
+    def _even(cls, k: int) -> int:
+        if k % 2:
+            raise ValueError(
+                f"must be even (models come in complementary pairs so that every sample "
+                f"trains exactly half of them); got {k}"
+            )
+        return k
+
+    @field_validator("fpr")
+    @classmethod
+    def _rates(cls, rates: list[float]) -> list[float]:
+        if not rates or any(not 0 < r < 1 for r in rates):
+            raise ValueError(f"false-positive rates must lie strictly between 0 and 1; got {rates}")
+        return sorted(set(rates), reverse=True)
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, specs: list[AttackSpec]) -> list[AttackSpec]:
+        if not specs:
+            raise ValueError("list at least one attack (see `mialens attacks`)")
+        names = []
+        for spec in specs:
+            attack = build_attack(spec)  # raises a ConfigError naming the problem
+            names.append(attack.name)
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"attacks listed twice: {sorted(dup)}")
+        return specs
+
+    @model_validator(mode="after")
+    def _enough_models(self) -> AuditSettings:
+        for spec in self.attacks:
+            attack = build_attack(spec)
+            if attack.references == "online" and self.num_models < 4:
+                raise ValueError(
+                    f"attack {attack.name!r} needs num_models >= 4 (every sample must train "
+                    "at least one reference model besides the target)"
+                )
+        return self
+
+
+class AuditConfig(BaseModel):
+    """A complete audit: data, architecture, training recipe and audit design."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides on dotted paths; values are parsed as YAML."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"override {item!r} must look like KEY=VALUE, e.g. audit.num_models=8"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from exc
+        node = raw
+        parts = key.strip().split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {item!r}: {where} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = _section(model, err["loc"][:-1])
+            known = sorted(parent.model_fields) if parent is not None else []
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            valid = f"; valid keys here: {', '.join(known)}" if known else ""
+            lines.append(f"  {path}: unknown key{hint}{valid}")
+        else:
+            lines.append(f"  {path}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _section(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model at ``loc`` inside ``model``, if it is one."""
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return None
+    return current
+
+
+def validate_config(raw: dict[str, Any]) -> AuditConfig:
+    """Validate a raw mapping; every problem is reported with its dotted path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"an audit configuration is a mapping; got {type(raw).__name__}")
+    try:
+        return AuditConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration:\n{_format_errors(exc, AuditConfig)}") from None
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> AuditConfig:
+    """Read a YAML file (or start empty), apply overrides and validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return validate_config(apply_overrides(raw, list(overrides)))

@@ -1,0 +1,173 @@
+"""Run a complete audit from a validated configuration."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mialens.attacks.registry import build_attack
+from mialens.audit.config import AuditConfig
+from mialens.audit.engine import ModelOutputs, accuracy, score_targets
+from mialens.audit.models import TrainingPlan, models_logits
+from mialens.audit.results import AuditResult, attack_info
+from mialens.data.registry import load_dataset
+from mialens.models.store import ModelStore, default_cache_dir
+from mialens.seeding import int_seed
+from mialens.signals.queries import DEFAULT_IMAGE_QUERIES, transforms_for
+from mialens.splits import keep_mask, make_split
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        yield progress
+
+
+def run_audit(
+    config: AuditConfig, out_dir: str | os.PathLike | None = None, progress: bool = False
+) -> AuditResult:
+    """Train (or reuse) the audit's models, attack each in turn, and measure leakage.
+
+    With ``out_dir`` the outputs (``metrics.json``, ``samples.csv``, ``report.html``) are
+    written there.
+    """
+    settings = config.audit
+    attacks = [build_attack(spec) for spec in settings.attacks]
+    dataset = load_dataset(config.dataset)
+    split = make_split(
+        len(dataset),
+        settings.seed,
+        settings.pool_size,
+        settings.val_size,
+        settings.test_size,
+        settings.population_size,
+        need_validation=config.train.early_stopping is not None,
+    )
+    k_models = settings.num_models
+    keep = keep_mask(k_models, len(split.pool), settings.seed)
+    queries = settings.queries or DEFAULT_IMAGE_QUERIES
+    transforms = transforms_for(queries, dataset.modality)
+    plan = TrainingPlan(
+        dataset=dataset,
+        model=config.model,
+        train=config.train,
+        train_positions=[split.pool[keep[k]] for k in range(k_models)],
+        validation_positions=split.validation,
+        seeds=[int_seed(settings.seed, "model", k) for k in range(k_models)],
+    )
+    cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    store = ModelStore(cache_dir / "models")
+    query_positions = np.concatenate([split.pool, split.test])
+    n_pool = len(split.pool)
+    log.info(
+        "audit of %s: %d models, pool %d, test %d, population %d, %d queries per sample",
+        dataset.name,
+        k_models,
+        n_pool,
+        len(split.test),
+        len(split.population),
+        len(transforms),
+    )
+    with _progress(progress) as bar:
+        task = bar.add_task("models", total=k_models) if bar else None
+        logits, records = models_logits(
+            plan,
+            store,
+            query_positions,
+            transforms,
+            device=settings.device,
+            on_model=(lambda k, r: bar.advance(task)) if bar else None,
+        )
+        n_cached = sum(r["cached"] for r in records)
+        log.info("%d of %d models reused from the cache at %s", n_cached, k_models, store.root)
+
+        pool_logits, test_logits = logits[:, :n_pool], logits[:, n_pool:]
+        population_rows = _positions_in(split.test, split.population)
+        outputs = ModelOutputs(
+            logits=pool_logits,
+            member=keep,
+            labels=dataset.y[split.pool],
+            population_logits=test_logits[:, population_rows],
+            population_labels=dataset.y[split.population],
+        )
+        task = bar.add_task("attacks", total=k_models * len(attacks)) if bar else None
+        scores = score_targets(
+            attacks, outputs, range(k_models), on_step=(lambda: bar.advance(task)) if bar else None
+        )
+
+    result = AuditResult(
+        sample_ids=dataset.ids[split.pool],
+        labels=dataset.y[split.pool],
+        members=keep,
+        target_models=list(range(k_models)),
+        scores=scores,
+        attacks={a.name: attack_info(a, len(transforms)) for a in attacks},
+        fpr_levels=list(settings.fpr),
+        config=config.model_dump(mode="json"),
+        design={
+            "dataset": dataset.name,
+            "num_models": k_models,
+            "targets": k_models,
+            "pool_size": n_pool,
+            "validation_size": len(split.validation),
+            "test_size": len(split.test),
+            "population_size": len(split.population),
+            "queries_per_sample": len(transforms),
+            "seed": settings.seed,
+            "cache_dir": str(cache_dir),
+        },
+        training=records,
+    )
+    test_labels = dataset.y[split.test]
+    pool_labels = dataset.y[split.pool]
+    result.set_utility(
+        train_accuracy=[
+            accuracy(pool_logits[k, keep[k], 0], pool_labels[keep[k]]) for k in range(k_models)
+        ],
+        test_accuracy=[accuracy(test_logits[k, :, 0], test_labels) for k in range(k_models)],
+        test_source="held-out test set",
+    )
+    _warn_unresolved(result)
+    result.compute_metrics(settings.bootstrap, settings.seed)
+    if out_dir is not None:
+        from mialens.report.files import write_outputs
+
+        write_outputs(result, out_dir)
+    return result
+
+
+def _positions_in(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """Index in ``haystack`` of every element of ``needles`` (all must be present)."""
+    where = {int(v): i for i, v in enumerate(haystack)}
+    return np.array([where[int(v)] for v in needles], dtype=np.int64)
+
+
+def _warn_unresolved(result: AuditResult) -> None:
+    n_non = int((~result.members).sum(axis=1).min())
+    for level in result.fpr_levels:
+        if n_non * level < 1:
+            log.warning(
+                "TPR at FPR %g needs at least %d non-members per target; this audit has %d. "
+                "It is reported as the TPR at FPR 0 and flagged unresolved (enlarge "
+                "audit.pool_size to resolve it).",
+                level,
+                int(np.ceil(1 / level)),
+                n_non,
+            )

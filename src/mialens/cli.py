@@ -1,0 +1,161 @@
+"""The ``mialens`` command line."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from mialens import __version__
+from mialens.errors import MialensError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Audit machine-learning classifiers for membership-inference leakage.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="output folder (created if needed)")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a config value: KEY=VALUE on a dotted path"),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or info logs")]
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def _fail(exc: MialensError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    raise typer.Exit(code=2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"mialens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="show the version")
+    ] = False,
+) -> None:
+    """Audit machine-learning classifiers for membership-inference leakage."""
+
+
+def _print_summary(result, out: Path) -> None:
+    from mialens.metrics.leakage import fpr_key
+
+    table = Table(title="Membership leakage (mean over targets)")
+    table.add_column("attack")
+    table.add_column("AUC", justify="right")
+    levels = result.fpr_levels
+    for lv in levels:
+        table.add_column(f"TPR@{lv:g}", justify="right")
+    for name, m in result.metrics.items():
+        cells = [name, f"{m['auc']['mean']:.3f} ± {m['auc']['std']:.3f}"]
+        for lv in levels:
+            entry = m["tpr_at_fpr"][fpr_key(lv)]
+            cell = f"{entry['mean']:.3f}"
+            cells.append(cell if entry["resolved"] else f"[dim]{cell}*[/]")
+        table.add_row(*cells)
+    console.print(table)
+    if any(
+        not m["tpr_at_fpr"][fpr_key(lv)]["resolved"]
+        for m in result.metrics.values()
+        for lv in levels
+    ):
+        console.print("[dim]* too few non-members to resolve this FPR: TPR at FPR 0[/]")
+    u = result.utility
+    console.print(
+        f"target accuracy: train {u['train_accuracy']['mean']:.3f}, "
+        f"test {u['test_accuracy']['mean']:.3f}"
+    )
+    console.print(f"outputs in {out}/: metrics.json, samples.csv, report.html")
+
+
+def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool, raw=None) -> None:
+    from mialens.audit.config import apply_overrides, load_config, validate_config
+    from mialens.audit.runner import run_audit
+
+    _setup_logging(quiet)
+    try:
+        if raw is not None:
+            config = validate_config(apply_overrides(raw, overrides))
+        else:
+            config = load_config(config_path, overrides)
+        result = run_audit(config, out, progress=not quiet)
+    except MialensError as exc:
+        _fail(exc)
+    _print_summary(result, out)
+
+
+@app.command()
+def audit(
+    config: Annotated[Path, typer.Argument(help="YAML audit configuration")],
+    out: OutOption,
+    overrides: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the audit described by CONFIG and write metrics.json, samples.csv, report.html."""
+    _run(config, overrides or [], out, quiet)
+
+
+def demo_config() -> dict:
+    """The embedded demo configuration (digits, bundled with scikit-learn)."""
+    import yaml
+
+    text = resources.files("mialens.configs").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@app.command()
+def demo(
+    out: OutOption = Path("runs/demo"),
+    overrides: SetOption = None,
+    quiet: QuietOption = False,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", help="print the demo configuration and exit")
+    ] = False,
+) -> None:
+    """Audit an MLP on scikit-learn's digits with every attack (offline, a few minutes)."""
+    if show_config:
+        console.print(resources.files("mialens.configs").joinpath("demo.yaml").read_text())
+        return
+    _run(None, overrides or [], out, quiet, raw=demo_config())
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered data sets."""
+    from mialens.data.registry import list_datasets
+
+    for info in list_datasets():
+        line = f"[bold]{info.name:<14}[/] {info.description}"
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def attacks() -> None:
+    """List the available attacks."""
+    from mialens.attacks.registry import ATTACKS
+
+    for name, cls in ATTACKS.items():
+        console.print(f"[bold]{name:<14}[/] {cls.summary}", highlight=False, soft_wrap=True)

@@ -1,0 +1,22 @@
+"""Data sets: the :class:`Dataset` container, the registry and the loaders."""
+
+from mialens.data.dataset import Dataset, Modality
+from mialens.data.registry import (
+    DatasetConfig,
+    DatasetInfo,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
+
+__all__ = [
+    "Dataset",
+    "DatasetConfig",
+    "DatasetInfo",
+    "Modality",
+    "dataset_info",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
+]

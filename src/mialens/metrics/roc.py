@@ -1,0 +1,275 @@
+"""ROC-based leakage metrics of membership-inference attacks.
+
+Scores are floats where higher means "more likely a member"; ``members`` is boolean
+(True = training member). The headline number is the TPR at a low FPR on the ROC curve
+(Carlini et al. 2022, "Membership Inference Attacks From First Principles", Sec. III);
+AUC and membership advantage (Yeom et al. 2018) are secondary.
+
+Tied scores form one ROC point: an attack thresholding its score accepts a tie group
+entirely or not at all, so no metric here interpolates inside a tie group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from mialens.errors import ConfigError, DataError
+from mialens.validation import check_finite, check_member_mask
+
+_CHUNK_ELEMENTS = 1 << 21  # elements per (replicate, target, sample) block in batch_metrics
+
+
+def _as_scores(scores: object, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"scores must be a numeric array: {exc}") from exc
+    if arr.ndim != ndim:
+        shape = "(n_samples,)" if ndim == 1 else "(n_targets, n_samples)"
+        raise DataError(f"scores must have shape {shape}; got shape {arr.shape}.")
+    return check_finite(arr, "scores")
+
+
+def _check_classes(n_members: np.ndarray, n_samples: int) -> None:
+    """Raise unless every row has at least one member and one non-member."""
+    for count, missing in ((n_members, "member"), (n_samples - n_members, "non-member")):
+        bad = np.flatnonzero(np.atleast_1d(count) == 0)
+        if bad.size:
+            where = "" if np.ndim(count) == 0 else f" in target rows {bad[:5].tolist()}"
+            raise DataError(
+                f"no {missing}{where}: a ROC curve needs at least one member and one "
+                "non-member score."
+            )
+
+
+def _check_pair(scores: object, members: object) -> tuple[np.ndarray, np.ndarray]:
+    s = _as_scores(scores, 1)
+    m = check_member_mask(members, s.shape)
+    _check_classes(np.count_nonzero(m), s.size)
+    return s, m
+
+
+def _check_rows(scores: object, members: object) -> tuple[np.ndarray, np.ndarray]:
+    s = _as_scores(scores, 2)
+    m = check_member_mask(members, s.shape)
+    _check_classes(np.count_nonzero(m, axis=1), s.shape[1])
+    return s, m
+
+
+def _check_levels(fpr_levels: object) -> np.ndarray:
+    levels = np.atleast_1d(np.asarray(fpr_levels, dtype=np.float64))
+    if levels.ndim != 1 or levels.size == 0:
+        raise ConfigError(f"fpr levels must be a non-empty list of floats; got {fpr_levels!r}.")
+    if not (np.isfinite(levels).all() and (levels >= 0).all() and (levels <= 1).all()):
+        raise ConfigError(f"fpr levels must lie in [0, 1]; got {levels.tolist()}.")
+    return levels
+
+
+def roc_curve(scores: object, members: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points ``(fpr, tpr, thresholds)``, one per distinct score plus the origin.
+
+    Thin validated wrapper of ``sklearn.metrics.roc_curve(members, scores,
+    drop_intermediate=False)``; ``thresholds[0]`` is ``inf`` (nothing accepted).
+    """
+    s, m = _check_pair(scores, members)
+    return skm.roc_curve(m, s, drop_intermediate=False)
+
+
+def auc(scores: object, members: object) -> float:
+    """Area under the ROC curve: P(member score > non-member score), ties counting 1/2."""
+    s, m = _check_pair(scores, members)
+    return float(skm.roc_auc_score(m, s))
+
+
+def _advantage(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.max(tpr - fpr))
+
+
+def _tpr_at(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
+    return float(tpr[fpr <= level].max())  # fpr[0] == 0, so never empty
+
+
+def advantage(scores: object, members: object) -> float:
+    """Membership advantage max_t TPR(t) − FPR(t) over thresholds (Yeom et al. 2018).
+
+    The trivial thresholds (accept nothing / everything) are included, so it is >= 0.
+    """
+    fpr, tpr, _ = roc_curve(scores, members)
+    return _advantage(fpr, tpr)
+
+
+def tpr_at_fpr(scores: object, members: object, fpr: float) -> float:
+    """Largest TPR among ROC points with FPR <= ``fpr`` (Carlini et al. 2022, Sec. III).
+
+    No interpolation: a tie group is accepted entirely or not at all. Check
+    :func:`fpr_resolvable` before reporting a value at a low level.
+    """
+    level = float(_check_levels(fpr)[0])
+    roc_fpr, roc_tpr, _ = roc_curve(scores, members)
+    return _tpr_at(roc_fpr, roc_tpr, level)
+
+
+def fpr_resolvable(n_nonmembers: int, fpr: float) -> bool:
+    """Whether ``n_nonmembers`` non-members can resolve FPR level ``fpr``.
+
+    True iff the smallest non-zero FPR, ``1 / n_nonmembers``, is <= ``fpr`` (i.e.
+    ``n_nonmembers * fpr >= 1``), compared in the same floating point as the ROC
+    points. Otherwise the only FPR <= ``fpr`` is 0 and TPR@FPR is a TPR at FPR 0.
+    """
+    return n_nonmembers > 0 and 1.0 / n_nonmembers <= fpr
+
+
+@dataclass(frozen=True)
+class AttackMetrics:
+    """Leakage metrics of one attack on one target; dicts are keyed by FPR level."""
+
+    auc: float
+    advantage: float
+    tpr_at_fpr: dict[float, float]
+    resolved: dict[float, bool]
+    n_members: int
+    n_nonmembers: int
+
+
+def attack_metrics(scores: object, members: object, fpr_levels: object) -> AttackMetrics:
+    """AUC, advantage and TPR at each FPR level, all from one ROC computation."""
+    levels = [float(v) for v in _check_levels(fpr_levels)]
+    s, m = _check_pair(scores, members)
+    fpr, tpr, _ = skm.roc_curve(m, s, drop_intermediate=False)
+    n_members = int(np.count_nonzero(m))
+    n_nonmembers = m.size - n_members
+    return AttackMetrics(
+        auc=float(skm.auc(fpr, tpr)),
+        advantage=_advantage(fpr, tpr),
+        tpr_at_fpr={v: _tpr_at(fpr, tpr, v) for v in levels},
+        resolved={v: fpr_resolvable(n_nonmembers, v) for v in levels},
+        n_members=n_members,
+        n_nonmembers=n_nonmembers,
+    )
+
+
+def _prefix_sums(w: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the last axis with a leading 0: ``out[..., k] = w[..., :k].sum()``."""
+    out = np.zeros((*w.shape[:-1], w.shape[-1] + 1))
+    np.cumsum(w, axis=-1, out=out[..., 1:])
+    return out
+
+
+def _sorted_metrics(
+    pos_w: np.ndarray,
+    neg_w: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    levels: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Metrics of rows whose samples are sorted by decreasing score.
+
+    ``pos_w``/``neg_w`` (..., N) are the member/non-member weight of each sorted
+    position; ``start``/``end`` (broadcastable to them) index the first/last position of
+    its tie group. Every position takes the ROC point of its group end, so the points
+    are those of sklearn's ``roc_curve`` (sklearn divides the same integer-valued sums).
+    """
+    cum_pos, cum_neg = _prefix_sums(pos_w), _prefix_sums(neg_w)
+    n_pos, n_neg = cum_pos[..., -1], cum_neg[..., -1]
+    idx_end = np.broadcast_to(end + 1, pos_w.shape)
+    tp_end = np.take_along_axis(cum_pos, idx_end, axis=-1)
+    tp_start = np.take_along_axis(cum_pos, np.broadcast_to(start, pos_w.shape), axis=-1)
+    tpr = tp_end / n_pos[..., None]
+    fpr = np.take_along_axis(cum_neg, idx_end, axis=-1) / n_neg[..., None]
+    # Mann-Whitney: each non-member beats the members above its tie group and half of
+    # those inside it, i.e. (tp_start + tp_end) / 2 (equal to average ranks for ties).
+    auc_ = np.einsum("...n,...n->...", neg_w, tp_start + tp_end) / (2.0 * n_pos * n_neg)
+    # fpr is non-decreasing along each row and constant on tie groups, so the points with
+    # fpr <= level form a prefix of whole groups; its length c gives TPR = cum_pos[c].
+    order = np.argsort(levels, kind="stable")
+    n_levels = levels.size
+    rows = fpr.reshape(-1, fpr.shape[-1])
+    first_level = np.searchsorted(levels[order], rows, side="left")  # first level >= fpr
+    flat = first_level + (n_levels + 1) * np.arange(rows.shape[0])[:, None]
+    hist = np.bincount(flat.ravel(), minlength=rows.shape[0] * (n_levels + 1))
+    prefix = np.cumsum(hist.reshape(rows.shape[0], n_levels + 1), axis=1)[:, :n_levels]
+    tpr_sorted = np.take_along_axis(cum_pos.reshape(-1, cum_pos.shape[-1]), prefix, axis=1)
+    tpr_levels = np.empty_like(tpr_sorted)
+    tpr_levels[:, order] = tpr_sorted / n_pos.reshape(-1, 1)
+    return {
+        "auc": auc_,
+        "advantage": np.max(tpr - fpr, axis=-1),
+        "tpr": tpr_levels.reshape(*fpr.shape[:-1], n_levels),
+    }
+
+
+def batch_metrics(
+    scores: object,
+    members: object,
+    fpr_levels: object,
+    counts: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """AUC, advantage and TPR@FPR of T targets at once, vectorised in numpy.
+
+    ``scores`` and ``members`` have shape (T, N). Returns ``auc`` (T,), ``advantage``
+    (T,) and ``tpr`` (T, L) with the same definitions (and values, up to rounding of
+    the AUC) as :func:`attack_metrics` on each row.
+
+    ``counts`` (B, N), if given, holds B resamples of the N sample positions as
+    multiplicities (position i drawn ``counts[b, i]`` times), the same resample for
+    every target row; then each output gains a leading axis B. Each row is sorted once
+    and a resample only reweights it, which equals re-sorting the resampled arrays.
+    """
+    s, m = _check_rows(scores, members)
+    levels = _check_levels(fpr_levels)
+    n_targets, n_samples = s.shape
+    order = np.argsort(-s, axis=1, kind="stable")
+    s_sorted = np.take_along_axis(s, order, axis=1)
+    m_sorted = np.take_along_axis(m, order, axis=1)
+    change = s_sorted[:, 1:] != s_sorted[:, :-1]
+    pos = np.arange(n_samples)
+    is_first = np.concatenate([np.ones((n_targets, 1), bool), change], axis=1)
+    is_last = np.concatenate([change, np.ones((n_targets, 1), bool)], axis=1)
+    start = np.maximum.accumulate(np.where(is_first, pos, 0), axis=1)
+    end = np.minimum.accumulate(np.where(is_last, pos, n_samples)[:, ::-1], axis=1)[:, ::-1]
+    if counts is None:
+        return _sorted_metrics(
+            m_sorted.astype(float), (~m_sorted).astype(float), start, end, levels
+        )
+
+    w = np.asarray(counts)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != n_samples:
+        raise DataError(f"counts must have shape (n_resamples>0, {n_samples}); got {w.shape}.")
+    if w.dtype.kind not in "iu" or (w < 0).any():
+        raise DataError("counts must hold non-negative integer multiplicities.")
+    w = w.astype(np.float64)
+    n_pos = w @ m.T  # (B, T) weighted members per resample and target
+    n_neg = w.sum(axis=1, keepdims=True) - n_pos
+    if (n_pos == 0).any() or (n_neg == 0).any():
+        b, t = np.argwhere((n_pos == 0) | (n_neg == 0))[0]
+        raise DataError(
+            f"resample {b} leaves target row {t} without a member or a non-member; "
+            "drop such resamples first."
+        )
+    chunk = max(1, _CHUNK_ELEMENTS // (n_targets * n_samples))
+    parts = []
+    for lo in range(0, w.shape[0], chunk):
+        w_sorted = w[lo : lo + chunk][:, order]  # (b, T, N)
+        parts.append(_sorted_metrics(w_sorted * m_sorted, w_sorted * ~m_sorted, start, end, levels))
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def mean_roc(scores: object, members: object, fpr_grid: object) -> np.ndarray:
+    """Mean over targets of each target's TPR at every FPR of ``fpr_grid``.
+
+    Step interpolation as in :func:`tpr_at_fpr` (largest TPR with FPR <= grid value),
+    for averaged log-log ROC plots (Carlini et al. 2022, Fig. 1 style).
+    """
+    return batch_metrics(scores, members, fpr_grid)["tpr"].mean(axis=0)
+
+
+def log_fpr_grid(n_nonmembers: int, points: int = 200) -> np.ndarray:
+    """``points`` log-spaced FPRs from max(1 / n_nonmembers, 1e-5) to 1."""
+    if n_nonmembers < 1 or points < 2:
+        raise ConfigError(
+            f"log_fpr_grid needs n_nonmembers >= 1 and points >= 2; got {n_nonmembers}, {points}."
+        )
+    return np.geomspace(max(1.0 / n_nonmembers, 1e-5), 1.0, points)

@@ -1,0 +1,15 @@
+"""Models: architectures, the training recipe and trainer, and the model store."""
+
+from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.store import ModelStore
+from mialens.models.training import DPConfig, EarlyStoppingConfig, TrainConfig, train_model
+
+__all__ = [
+    "DPConfig",
+    "EarlyStoppingConfig",
+    "ModelConfig",
+    "ModelStore",
+    "TrainConfig",
+    "build_model",
+    "train_model",
+]

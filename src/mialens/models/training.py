@@ -1,0 +1,308 @@
+"""Training recipe (:class:`TrainConfig`) and the trainer for one model.
+
+The trainer is deterministic: the seed fixes initialisation, batch order, dropout,
+augmentation and DP noise, and the global torch RNG is left untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from mialens.augment import random_augment
+from mialens.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class EarlyStoppingConfig(BaseModel):
+    """Stop when the validation metric has not improved for ``patience`` epochs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patience: int = Field(default=5, ge=1)
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best: bool = Field(default=True, description="keep the weights of the best epoch")
+
+
+class DPConfig(BaseModel):
+    """DP-SGD through Opacus (Abadi et al. 2016) with Poisson sampling.
+
+    Give either ``noise_multiplier`` or ``target_epsilon`` (the noise is then calibrated
+    so that the planned epochs spend exactly that budget).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    noise_multiplier: float | None = Field(default=None, gt=0.0)
+    target_epsilon: float | None = Field(default=None, gt=0.0)
+    max_grad_norm: float = Field(default=1.0, gt=0.0, description="per-sample clipping norm C")
+    delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
+    accountant: Literal["rdp", "prv", "gdp"] = "rdp"
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> DPConfig:
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("train.dp needs exactly one of noise_multiplier or target_epsilon")
+        return self
+
+
+class AugmentConfig(BaseModel):
+    """Training-time image augmentation: random horizontal flips and shifts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip: bool = False
+    shift: int = Field(default=0, ge=0, description="largest shift in pixels")
+
+
+class TrainConfig(BaseModel):
+    """How every target and reference model is trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(default=1e-3, gt=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="sgd only")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="L2 penalty")
+    schedule: Literal["constant", "cosine", "step"] = Field(
+        default="constant", description="step: lr x0.1 at 50% and 75% of the epochs"
+    )
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    augment: AugmentConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    dp: DPConfig | None = None
+
+
+@dataclass
+class TrainResult:
+    """Weights and record of one training run."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    epsilon: float | None = None
+    seconds: float = 0.0
+
+
+def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _lr_factor(config: TrainConfig, epoch: int) -> float:
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+    if config.schedule == "step":
+        return 0.1 ** (int(epoch >= config.epochs // 2) + int(epoch >= (3 * config.epochs) // 4))
+    return 1.0
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 2048
+) -> np.ndarray:
+    """Logits of ``model`` on ``x`` in evaluation mode, as float32."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    xt = torch.as_tensor(x)
+    out = [
+        model(xt[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, len(xt), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    logits = torch.as_tensor(predict_logits(model, x))
+    loss = F.cross_entropy(logits, y).item()
+    acc = (logits.argmax(1) == y).float().mean().item()
+    return loss, acc
+
+
+def train_model(
+    build: Callable[[], nn.Module],
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str = "cpu",
+) -> TrainResult:
+    """Train a fresh model from ``build()`` on ``(x, y)`` with the recipe ``config``.
+
+    ``validation`` is required for early stopping and otherwise only logged.
+    """
+    if config.early_stopping is not None and validation is None:
+        raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
+    if len(x) == 0:
+        raise ConfigError("cannot train on an empty training set")
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # Opacus' per-sample hooks make torch warn at every backward pass; nothing is wrong.
+        warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
+        torch.manual_seed(seed)
+        model = build().to(device)
+        result = _fit(model, x, y, config, seed, validation, device)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _fit(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    device: str,
+) -> TrainResult:
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = _optimizer(config, model.parameters())
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    engine = None
+    if config.dp is not None:
+        model, optimizer, batches, engine = _make_private(model, optimizer, xt, yt, config, gen)
+    else:
+        batches = _ShuffledBatches(xt, yt, config.batch_size, gen)
+
+    val = None
+    if validation is not None:
+        val = (
+            torch.as_tensor(validation[0], dtype=torch.float32),
+            torch.as_tensor(validation[1], dtype=torch.long),
+        )
+    stopper = config.early_stopping
+    best_value, best_state, best_epoch, waited = math.inf, None, None, 0
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = lr * _lr_factor(config, epoch - 1)
+        model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        for xb, yb in batches:
+            if len(yb) == 0:  # Poisson sampling may draw an empty batch
+                continue
+            xb, yb = xb.to(device), yb.to(device)
+            if config.augment is not None and xb.dim() == 4:
+                xb = random_augment(xb, config.augment.flip, config.augment.shift, gen)
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            total += len(yb)
+        if not math.isfinite(loss_sum):
+            raise ConfigError(
+                f"training diverged (non-finite loss at epoch {epoch}); lower train.lr or "
+                "check the inputs for extreme values"
+            )
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(total, 1),
+            "train_accuracy": correct / max(total, 1),
+        }
+        if val is not None:
+            record["val_loss"], record["val_accuracy"] = _evaluate(_unwrap(model), *val)
+        history.append(record)
+        if stopper is not None:
+            value = record[stopper.monitor] * (1 if stopper.monitor == "val_loss" else -1)
+            if value < best_value - stopper.min_delta:
+                best_value, best_epoch, waited = value, epoch, 0
+                if stopper.restore_best:
+                    best_state = copy.deepcopy(_unwrap(model).state_dict())
+            else:
+                waited += 1
+                if waited >= stopper.patience:
+                    break
+    final = _unwrap(model)
+    if best_state is not None:
+        final.load_state_dict(best_state)
+    epsilon = engine.get_epsilon(config.dp.delta) if engine is not None else None
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in final.state_dict().items()}
+    return TrainResult(state, history, epoch, best_epoch, epsilon)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside an Opacus wrapper (or the module itself)."""
+    return getattr(model, "_module", model)
+
+
+class _ShuffledBatches:
+    """Mini-batches of a fresh random permutation each epoch (faster than a DataLoader)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, gen: torch.Generator):
+        self.x, self.y, self.batch_size, self.gen = x, y, batch_size, gen
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), generator=self.gen)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def _make_private(model, optimizer, xt, yt, config: TrainConfig, gen: torch.Generator):
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
+
+    errors = ModuleValidator.validate(model, strict=False)
+    if errors:
+        raise ConfigError(f"this architecture cannot be trained with DP-SGD: {errors[0]}")
+    dp = config.dp
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(xt, yt), batch_size=config.batch_size, generator=gen
+    )
+    noise_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    common = dict(
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        max_grad_norm=dp.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=noise_gen,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]ecure.*")
+        warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
+        engine = PrivacyEngine(accountant=dp.accountant)  # warns about its insecure RNG
+        if dp.target_epsilon is not None:
+            model, optimizer, loader = engine.make_private_with_epsilon(
+                target_epsilon=dp.target_epsilon,
+                target_delta=dp.delta,
+                epochs=config.epochs,
+                **common,
+            )
+        else:
+            model, optimizer, loader = engine.make_private(
+                noise_multiplier=dp.noise_multiplier, **common
+            )
+    return model, optimizer, loader, engine

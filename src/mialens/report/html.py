@@ -1,0 +1,300 @@
+"""The self-contained HTML report of an audit.
+
+The page is rendered from ``templates/report.html`` with Jinja2 (autoescaping on) and
+embeds its figures as base64 PNG, so it references no external resource and can be
+mailed or archived as a single file.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from mialens.audit.results import AuditResult
+from mialens.metrics.leakage import fpr_key
+from mialens.report import plots
+
+_DESIGN_LABELS = {
+    "dataset": "data set",
+    "num_models": "models trained",
+    "targets": "target models",
+    "pool_size": "audit pool (samples scored per target)",
+    "validation_size": "validation samples",
+    "test_size": "test samples (utility)",
+    "population_size": "population samples (trained no model)",
+    "queries_per_sample": "queries per sample",
+    "seed": "seed",
+}
+_UTILITY_LABELS = {
+    "train_accuracy": "train accuracy (on members)",
+    "test_accuracy": "test accuracy",
+    "generalization_gap": "generalization gap (train − test)",
+}
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("mialens.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _pct(level: float) -> str:
+    """An FPR level as a percentage: ``0.001 -> "0.1%"``."""
+    return f"{100 * level:g}%"
+
+
+def _date(created: str) -> str:
+    try:
+        stamp = _dt.datetime.fromisoformat(created)
+    except ValueError:
+        return created
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(_dt.timezone.utc)
+        return stamp.strftime("%Y-%m-%d %H:%M UTC")
+    return stamp.strftime("%Y-%m-%d %H:%M")
+
+
+def _cell(block: dict[str, Any], digits: int) -> dict[str, Any]:
+    """One metric as mean ± std with its t-interval over targets and bootstrap interval.
+
+    With a single target there is no spread: the cell shows the value alone.
+    """
+    f = f"{{:.{digits}f}}".format
+    boot = block.get("bootstrap")
+    several = block["n"] > 1
+    return {
+        "mean": block["mean"],
+        "main": f"{f(block['mean'])} ± {f(block['std'])}" if several else f(block["mean"]),
+        "t": f"[{f(block['ci_low'])}, {f(block['ci_high'])}]" if several else None,
+        "boot": f"[{f(boot['low'])}, {f(boot['high'])}]" if boot else None,
+        "range": f"{f(block['min'])} – {f(block['max'])}" if several else f(block["min"]),
+        "resolved": block.get("resolved", True),
+        "best": False,
+    }
+
+
+def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Column headers and one row of cells per attack; the best mean of a column is marked."""
+    columns = [
+        {"label": "AUC", "title": "area under the ROC curve"},
+        {"label": "advantage", "title": "max over thresholds of TPR − FPR (Yeom et al. 2018)"},
+    ] + [
+        {"label": f"TPR @ {_pct(lv)} FPR", "title": f"TPR at FPR {fpr_key(lv)}"}
+        for lv in result.fpr_levels
+    ]
+    rows = []
+    for name, m in result.metrics.items():
+        cells = [_cell(m["auc"], 3), _cell(m["advantage"], 3)]
+        cells += [_cell(m["tpr_at_fpr"][fpr_key(lv)], 4) for lv in result.fpr_levels]
+        rows.append({"name": name, "cells": cells})
+    for j in range(len(columns)):
+        best = max((row["cells"][j]["mean"] for row in rows), default=None)
+        for row in rows:
+            row["cells"][j]["best"] = len(rows) > 1 and row["cells"][j]["mean"] == best
+    return columns, rows
+
+
+def _highlights(result: AuditResult) -> list[str]:
+    """One-line findings: the strongest attack by AUC and at the lowest resolved FPR."""
+    if not result.metrics:
+        return []
+    metrics = result.metrics
+    by_auc = max(metrics, key=lambda n: metrics[n]["auc"]["mean"])
+    out = [f"Highest mean AUC: {by_auc} ({metrics[by_auc]['auc']['mean']:.3f})."]
+    resolved = [
+        lv
+        for lv in result.fpr_levels
+        if all(m["tpr_at_fpr"][fpr_key(lv)]["resolved"] for m in metrics.values())
+    ]
+    if resolved:
+        key = fpr_key(min(resolved))
+        best = max(metrics, key=lambda n: metrics[n]["tpr_at_fpr"][key]["mean"])
+        tpr = metrics[best]["tpr_at_fpr"][key]["mean"]
+        out.append(
+            f"Highest mean TPR at the lowest resolved FPR ({_pct(min(resolved))}): "
+            f"{best} ({tpr:.4f}, i.e. {tpr / min(resolved):.1f}× chance)."
+        )
+    return out
+
+
+def _design_rows(result: AuditResult) -> list[tuple[str, str]]:
+    """Known design entries first with readable labels, then any others by key."""
+    design = result.design
+    rows = [(label, str(design[key])) for key, label in _DESIGN_LABELS.items() if key in design]
+    rows += [(key, str(v)) for key, v in design.items() if key not in _DESIGN_LABELS]
+    members = result.members.sum(axis=1)
+    non = (~result.members).sum(axis=1)
+    rows.append(("members per target", _span(members.tolist(), "{}")))
+    rows.append(("non-members per target", _span(non.tolist(), "{}")))
+    rows.append(("smallest resolvable FPR (1 / non-members)", f"{1 / non.min():.3g}"))
+    return rows
+
+
+def _utility_rows(result: AuditResult) -> list[dict[str, Any]]:
+    return [
+        {"label": label, **_cell(result.utility[key], 3)}
+        for key, label in _UTILITY_LABELS.items()
+        if key in result.utility
+    ]
+
+
+def _attack_rows(result: AuditResult) -> list[dict[str, Any]]:
+    rows = []
+    for name in result.scores:
+        info = result.attacks.get(name, {})
+        params = info.get("params") or {}
+        rows.append(
+            {
+                "name": name,
+                "summary": info.get("summary", ""),
+                "paper": info.get("paper", ""),
+                "threat_model": info.get("threat_model", ""),
+                "references": info.get("references", ""),
+                "population": "yes" if info.get("uses_population") else "no",
+                "queries": info.get("queries_per_sample", ""),
+                "params": ", ".join(f"{k}={v}" for k, v in params.items()) or "none",
+            }
+        )
+    return rows
+
+
+def _span(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)} – {fmt.format(hi)}"
+
+
+def _training(result: AuditResult) -> dict[str, Any] | None:
+    """Summary and per-model rows of the training records (None without records)."""
+    records = result.training
+    if not records:
+        return None
+    seconds = [float(r.get("seconds") or 0.0) for r in records]
+    epochs = [r["epochs_run"] for r in records if r.get("epochs_run") is not None]
+    best = [r["best_epoch"] for r in records if r.get("best_epoch") is not None]
+    eps = [r["epsilon"] for r in records if r.get("epsilon") is not None]
+    dp = (result.config.get("train") or {}).get("dp") or {}
+    summary = [
+        ("models", str(len(records))),
+        ("reused from the cache", str(sum(bool(r.get("cached")) for r in records))),
+    ]
+    if epochs:
+        summary.append(("epochs run", _span(epochs, "{}")))
+    if best:
+        summary.append(("best epoch (early stopping)", _span(best, "{}")))
+    summary.append(
+        ("training seconds", f"{sum(seconds):.1f} in all, {np.mean(seconds):.2f} per model")
+    )
+    if eps:
+        delta = f" at δ = {dp['delta']:g}" if "delta" in dp else ""
+        summary.append(("DP ε", _span(eps, "{:.3g}") + delta))
+    rows = [
+        {
+            "model": r.get("model", ""),
+            "cached": "yes" if r.get("cached") else "no",
+            "epochs": "" if r.get("epochs_run") is None else r["epochs_run"],
+            "best": "" if r.get("best_epoch") is None else r["best_epoch"],
+            "epsilon": "" if r.get("epsilon") is None else f"{r['epsilon']:.3g}",
+            "seconds": f"{float(r.get('seconds') or 0.0):.2f}",
+            "key": str(r.get("key", ""))[:12],
+        }
+        for r in records
+    ]
+    return {"summary": summary, "rows": rows, "dp": bool(eps)}
+
+
+def _b64(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")
+
+
+def _figures(result: AuditResult) -> list[dict[str, str]]:
+    """The three figures as base64 PNG with their captions."""
+    n_non = plots.min_nonmembers(result)
+    targets = _plural(len(result.target_models), "target")
+    level = plots.spread_level(result)
+    lo, hi = plots.HIST_PERCENTILES
+    spread_note = (
+        ""
+        if level == plots.LEGEND_FPR
+        else f" (1% FPR needs at least 100 non-members per target; with {n_non} the lowest "
+        f"resolvable FPR, {_pct(level)}, is used instead)"
+    )
+    return [
+        {
+            "title": "ROC curves (log-log)",
+            "alt": "log-log ROC curves of every attack",
+            "data": _b64(plots.roc_png(result)),
+            "caption": (
+                f"Mean over {targets} of each target's TPR on a log-spaced FPR "
+                f"grid from 1/{n_non} (the smallest non-member count of a target) to 1, as "
+                "steps without interpolation inside tied scores. Dotted: chance (TPR = FPR). "
+                "The legend gives each attack's mean AUC and mean TPR at 1% FPR (n/a when "
+                "a target has fewer than 100 non-members)."
+            ),
+        },
+        {
+            "title": "Score distributions",
+            "alt": "histograms of member and non-member scores of every attack",
+            "data": _b64(plots.histogram_png(result)),
+            "caption": (
+                f"Scores of members (red) and non-members (blue) pooled over {targets}, "
+                "each group normalised to unit area. Each panel bins the "
+                f"{lo:g}–{hi:g} percentile range of its pooled scores; scores outside it "
+                "are clipped into the outermost bins. Panels labelled 'log count' have a "
+                f"logarithmic count axis because one bin holds over "
+                f"{100 * plots.HIST_LOG_SHARE:g}% of the scores."
+            ),
+        },
+        {
+            "title": f"Per-target spread of the TPR at {_pct(level)} FPR",
+            "alt": f"per-target TPR at {_pct(level)} FPR of every attack",
+            "data": _b64(plots.spread_png(result)),
+            "caption": (
+                f"TPR at {_pct(level)} FPR per target ({targets}; points jittered "
+                "sideways), with box plots of median, quartiles and whiskers to "
+                f"1.5 IQR{spread_note}. Dotted: chance."
+            ),
+        },
+    ]
+
+
+def render_report(result: AuditResult) -> str:
+    """The audit as one self-contained HTML page (figures embedded as base64 PNG)."""
+    columns, rows = _metrics_table(result)
+    boot = {m.get("bootstrap_replicates") for m in result.metrics.values()} - {None}
+    dataset = result.design.get("dataset") or (result.config.get("dataset") or {}).get("name")
+    context = {
+        "dataset": dataset or "unnamed data set",
+        "date": _date(result.created),
+        "n_targets": len(result.target_models),
+        "n_samples": int(result.members.shape[1]),
+        "highlights": _highlights(result),
+        "design": _design_rows(result),
+        "utility": _utility_rows(result),
+        "test_source": result.utility.get("test_source"),
+        "columns": columns,
+        "rows": rows,
+        "bootstrap": ", ".join(str(b) for b in sorted(boot)),
+        "any_unresolved": any(not c["resolved"] for row in rows for c in row["cells"]),
+        "min_nonmembers": plots.min_nonmembers(result),
+        "attacks": _attack_rows(result),
+        "figures": _figures(result),
+        "training": _training(result),
+        "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
+        "environment": list(result.environment.items()),
+    }
+    return _environment().get_template("report.html").render(**context)

@@ -1,0 +1,155 @@
+"""Figures of an audit as PNG bytes: log-log ROC, score histograms, per-target spread.
+
+Every figure is a :class:`matplotlib.figure.Figure` drawn on its own Agg canvas, never
+through pyplot's global state, so rendering is thread-safe and needs no display.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mialens.audit.results import AuditResult
+from mialens.metrics.roc import batch_metrics, fpr_resolvable, log_fpr_grid, mean_roc
+
+LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the spread figure
+HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
+HIST_LOG_SHARE = 0.3  # a panel whose fullest bin holds more of its scores gets a log count axis
+_DPI = 100
+_MEMBER_COLOR = "#c0392b"
+_NONMEMBER_COLOR = "#2c7fb8"
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _colors(n: int) -> list:
+    """One distinct colour per attack, the same in every figure."""
+    cmap = "tab10" if n <= 10 else "tab20"
+    return [colormaps[cmap](i % colormaps[cmap].N) for i in range(n)]
+
+
+def _text(label: str) -> str:
+    """A label drawn literally: ``$`` would otherwise start matplotlib mathtext."""
+    return label.replace("$", r"\$")
+
+
+def min_nonmembers(result: AuditResult) -> int:
+    """The smallest number of non-members of any target."""
+    return int((~result.members).sum(axis=1).min())
+
+
+def spread_level(result: AuditResult) -> float:
+    """FPR of the spread figure: 1%, or the lowest FPR every target resolves if larger."""
+    return max(LEGEND_FPR, 1.0 / min_nonmembers(result))
+
+
+def roc_png(result: AuditResult, points: int = 200) -> bytes:
+    """Log-log ROC of every attack: the mean over targets of the TPR on a log FPR grid."""
+    n_non = min_nonmembers(result)
+    grid = log_fpr_grid(n_non, points)
+    resolved = fpr_resolvable(n_non, LEGEND_FPR)
+    fig = Figure(figsize=(6.4, 6.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([grid[0], 1], [grid[0], 1], color="0.6", lw=1, ls=":", label="chance")
+    for i, (name, color) in enumerate(zip(result.scores, _colors(len(result.scores)), strict=True)):
+        scores = result.scores[name]
+        tpr = mean_roc(scores, result.members, grid)
+        summary = batch_metrics(scores, result.members, [LEGEND_FPR])
+        at = f"{100 * summary['tpr'][:, 0].mean():.1f}%" if resolved else "n/a"
+        label = f"{_text(name)}  (AUC {summary['auc'].mean():.3f}, TPR@1% {at})"
+        ls = _LINESTYLES[(i // 10) % len(_LINESTYLES)]
+        ax.plot(grid, tpr, drawstyle="steps-post", color=color, ls=ls, lw=1.6, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log", nonpositive="clip")
+    ax.set_xlim(grid[0], 1)
+    ax.set_ylim(grid[0], 1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate (mean over targets)")
+    ax.grid(True, which="major", color="0.9", lw=0.8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
+    return _png(fig)
+
+
+def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
+    """Score histograms per attack, members vs. non-members pooled over targets.
+
+    Each panel bins its scores over their pooled 0.5–99.5 percentile range; scores
+    outside it are clipped into the outermost bins. A panel whose fullest bin holds more
+    than :data:`HIST_LOG_SHARE` of the scores (a spike with a long tail) gets a log
+    count axis, labelled "log", so the tail is not flattened by the spike.
+    """
+    names = list(result.scores)
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    fig = Figure(figsize=(2.5 * ncols + 0.3, 1.9 * nrows + 0.5), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        scores = result.scores[name]
+        lo, hi = np.percentile(scores, HIST_PERCENTILES)
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, bins + 1)
+        clipped = np.clip(scores, lo, hi)
+        spike = np.histogram(clipped, edges)[0].max() > HIST_LOG_SHARE * scores.size
+        for mask, color, label in (
+            (~result.members, _NONMEMBER_COLOR, "non-members"),
+            (result.members, _MEMBER_COLOR, "members"),
+        ):
+            values = clipped[mask]
+            ax.hist(values, edges, density=True, histtype="stepfilled", alpha=0.35, color=color)
+            ax.hist(values, edges, density=True, histtype="step", lw=1.1, color=color, label=label)
+        if spike:
+            ax.set_yscale("log")
+            ax.set_ylabel("log count", fontsize=7)
+        ax.set_title(_text(name), fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([], minor=True)
+        ax.set_yticks([])
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=2, fontsize=8, frameon=False)
+    fig.supxlabel("attack score (higher = more likely member)", fontsize=8)
+    return _png(fig)
+
+
+def spread_png(result: AuditResult) -> bytes:
+    """Per-target TPR at :func:`spread_level` of every attack: box plot with the points."""
+    level = spread_level(result)
+    names = list(result.scores)
+    values = [batch_metrics(result.scores[n], result.members, [level])["tpr"][:, 0] for n in names]
+    fig = Figure(figsize=(max(4.5, 0.65 * len(names) + 1.8), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(1, len(names) + 1)
+    ax.boxplot(
+        values,
+        positions=positions,
+        widths=0.55,
+        showfliers=False,
+        medianprops={"color": "0.2"},
+        boxprops={"color": "0.45"},
+        whiskerprops={"color": "0.45"},
+        capprops={"color": "0.45"},
+    )
+    jitter = np.random.default_rng(0)
+    for pos, vals, color in zip(positions, values, _colors(len(names)), strict=True):
+        x = pos + jitter.uniform(-0.15, 0.15, size=vals.size)
+        ax.scatter(x, vals, s=14, color=color, alpha=0.8, edgecolors="none", zorder=3)
+    ax.axhline(level, color="0.6", ls=":", lw=1, label=f"chance (TPR = FPR = {100 * level:g}%)")
+    ax.set_xticks(positions, [_text(n) for n in names], rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(0.4, len(names) + 0.6)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(f"TPR at {100 * level:.3g}% FPR, per target", fontsize=9)
+    ax.grid(True, axis="y", color="0.9", lw=0.8)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return _png(fig)

@@ -1,0 +1,1 @@
+"""Signals: model outputs on query sets and per-sample statistics of them."""

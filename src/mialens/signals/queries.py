@@ -1,0 +1,44 @@
+"""Query sets: the views of each sample that are sent to every model."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mialens.augment import Transform, query_transforms
+from mialens.targets.adapters import Target
+
+
+class QueryConfig(BaseModel):
+    """Query augmentations (images only): flips and shifts of every sample.
+
+    Tabular data is always queried as is. LiRA and RMIA average over the views; the
+    other attacks read the unmodified view, which always comes first.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip: bool = Field(default=False, description="also query horizontally mirrored images")
+    shift: int = Field(default=0, ge=0, description="query every shift in [-shift, shift]^2 pixels")
+
+
+DEFAULT_IMAGE_QUERIES = QueryConfig(flip=False, shift=1)
+"""Queried views of images unless configured: every shift of up to one pixel."""
+
+
+def transforms_for(config: QueryConfig, modality: str) -> list[Transform]:
+    """The views to query for data of ``modality``."""
+    if modality != "image":
+        return [Transform()]
+    return query_transforms(config.flip, config.shift)
+
+
+def collect_logits(
+    target: Target, x: np.ndarray, transforms: list[Transform], batch_size: int = 4096
+) -> np.ndarray:
+    """Logits of ``target`` on every view of every sample: shape ``(n, n_views, n_classes)``."""
+    views = []
+    for view in transforms:
+        parts = [target.logits(view(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        views.append(np.concatenate(parts))
+    return np.stack(views, axis=1)

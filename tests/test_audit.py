@@ -1,0 +1,145 @@
+"""End-to-end audits: outputs, stable ids, caching, determinism and resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mialens.audit import models as audit_models
+from mialens.audit.config import validate_config
+from mialens.audit.runner import run_audit
+from mialens.data.registry import load_dataset
+from mialens.metrics import tpr_at_fpr
+from mialens.report.files import read_samples
+
+
+def small_config(**audit):
+    raw = {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "hidden": [64]},
+        "train": {"epochs": 8, "batch_size": 32},
+        "audit": {"num_models": 4, "pool_size": 400, "bootstrap": 20, **audit},
+    }
+    return validate_config(raw)
+
+
+def test_outputs_ids_and_members(tmp_path):
+    result = run_audit(small_config(), tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["attacks"]) == {
+        "loss", "confidence", "entropy", "mentr", "attack_p", "attack_r",
+        "lira_online", "lira_offline", "rmia_online", "rmia_offline",
+    }  # fmt: skip
+    for entry in metrics["attacks"].values():
+        assert set(entry["tpr_at_fpr"]) == {"0.1", "0.01", "0.001", "0.0001"}
+        assert len(entry["auc"]["per_target"]) == 4
+        assert "bootstrap" in entry["auc"] and "paper" in entry
+    assert metrics["attacks"]["loss"]["tpr_at_fpr"]["0.0001"]["resolved"] is False
+    assert metrics["attacks"]["loss"]["tpr_at_fpr"]["0.1"]["resolved"] is True
+    assert 0.0 <= metrics["utility"]["test_accuracy"]["mean"] <= 1.0
+    assert metrics["config"]["audit"]["num_models"] == 4
+    assert metrics["environment"]["torch"]
+
+    # samples.csv: one row per (sample, target); ids are the data set's own ids
+    table = read_samples(tmp_path / "samples.csv")
+    assert len(table["sample_id"]) == 4 * 400
+    digits = load_dataset("digits")
+    pool_ids = table["sample_id"][table["target"] == 0].astype(int)
+    assert len(set(pool_ids)) == 400
+    assert not np.array_equal(np.sort(pool_ids), pool_ids)  # shuffled, not a contiguous block
+    # every row's label and membership agree with the data set and the result
+    np.testing.assert_array_equal(table["label"][table["target"] == 0], digits.y[pool_ids])
+    for t in range(4):
+        rows = table["target"] == t
+        np.testing.assert_array_equal(table["member"][rows], result.members[t].astype(int))
+        np.testing.assert_array_equal(table["lira_online"][rows], result.scores["lira_online"][t])
+    # every sample is a member of exactly half of the models
+    assert (result.members.sum(axis=0) == 2).all()
+    assert (tmp_path / "report.html").stat().st_size > 1000
+
+
+def test_second_run_reuses_every_model_and_gives_the_same_numbers(tmp_path):
+    first = run_audit(small_config(), tmp_path / "a")
+    assert not any(r["cached"] for r in first.training)
+    second = run_audit(small_config(), tmp_path / "b")
+    assert all(r["cached"] for r in second.training)
+    for name in first.scores:
+        np.testing.assert_array_equal(first.scores[name], second.scores[name])
+    assert first.metrics == second.metrics
+
+
+def test_same_seed_same_numbers_without_cache(tmp_path, monkeypatch):
+    a = run_audit(small_config(attacks=["loss", "lira_online"]))
+    monkeypatch.setenv("MIALENS_CACHE_DIR", str(tmp_path / "fresh"))
+    b = run_audit(small_config(attacks=["loss", "lira_online"]))
+    assert not any(r["cached"] for r in b.training)
+    np.testing.assert_array_equal(a.scores["lira_online"], b.scores["lira_online"])
+    c = run_audit(small_config(attacks=["loss", "lira_online"], seed=1))
+    assert not np.array_equal(a.sample_ids, c.sample_ids)
+
+
+def test_interrupted_run_resumes_from_cached_models(tmp_path, monkeypatch):
+    calls = []
+    real_train = audit_models.train_model
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(audit_models, "train_model", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(small_config(), tmp_path)
+    assert not (tmp_path / "metrics.json").exists()  # nothing half-written
+    monkeypatch.setattr(audit_models, "train_model", real_train)
+    result = run_audit(small_config(), tmp_path)
+    assert [r["cached"] for r in result.training] == [True, True, False, False]
+
+
+def test_corrupt_cached_model_is_rebuilt(tmp_path, caplog):
+    first = run_audit(small_config(attacks=["loss"]))
+    cache = os.environ["MIALENS_CACHE_DIR"]
+    key = first.training[0]["key"]
+    entry = os.path.join(cache, "models", key)
+    for name in os.listdir(entry):  # drop cached logits so the weights must be read
+        if name.startswith("logits-"):
+            os.remove(os.path.join(entry, name))
+    with open(os.path.join(entry, "model.safetensors"), "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x00garbage\x00")
+    second = run_audit(small_config(attacks=["loss"]))
+    assert "corrupt" in caplog.text
+    assert second.training[0]["cached"] is False
+    np.testing.assert_array_equal(first.scores["loss"], second.scores["loss"])
+
+
+def test_reference_attacks_beat_loss_on_location30(location30_archive):
+    """Seeded statistical check on a real leaky setup: MLPs on Location30 overfit."""
+    config = validate_config(
+        {
+            "dataset": {"name": "location30"},
+            "model": {"hidden": [128]},
+            "train": {"epochs": 20},
+            "audit": {
+                "num_models": 8,
+                "pool_size": 1600,
+                "bootstrap": 0,
+                "attacks": ["loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline"],
+            },
+        }
+    )
+    result = run_audit(config)
+
+    def mean_tpr(name, level=0.01):
+        return np.mean(
+            [
+                tpr_at_fpr(s, m, level)
+                for s, m in zip(result.scores[name], result.members, strict=True)
+            ]
+        )
+
+    loss = mean_tpr("loss")
+    for name in ("lira_online", "lira_offline", "rmia_online", "rmia_offline"):
+        assert mean_tpr(name) > max(3 * loss, 0.1), name

@@ -1,0 +1,98 @@
+"""Per-sample statistics: exact values and numerical stability."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mialens.errors import UnknownNameError
+from mialens.signals.statistics import (
+    compute_signal,
+    confidence,
+    correctness,
+    entropy,
+    hinge,
+    loss,
+    modified_entropy,
+    probability,
+    rescaled_logit,
+)
+
+LOGITS = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 5.0], [1.0, 1.0, 1.0]])
+LABELS = np.array([0, 2, 1])
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+P = softmax(LOGITS)
+PY = P[np.arange(3), LABELS]
+
+
+def test_loss_confidence_probability():
+    np.testing.assert_allclose(loss(LOGITS, LABELS), -np.log(PY), rtol=1e-14)
+    np.testing.assert_allclose(confidence(LOGITS, LABELS), PY, rtol=1e-14)
+    assert confidence(LOGITS, LABELS)[2] == pytest.approx(1 / 3)
+    # temperature 2: softmax(z / 2)
+    np.testing.assert_allclose(
+        probability(LOGITS, LABELS, temperature=2.0),
+        softmax(LOGITS / 2)[np.arange(3), LABELS],
+        rtol=1e-14,
+    )
+
+
+def test_entropy_and_modified_entropy_match_the_definitions():
+    np.testing.assert_allclose(entropy(LOGITS), -(P * np.log(P)).sum(axis=1), rtol=1e-13)
+    assert entropy(LOGITS)[2] == pytest.approx(math.log(3))
+    expected = []
+    for i, y in enumerate(LABELS):
+        # Song & Mittal Eq. 3: -(1 - p_y) log p_y - sum_{j != y} p_j log(1 - p_j)
+        others = sum(P[i, j] * math.log(1 - P[i, j]) for j in range(3) if j != y)
+        expected.append(-(1 - P[i, y]) * math.log(P[i, y]) - others)
+    np.testing.assert_allclose(modified_entropy(LOGITS, LABELS), expected, rtol=1e-12)
+
+
+def test_modified_entropy_is_precise_for_confident_outputs():
+    # p_y = 1 - 2e-30: the naive log(1 - p) of the wrong classes' partner underflows.
+    z = np.array([[70.0, 0.0, 0.0]])
+    eps = 2 * math.exp(-70)  # 1 - p_y, to first order
+    # correct class: -(1 - p_y) log p_y ~ eps^2; wrong classes: -p_j log(1 - p_j) ~ p_j^2
+    assert modified_entropy(z, np.array([0]))[0] == pytest.approx(
+        eps * eps + eps * eps / 2, rel=1e-6
+    )
+    # wrong label: -(1 - p_1) log p_1 - p_0 log(1 - p_0) - p_2 log(1 - p_2) where
+    # log(1 - p_0) = log(2 e^-70 / Z) must not be -inf
+    value = modified_entropy(z, np.array([1]))[0]
+    assert np.isfinite(value) and value == pytest.approx(70 + 70 - math.log(2), rel=1e-9)
+
+
+def test_rescaled_logit_is_stable_and_exact():
+    expected = np.log(PY / (1 - PY))
+    np.testing.assert_allclose(rescaled_logit(LOGITS, LABELS), expected, rtol=1e-12)
+    # p/(1-p) overflows in float64 for a 50-logit margin; the stable form stays exact
+    z = np.array([[50.0, 0.0, 0.0], [0.0, 60.0, -1e4]])
+    np.testing.assert_allclose(rescaled_logit(z, np.array([0, 0])), [50 - math.log(2), -60.0])
+
+
+def test_hinge_and_correctness():
+    np.testing.assert_array_equal(hinge(LOGITS, LABELS), [1.0, 5.0, 0.0])
+    np.testing.assert_array_equal(correctness(LOGITS, LABELS), [1.0, 1.0, 0.0])
+
+
+def test_labels_broadcast_over_models_and_queries():
+    logits = np.stack([LOGITS[:, None, :]] * 2)  # (models=2, samples=3, queries=1, C)
+    values = compute_signal("rescaled_logit", logits, LABELS[None, :, None])
+    assert values.shape == (2, 3, 1)
+    np.testing.assert_allclose(values[1, :, 0], rescaled_logit(LOGITS, LABELS))
+
+
+def test_unknown_signal():
+    with pytest.raises(UnknownNameError, match="Did you mean"):
+        compute_signal("rescaled_logits", LOGITS, LABELS)
+
+
+def test_probability_rejects_bad_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        probability(LOGITS, LABELS, temperature=0.0)
