@@ -24,8 +24,9 @@ def small_config(**audit):
     return validate_config(raw)
 
 
-def test_outputs_ids_and_members(tmp_path):
+def test_outputs_ids_and_members(tmp_path, caplog):
     result = run_audit(small_config(), tmp_path)
+    assert "TPR at FPR 0.0001 needs at least 10000 non-members per target" in caplog.text
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["attacks"]) == {
         "loss", "confidence", "entropy", "mentr", "attack_p", "attack_r",

@@ -65,18 +65,18 @@ def random_augment(
     x: torch.Tensor, flip: bool, shift: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Training-time augmentation: a random flip and a random shift per image."""
-    n = x.shape[0]
-    if flip:
-        mirror = torch.rand(n, generator=generator) < 0.5
+    n, dev = x.shape[0], x.device
+    if flip:  # random draws come from the (CPU) generator, then move to the data's device
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(dev)
         x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
     if shift > 0:
         h, w = x.shape[-2:]
         padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
-        dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
-        dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
-        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
-        batch = torch.arange(n)[:, None, None, None]
-        chan = torch.arange(x.shape[1])[None, :, None, None]
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(dev)
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(dev)
+        rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])[:, None, None, :]
+        batch = torch.arange(n, device=dev)[:, None, None, None]
+        chan = torch.arange(x.shape[1], device=dev)[None, :, None, None]
         x = padded[batch, chan, rows, cols]
     return x

@@ -82,6 +82,8 @@ class Attack(ABC):
     threat_model: ClassVar[str] = "score"
     references: ClassVar[ReferenceUse] = "none"
     uses_population: ClassVar[bool] = False
+    uses_all_queries: ClassVar[bool] = False
+    """True when the attack reads every augmented query; else only the first (unmodified)."""
     Params: ClassVar[type[AttackParams]] = AttackParams
 
     def __init__(self, **params: Any) -> None:

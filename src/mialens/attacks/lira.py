@@ -80,6 +80,7 @@ class LiRAOnline(Attack):
     )
     paper = "Carlini et al. 2022, Membership Inference Attacks From First Principles (S&P), Alg. 1"
     references = "online"
+    uses_all_queries = True
     Params = LiRAParams
 
     def signal(self) -> SignalSpec:
@@ -117,6 +118,7 @@ class LiRAOffline(Attack):
         "Carlini et al. 2022, Membership Inference Attacks From First Principles (S&P), Sec. IV-D"
     )
     references = "offline"
+    uses_all_queries = True
     Params = LiRAParams
 
     def signal(self) -> SignalSpec:

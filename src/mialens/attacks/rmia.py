@@ -68,6 +68,7 @@ def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -
 
 class _RMIA(Attack):
     uses_population = True
+    uses_all_queries = True
     paper = (
         "Zarifzadeh, Liu & Shokri 2024, Low-Cost High-Power Membership Inference Attacks "
         "(ICML), Eq. 3-4"

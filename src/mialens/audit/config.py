@@ -103,10 +103,11 @@ class AuditSettings(BaseModel):
     def _enough_models(self) -> AuditSettings:
         for spec in self.attacks:
             attack = build_attack(spec)
-            if attack.references == "online" and self.num_models < 4:
+            if attack.references != "none" and self.num_models < 4:
                 raise ValueError(
-                    f"attack {attack.name!r} needs num_models >= 4 (every sample must train "
-                    "at least one reference model besides the target)"
+                    f"attack {attack.name!r} needs num_models >= 4 (every sample must be left "
+                    "out of at least one reference model besides the target, and online "
+                    "attacks also need it to train one)"
                 )
         return self
 
@@ -197,8 +198,14 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Au
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"cannot read configuration {path}: not UTF-8 text") from exc
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):  # checked before overrides are applied to it
+            raise ConfigError(
+                f"{path}: an audit configuration is a mapping; got {type(raw).__name__}"
+            )
     return validate_config(apply_overrides(raw, list(overrides)))

@@ -161,7 +161,8 @@ def train_model(
     if len(x) == 0:
         raise ConfigError("cannot train on an empty training set")
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), warnings.catch_warnings():
         # Opacus' per-sample hooks make torch warn at every backward pass; nothing is wrong.
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         torch.manual_seed(seed)
@@ -208,13 +209,17 @@ def _fit(
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
         for xb, yb in batches:
-            if len(yb) == 0:  # Poisson sampling may draw an empty batch
-                continue
             xb, yb = xb.to(device), yb.to(device)
             if config.augment is not None and xb.dim() == 4:
                 xb = random_augment(xb, config.augment.flip, config.augment.shift, gen)
             optimizer.zero_grad(set_to_none=True)
             logits = model(xb)
+            if len(yb) == 0:
+                # Poisson sampling drew no sample: DP-SGD still takes a (pure-noise) step,
+                # which the accountant counts, so the reported epsilon stays exact.
+                logits.sum().mul(0.0).backward()
+                optimizer.step()
+                continue
             loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             loss.backward()
             optimizer.step()

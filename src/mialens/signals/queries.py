@@ -6,6 +6,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mialens.augment import Transform, query_transforms
+from mialens.errors import DataError
 from mialens.targets.adapters import Target
 
 
@@ -37,6 +38,8 @@ def collect_logits(
     target: Target, x: np.ndarray, transforms: list[Transform], batch_size: int = 4096
 ) -> np.ndarray:
     """Logits of ``target`` on every view of every sample: shape ``(n, n_views, n_classes)``."""
+    if len(x) == 0:
+        raise DataError("no samples to query: the query set is empty")
     views = []
     for view in transforms:
         parts = [target.logits(view(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]

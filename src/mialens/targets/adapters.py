@@ -47,6 +47,8 @@ class Target:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits for the batch ``x``, validated (finite, one column per class)."""
         x = np.ascontiguousarray(x, dtype=np.float32)  # torch rejects negative strides
+        if len(x) == 0:
+            raise DataError("no samples to query: the batch is empty")
         out = check_logits(self._logits(x), "model output", n=len(x))
         if self.num_classes is not None and out.shape[-1] != self.num_classes:
             raise DataError(

@@ -1,0 +1,77 @@
+"""The command line: listings, the demo, audits with overrides and clean errors."""
+
+import json
+
+from typer.testing import CliRunner
+
+from mialens.attacks import ATTACKS
+from mialens.cli import app
+from mialens.data.registry import list_datasets
+
+runner = CliRunner()
+SMALL = [
+    "--set", "audit.num_models=4",
+    "--set", "audit.pool_size=300",
+    "--set", "train.epochs=3",
+    "--set", "audit.bootstrap=10",
+]  # fmt: skip
+
+
+def test_listings_have_one_line_per_entry():
+    result = runner.invoke(app, ["attacks"])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == len(ATTACKS)
+    assert all(line.split()[0] in ATTACKS for line in lines)
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    assert len(result.output.strip().splitlines()) == len(list_datasets())
+
+
+def test_demo_writes_the_three_outputs(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--quiet", *SMALL])
+    assert result.exit_code == 0, result.output
+    for name in ("metrics.json", "samples.csv", "report.html"):
+        assert (tmp_path / name).is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["audit"]["num_models"] == 4
+    assert metrics["design"]["dataset"] == "digits"
+    assert "lira_online" in result.output
+
+
+def test_demo_shows_its_config():
+    result = runner.invoke(app, ["demo", "--show-config"])
+    assert result.exit_code == 0 and "digits" in result.output
+
+
+def test_audit_with_overrides(tmp_path):
+    config = tmp_path / "audit.yaml"
+    config.write_text("dataset: {name: digits}\naudit: {attacks: [loss, lira_offline]}\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["audit", str(config), "--out", str(out), "-q", *SMALL])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["attacks"]) == {"loss", "lira_offline"}
+    assert metrics["design"]["pool_size"] == 300
+
+
+def test_bad_config_fails_cleanly(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("dataset: {name: digitz}\naudit: {num_modls: 4}\n")
+    result = runner.invoke(app, ["audit", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "num_modls" in result.output and "num_models" in result.output
+    assert "Traceback" not in result.output
+    config.write_text("dataset: {name: digitz}\n")
+    result = runner.invoke(app, ["audit", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Did you mean 'digits'" in result.output
+    result = runner.invoke(app, ["audit", str(tmp_path / "missing.yaml"), "--out", "x"])
+    assert result.exit_code == 2 and "cannot read" in result.output
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "o"), "--set", "audit.num_models"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and "mialens" in result.output
