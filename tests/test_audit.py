@@ -144,3 +144,14 @@ def test_reference_attacks_beat_loss_on_location30(location30_archive):
     loss = mean_tpr("loss")
     for name in ("lira_online", "lira_offline", "rmia_online", "rmia_offline"):
         assert mean_tpr(name) > max(3 * loss, 0.1), name
+
+
+def test_queries_follow_the_training_augmentation():
+    plain = run_audit(small_config(attacks=["loss", "lira_offline"]))
+    assert plain.design["queries_per_sample"] == 1
+    raw = small_config(attacks=["loss", "lira_offline"]).model_dump()
+    raw["train"]["augment"] = {"flip": False, "shift": 1}
+    augmented = run_audit(validate_config(raw))
+    assert augmented.design["queries_per_sample"] == 9
+    assert augmented.attacks["lira_offline"]["queries_per_sample"] == 9
+    assert augmented.attacks["loss"]["queries_per_sample"] == 1

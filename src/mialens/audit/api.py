@@ -25,7 +25,6 @@ from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.training import TrainConfig, train_model
 from mialens.seeding import int_seed
 from mialens.signals.queries import (
-    DEFAULT_IMAGE_QUERIES,
     QueryConfig,
     collect_logits,
     transforms_for,
@@ -141,8 +140,8 @@ def audit_model(
     the target's accuracy on the non-members). ``num_references`` reference models are
     trained on complementary halves of ``(x, y)`` with ``train_reference(x, y, seed)``,
     by default :func:`sklearn_recipe` for a scikit-learn target (PyTorch users can
-    build a recipe with :func:`torch_recipe`). Image inputs ``(n, c, h, w)`` are queried
-    under the augmentations of ``queries`` (default: shifts of one pixel).
+    build a recipe with :func:`torch_recipe`). Image inputs ``(n, c, h, w)`` can be
+    queried under the augmentations of ``queries`` (use those the target trained with).
     """
     y_arr, member, num_classes, ids = _check_candidates(y, members, num_classes, sample_ids)
     x_arr = check_features(x, "x")
@@ -156,9 +155,7 @@ def audit_model(
     recipe = _default_recipe(target, train_reference)
     _check_needs(attack_objs, num_references, pop is not None)
 
-    transforms = transforms_for(
-        queries or DEFAULT_IMAGE_QUERIES, "image" if x_arr.ndim == 4 else "tabular"
-    )
+    transforms = transforms_for(queries or QueryConfig(), "image" if x_arr.ndim == 4 else "tabular")
     keep = keep_mask(num_references, len(y_arr), seed)
     models = [as_target(target, num_classes)]
     for r in range(num_references):

@@ -60,7 +60,7 @@ class AuditSettings(BaseModel):
     )
     bootstrap: int = Field(default=200, ge=0, description="bootstrap replicates (0: none)")
     queries: QueryConfig | None = Field(
-        default=None, description="query augmentations (default: per data set)"
+        default=None, description="query augmentations (default: those of train.augment)"
     )
     device: str = Field(default="cpu", description="torch device for training and queries")
     cache_dir: Path | None = Field(

@@ -19,7 +19,7 @@ from mialens.audit.results import AuditResult, attack_info
 from mialens.data.registry import load_dataset
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.seeding import int_seed
-from mialens.signals.queries import DEFAULT_IMAGE_QUERIES, transforms_for
+from mialens.signals.queries import QueryConfig, transforms_for
 from mialens.splits import keep_mask, make_split
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ def run_audit(
     )
     k_models = settings.num_models
     keep = keep_mask(k_models, len(split.pool), settings.seed)
-    queries = settings.queries or DEFAULT_IMAGE_QUERIES
+    queries = settings.queries
+    if queries is None:  # query the views the models were trained on
+        augment = config.train.augment
+        queries = QueryConfig(flip=augment.flip, shift=augment.shift) if augment else QueryConfig()
     transforms = transforms_for(queries, dataset.modality)
     plan = TrainingPlan(
         dataset=dataset,
