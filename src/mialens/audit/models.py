@@ -70,14 +70,8 @@ class TrainingPlan:
 def query_key(dataset: Dataset, positions: np.ndarray, transforms: list[Transform]) -> str:
     """Name of the cached logits of a model on ``positions`` under ``transforms``."""
     views = ",".join(f"{t.flip:d}{t.dy:+d}{t.dx:+d}" for t in transforms)
-    return (
-        "logits-"
-        + _digest(
-            np.frombuffer(dataset.fingerprint.encode(), np.uint8),
-            positions,
-            np.frombuffer(views.encode(), np.uint8),
-        )[:24]
-    )
+    text = np.frombuffer(f"{dataset.fingerprint}|{views}".encode(), np.uint8)
+    return "logits-" + _digest(text, positions)[:24]
 
 
 def models_logits(

@@ -86,8 +86,8 @@ class AuditResult:
             "test_source": test_source,
         }
 
-    def headline(self, level: float = 0.01) -> list[dict[str, Any]]:
-        """One row per attack: mean AUC, advantage and TPR at ``level`` and 0.1 * level."""
+    def headline(self) -> list[dict[str, Any]]:
+        """One row per attack: mean AUC, advantage and TPR at each FPR (None if unresolved)."""
         rows = []
         for name, m in self.metrics.items():
             row = {"attack": name, "auc": m["auc"]["mean"], "advantage": m["advantage"]["mean"]}

@@ -54,8 +54,8 @@ LOCATION30 = TableSpec(
     remote=RemoteFile(
         "dataset_location.tgz",
         (_GITHUB + "dataset_location.tgz",),
-        # sha256 of the repository's file, given in the project's design notes
-        # (/work/shared/DESIGN.md, "Data available offline") and matching the offline copy.
+        # sha256 of the file in privacytrustlab/datasets, as recorded in mialens' design
+        # notes and verified against a copy of that file.
         sha256="927203f85a868f8ee17a0ded1dc61699efe602167beabe34fbf45b4b1de94b33",
     ),
     features_member="bangkok",
