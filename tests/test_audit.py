@@ -155,3 +155,17 @@ def test_queries_follow_the_training_augmentation():
     assert augmented.design["queries_per_sample"] == 9
     assert augmented.attacks["lira_offline"]["queries_per_sample"] == 9
     assert augmented.attacks["loss"]["queries_per_sample"] == 1
+
+
+def test_label_only_attack_queries_labels_and_counts_them():
+    result = run_audit(small_config(attacks=["loss", "gap"]))
+    assert result.attacks["gap"]["threat_model"] == "label"
+    assert result.attacks["gap"]["queries_per_sample"] == 1.0
+    gap = result.scores["gap"]
+    assert set(np.unique(gap)) <= {0.0, 1.0}
+    # the gap attack's advantage is the train-test accuracy gap on the pool
+    for t in range(4):
+        members = result.members[t]
+        assert gap[t][members].mean() - gap[t][~members].mean() == pytest.approx(
+            result.metrics["gap"]["advantage"]["per_target"][t]
+        )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mialens.attacks import ATTACKS, ReferenceSignals, TargetSignals, build_attack
+from mialens.attacks import DEFAULT_ATTACKS, ReferenceSignals, TargetSignals, build_attack
 from mialens.audit.engine import ModelOutputs, score_targets
 from mialens.errors import DataError
 from mialens.metrics import tpr_at_fpr
@@ -32,8 +32,8 @@ def leaky_outputs(num_models=16, n=2000, z=1000, seed=0):
 
 def test_reference_attacks_beat_loss_at_low_fpr_on_a_leaky_setup():
     outputs = leaky_outputs()
-    attacks = [build_attack(name) for name in ATTACKS]
-    scores = score_targets(attacks, outputs, targets=[0, 5, 10])
+    attacks = [build_attack(name) for name in DEFAULT_ATTACKS]
+    scores = score_targets(attacks, outputs, targets=[0, 5, 10]).scores
     members = outputs.member[[0, 5, 10]]
 
     def tpr(name):
@@ -54,14 +54,14 @@ def test_each_target_is_scored_against_all_other_models():
     base[:, :, 0, 0] = np.arange(m)[:, None] + 0.1 * member
     outputs = ModelOutputs(base, member, np.zeros(n, int))
     attack = build_attack("loss")
-    scores = score_targets([attack], outputs, targets=[2, 0])
+    scores = score_targets([attack], outputs, targets=[2, 0]).scores
     # LOSS uses the target only: rows follow the requested target order
     logits = outputs.logits[:, :, 0]
     np.testing.assert_array_equal(scores["loss"][0], -loss(logits[2], np.zeros(n, int)))
     np.testing.assert_array_equal(scores["loss"][1], -loss(logits[0], np.zeros(n, int)))
 
     lira = build_attack({"name": "lira_offline", "variance": "per_example"})
-    got = score_targets([lira], outputs, targets=[3])["lira_offline"][0]
+    got = score_targets([lira], outputs, targets=[3]).scores["lira_offline"][0]
     phi = rescaled_logit(outputs.logits[:, :, 0], np.zeros(n, int))[:, :, None]
     manual = build_attack({"name": "lira_offline", "variance": "per_example"})
     manual.fit(ReferenceSignals(phi[[0, 1, 2]], member[[0, 1, 2]], np.zeros(n, int)))

@@ -364,3 +364,19 @@ def test_collect_logits_with_torch_target_and_flipped_views():
         mirrored = module(torch.as_tensor(np.ascontiguousarray(x[..., ::-1]))).numpy()
     np.testing.assert_allclose(out[:, 1], mirrored, rtol=1e-6, atol=1e-6)
     assert target.queries == 6
+
+
+def test_label_only_view_refuses_scores_and_counts_label_queries():
+    from mialens.targets import LabelOnlyTarget, restrict
+
+    inner = CallableTarget(lambda x: np.tile([0.0, 1.0], (len(x), 1)), num_classes=2)
+    view = restrict(inner, "label")
+    assert isinstance(view, LabelOnlyTarget)
+    with pytest.raises(PermissionError):
+        view.logits(_x(3))
+    np.testing.assert_array_equal(view.labels(_x(3)), [1, 1, 1])
+    assert view.queries == 3
+    scores = restrict(inner, "score")
+    assert scores.logits(_x(2)).shape == (2, 2) and scores.queries == 2
+    with pytest.raises(DataError, match="white-box"):
+        restrict(inner, "white-box")

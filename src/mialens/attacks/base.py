@@ -1,14 +1,17 @@
 """The attack interface: fit on reference material, score target samples.
 
-An attack never trains or queries models. The audit computes one per-sample statistic
-(a *signal*, see :mod:`mialens.signals.statistics`) of every model's outputs and hands
-the attack the reference models' values with their membership, then the target's
-values. Scores are float64, one per sample; higher means "more likely a member".
+Signal attacks never train or query models: the audit computes one per-sample
+statistic (a *signal*, see :mod:`mialens.signals.statistics`) of every model's outputs
+and hands the attack the reference models' values with their membership, then the
+target's values. Query attacks (label-only, white-box) query the target themselves,
+through an adapter that enforces their threat model and counts queries. Scores are
+float64, one per sample; higher means "more likely a member".
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mialens.errors import ConfigError, DataError
 
 ReferenceUse = Literal["none", "offline", "online"]
+ThreatModel = Literal["score", "label", "white-box"]
 
 
 class AttackParams(BaseModel):
@@ -71,15 +75,17 @@ class TargetSignals:
 class Attack(ABC):
     """A membership-inference attack with scikit-learn-style verbs.
 
-    ``Attack(**params)`` validates parameters against the class's ``Params`` model,
-    :meth:`fit` learns from reference signals (a no-op for attacks without references),
-    :meth:`score` returns one score per target sample.
+    ``Attack(**params)`` validates parameters against the class's ``Params`` model;
+    ``fit`` learns from reference material (a no-op for attacks without references) and
+    ``score`` returns one score per target sample. Subclasses read either per-sample
+    signals of the models' outputs (:class:`SignalAttack`) or query models themselves
+    (:class:`QueryAttack`).
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     paper: ClassVar[str]
-    threat_model: ClassVar[str] = "score"
+    threat_model: ClassVar[ThreatModel] = "score"
     references: ClassVar[ReferenceUse] = "none"
     uses_population: ClassVar[bool] = False
     uses_all_queries: ClassVar[bool] = False
@@ -97,11 +103,29 @@ class Attack(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
         return f"{type(self).__name__}({args})"
 
+    def clone(self) -> Attack:
+        """A fresh, unfitted attack with the same parameters."""
+        return type(self)(**self.params.model_dump())
+
+    def _check_fitted(self) -> None:
+        if not self.fitted_:
+            raise RuntimeError(f"call fit() before score() on attack {self.name!r}")
+
+    def _check_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (n,):
+            raise AssertionError(f"{self.name} returned shape {scores.shape}, expected {(n,)}")
+        return scores
+
+
+class SignalAttack(Attack):
+    """An attack on one per-sample statistic of the models' outputs (:meth:`signal`)."""
+
     @abstractmethod
     def signal(self) -> SignalSpec:
         """The statistic this attack reads."""
 
-    def fit(self, refs: ReferenceSignals | None = None) -> Attack:
+    def fit(self, refs: ReferenceSignals | None = None) -> SignalAttack:
         """Learn from reference models; attacks without references need none."""
         if self.references != "none":
             if refs is None:
@@ -111,22 +135,75 @@ class Attack(ABC):
         self.fitted_ = True
         return self
 
-    def _fit(self, refs: ReferenceSignals | None) -> None:  # noqa: B027 - optional hook
+    def _fit(self, refs: ReferenceSignals | None) -> None:
         """Attack-specific fitting."""
 
     def score(self, target: TargetSignals) -> np.ndarray:
         """Membership scores of the target's samples (higher = more likely member)."""
-        if not self.fitted_:
-            raise RuntimeError(f"call fit() before score() on attack {self.name!r}")
+        self._check_fitted()
         if self.uses_population and target.population is None:
             raise DataError(f"attack {self.name!r} needs the target's outputs on population data")
-        scores = np.asarray(self._score(target), dtype=np.float64)
-        if scores.shape != (target.values.shape[0],):
-            raise AssertionError(f"{self.name} returned shape {scores.shape}")
-        return scores
+        return self._check_scores(self._score(target), target.values.shape[0])
 
     @abstractmethod
     def _score(self, target: TargetSignals) -> np.ndarray:
+        """Attack-specific scoring."""
+
+
+@dataclass(frozen=True)
+class QueryData:
+    """The audit's samples as an adversary holds them, for attacks that query models.
+
+    ``x``/``labels`` are the audited samples; ``population_x``/``population_labels``
+    samples that trained no model; ``train_model(x, y, seed)`` trains a fresh model with
+    the audit's recipe and returns it as a queryable target (for attacks that train
+    shadow models, e.g. on data relabelled by the target).
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    population_x: np.ndarray | None = None
+    population_labels: np.ndarray | None = None
+    train_model: Callable[[np.ndarray, np.ndarray, int], Any] | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QueryReferences:
+    """Reference models the adversary trained itself (full access), with membership."""
+
+    models: Sequence[Any]
+    member: np.ndarray
+    data: QueryData
+
+
+class QueryAttack(Attack):
+    """An attack that queries the target itself: label-only, white-box, shadow models.
+
+    :meth:`score` receives the target restricted to the attack's threat model (labels
+    only, scores, or the module for white-box attacks); queries are counted.
+    """
+
+    def fit(self, refs: QueryReferences | None = None) -> QueryAttack:
+        """Learn from reference models (calibration, attack classifiers)."""
+        if self.references != "none" and (refs is None or len(refs.models) == 0):
+            raise DataError(f"attack {self.name!r} needs reference models")
+        self._fit(refs)
+        self.fitted_ = True
+        return self
+
+    def _fit(self, refs: QueryReferences | None) -> None:
+        """Attack-specific fitting."""
+
+    def score(self, target: Any, data: QueryData) -> np.ndarray:
+        """Membership scores of ``data``'s samples against the queryable ``target``."""
+        self._check_fitted()
+        if self.uses_population and data.population_x is None:
+            raise DataError(f"attack {self.name!r} needs population samples")
+        return self._check_scores(self._score(target, data), len(data.labels))
+
+    @abstractmethod
+    def _score(self, target: Any, data: QueryData) -> np.ndarray:
         """Attack-specific scoring."""
 
 

@@ -27,7 +27,13 @@ from typing import Literal
 import numpy as np
 from scipy.special import log_ndtr
 
-from mialens.attacks.base import Attack, AttackParams, ReferenceSignals, SignalSpec, TargetSignals
+from mialens.attacks.base import (
+    AttackParams,
+    ReferenceSignals,
+    SignalAttack,
+    SignalSpec,
+    TargetSignals,
+)
 
 _MIN_STD = 1e-6
 _PER_EXAMPLE_MIN_MODELS = 32
@@ -71,7 +77,7 @@ def _log_normal_pdf(x: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.nda
     return -0.5 * z * z - np.log(scale) - 0.5 * np.log(2 * np.pi)
 
 
-class LiRAOnline(Attack):
+class LiRAOnline(SignalAttack):
     """LiRA with IN and OUT reference models (see the module docstring)."""
 
     name = "lira_online"
@@ -107,7 +113,7 @@ class LiRAOnline(Attack):
         return llr.mean(axis=1)
 
 
-class LiRAOffline(Attack):
+class LiRAOffline(SignalAttack):
     """LiRA's one-sided offline test on OUT reference models (see the module docstring)."""
 
     name = "lira_offline"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mialens.attacks.base import Attack, ReferenceSignals, SignalSpec, TargetSignals
+from mialens.attacks.base import ReferenceSignals, SignalAttack, SignalSpec, TargetSignals
 
 
 def _interpolate(below: np.ndarray, m: np.ndarray, value_at, t: np.ndarray) -> np.ndarray:
@@ -53,7 +53,7 @@ def interpolated_cdf_rows(sorted_rows: np.ndarray, counts: np.ndarray, t: np.nda
     return _interpolate(below, counts.astype(np.int64), value_at, t)
 
 
-class AttackP(Attack):
+class AttackP(SignalAttack):
     """Attack-P (Ye et al. 2022, Sec. 4): threshold at a percentile of the target's
     population losses; the same threshold for every sample."""
 
@@ -71,7 +71,7 @@ class AttackP(Attack):
         return 1.0 - interpolated_cdf(population, target.values[:, 0])
 
 
-class AttackR(Attack):
+class AttackR(SignalAttack):
     """Attack-R (Ye et al. 2022, Sec. 4): threshold at a percentile of the sample's
     losses on reference models that did not train on it (per-sample threshold)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mialens.attacks.base import Attack
+from mialens.attacks.label_only import GapAttack
 from mialens.attacks.lira import LiRAOffline, LiRAOnline
 from mialens.attacks.loss_percentile import AttackP, AttackR
 from mialens.attacks.rmia import RMIAOffline, RMIAOnline
@@ -29,10 +30,23 @@ ATTACKS: dict[str, type[Attack]] = {
         LiRAOffline,
         RMIAOnline,
         RMIAOffline,
+        GapAttack,
     )
 }
 
-DEFAULT_ATTACKS: tuple[str, ...] = tuple(ATTACKS)
+DEFAULT_ATTACKS: tuple[str, ...] = (
+    "loss",
+    "confidence",
+    "entropy",
+    "mentr",
+    "attack_p",
+    "attack_r",
+    "lira_online",
+    "lira_offline",
+    "rmia_online",
+    "rmia_offline",
+)
+"""The score-based attacks an audit runs unless told otherwise."""
 
 
 def attack_class(name: str) -> type[Attack]:

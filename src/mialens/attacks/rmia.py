@@ -32,7 +32,13 @@ from abc import abstractmethod
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks.base import Attack, AttackParams, ReferenceSignals, SignalSpec, TargetSignals
+from mialens.attacks.base import (
+    AttackParams,
+    ReferenceSignals,
+    SignalAttack,
+    SignalSpec,
+    TargetSignals,
+)
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -66,7 +72,7 @@ def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -
     return scores
 
 
-class _RMIA(Attack):
+class _RMIA(SignalAttack):
     uses_population = True
     uses_all_queries = True
     paper = (

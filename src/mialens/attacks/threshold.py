@@ -9,11 +9,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from mialens.attacks.base import Attack, ReferenceSignals, SignalSpec, TargetSignals
+from mialens.attacks.base import ReferenceSignals, SignalAttack, SignalSpec, TargetSignals
 from mialens.errors import DataError
 
 
-class LossAttack(Attack):
+class LossAttack(SignalAttack):
     """LOSS attack (Yeom et al. 2018, Sec. 3.2).
 
     A sample is called a member when its loss is below a threshold, so the score is the
@@ -47,7 +47,7 @@ def best_threshold(member_values: np.ndarray, nonmember_values: np.ndarray) -> f
     return float(cand[np.argmax(hits + rejections)])
 
 
-class ClassThresholdAttack(Attack):
+class ClassThresholdAttack(SignalAttack):
     """Song & Mittal 2021 metric attack with class-dependent thresholds.
 
     The metric ``m`` (oriented so that larger means member) is compared with a

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from mialens.attacks.base import Attack
+from mialens.attacks.base import Attack, QueryData
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
-from mialens.audit.engine import ModelOutputs, accuracy, score_targets
+from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.models.architectures import ModelConfig, build_model
@@ -174,7 +174,16 @@ def audit_model(
     test_acc = None
     if test_pair is not None:
         test_acc = accuracy(models[0].logits(test_pair[0]), test_pair[1])
-    return _finish(outputs, ids, attack_objs, test_acc, fpr, bootstrap, seed, out)
+    data = QueryData(
+        x=x_arr,
+        labels=y_arr,
+        population_x=None if pop is None else pop[0],
+        population_labels=None if pop is None else pop[1],
+        train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes),
+        seed=seed,
+    )
+    scored = score_targets(attack_objs, outputs, [0], models, data)
+    return _finish(outputs, scored, ids, attack_objs, test_acc, fpr, bootstrap, seed, out)
 
 
 def audit_logits(
@@ -233,11 +242,13 @@ def audit_logits(
         population_logits=pop_all,
         population_labels=population_labels if all(given) else None,
     )
-    return _finish(outputs, ids, attack_objs, None, fpr, bootstrap, seed, out)
+    scored = score_targets(attack_objs, outputs, [0])
+    return _finish(outputs, scored, ids, attack_objs, None, fpr, bootstrap, seed, out)
 
 
 def _finish(
     outputs: ModelOutputs,
+    scored: Scores,
     ids: np.ndarray,
     attacks: list[Attack],
     test_accuracy: float | None,
@@ -246,7 +257,7 @@ def _finish(
     seed: int,
     out: str | os.PathLike | None,
 ) -> AuditResult:
-    """Score the target (model 0) against the references and assemble the result."""
+    """Assemble the result of the target (model 0) scored against the references."""
     member = outputs.member[0]
     n_queries = outputs.logits.shape[2]
     result = AuditResult(
@@ -254,8 +265,8 @@ def _finish(
         labels=outputs.labels,
         members=member[None],
         target_models=[0],
-        scores=score_targets(attacks, outputs, [0]),
-        attacks={a.name: attack_info(a, n_queries) for a in attacks},
+        scores=scored.scores,
+        attacks={a.name: attack_info(a, scored.queries_per_sample[a.name]) for a in attacks},
         fpr_levels=sorted({float(v) for v in fpr}, reverse=True),
         design={
             "dataset": "user data",

@@ -1,9 +1,9 @@
 """Scoring engine: run attacks on model outputs, each target against its references.
 
 Input is the logits of ``M`` models on the audit samples (and population samples)
-with the models' membership. Each model listed as a target is attacked with all the
-other models as references (leave-one-out), which gives every metric a spread over
-targets. The engine never trains or queries models.
+with the models' membership, and, for attacks that query models themselves, the models
+as queryable targets. Each model listed as a target is attacked with all the other
+models as references (leave-one-out), which gives every metric a spread over targets.
 """
 
 from __future__ import annotations
@@ -14,9 +14,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mialens.attacks.base import Attack, ReferenceSignals, SignalSpec, TargetSignals
+from mialens.attacks.base import (
+    Attack,
+    QueryAttack,
+    QueryData,
+    QueryReferences,
+    ReferenceSignals,
+    SignalAttack,
+    SignalSpec,
+    TargetSignals,
+)
 from mialens.errors import DataError
 from mialens.signals.statistics import compute_signal
+from mialens.targets.adapters import Target, restrict
 from mialens.validation import check_finite, check_labels, check_member_mask
 
 log = logging.getLogger(__name__)
@@ -90,51 +100,97 @@ class _Signals:
         return self.cache[spec]
 
 
-def clone(attack: Attack) -> Attack:
-    """A fresh, unfitted attack with the same parameters."""
-    return type(attack)(**attack.params.model_dump())
+@dataclass
+class Scores:
+    """Scores ``(T, N)`` of every attack, and the target queries per sample each made."""
+
+    scores: dict[str, np.ndarray]
+    queries_per_sample: dict[str, float]
 
 
 def score_targets(
     attacks: Sequence[Attack],
     outputs: ModelOutputs,
     targets: Sequence[int],
+    models: Sequence[Target] | None = None,
+    data: QueryData | None = None,
     on_step: Callable[[], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Scores ``(len(targets), N)`` of every attack; references are all non-target models."""
+) -> Scores:
+    """Score every attack against each target; references are all non-target models.
+
+    Signal attacks read ``outputs``; query attacks need ``models`` (queryable, in the
+    order of ``outputs``) and the samples as ``data``.
+    """
     signals = _Signals(outputs)
-    m = outputs.num_models
     scores: dict[str, np.ndarray] = {}
+    queries: dict[str, float] = {}
     for attack in attacks:
-        needs_pop = attack.uses_population
-        if needs_pop and outputs.population_logits is None:
-            raise DataError(f"attack {attack.name!r} needs population data; none was given")
-        values, pop = signals.get(attack.signal())
-        rows = []
+        rows, counts = [], []
         for t in targets:
-            fitted = clone(attack)
-            refs = None
-            if attack.references != "none":
-                others = np.array([i for i in range(m) if i != t], dtype=np.int64)
-                refs = ReferenceSignals(
-                    values=values[others],
-                    member=outputs.member[others],
-                    labels=outputs.labels,
-                    population=pop[others] if needs_pop else None,
-                    population_labels=outputs.population_labels if needs_pop else None,
-                )
-            fitted.fit(refs)
-            target = TargetSignals(
-                values=values[t],
-                labels=outputs.labels,
-                population=pop[t] if needs_pop else None,
-                population_labels=outputs.population_labels if needs_pop else None,
-            )
-            rows.append(fitted.score(target))
+            if isinstance(attack, SignalAttack):
+                rows.append(_score_signal_attack(attack, signals, t))
+                counts.append(outputs.logits.shape[2] if attack.uses_all_queries else 1)
+            elif isinstance(attack, QueryAttack):
+                row, n_queries = _score_query_attack(attack, outputs, models, data, t)
+                rows.append(row)
+                counts.append(n_queries / len(outputs.labels))
+            else:
+                raise TypeError(f"{type(attack).__name__} is neither a signal nor a query attack")
             if on_step is not None:
                 on_step()
         scores[attack.name] = np.stack(rows)
-    return scores
+        queries[attack.name] = float(np.mean(counts))
+    return Scores(scores, queries)
+
+
+def _others(m: int, t: int) -> np.ndarray:
+    return np.array([i for i in range(m) if i != t], dtype=np.int64)
+
+
+def _score_signal_attack(attack: SignalAttack, signals: _Signals, t: int) -> np.ndarray:
+    outputs = signals.outputs
+    needs_pop = attack.uses_population
+    if needs_pop and outputs.population_logits is None:
+        raise DataError(f"attack {attack.name!r} needs population data; none was given")
+    values, pop = signals.get(attack.signal())
+    refs = None
+    if attack.references != "none":
+        others = _others(outputs.num_models, t)
+        refs = ReferenceSignals(
+            values=values[others],
+            member=outputs.member[others],
+            labels=outputs.labels,
+            population=pop[others] if needs_pop else None,
+            population_labels=outputs.population_labels if needs_pop else None,
+        )
+    target = TargetSignals(
+        values=values[t],
+        labels=outputs.labels,
+        population=pop[t] if needs_pop else None,
+        population_labels=outputs.population_labels if needs_pop else None,
+    )
+    return attack.clone().fit(refs).score(target)
+
+
+def _score_query_attack(
+    attack: QueryAttack,
+    outputs: ModelOutputs,
+    models: Sequence[Target] | None,
+    data: QueryData | None,
+    t: int,
+) -> tuple[np.ndarray, int]:
+    if models is None or data is None:
+        raise DataError(
+            f"attack {attack.name!r} queries models itself; it needs the models and the "
+            "samples, which precomputed outputs do not provide"
+        )
+    others = _others(outputs.num_models, t)
+    refs = None
+    if attack.references != "none":
+        refs = QueryReferences([models[i] for i in others], outputs.member[others], data)
+    fitted = attack.clone().fit(refs)
+    view = restrict(models[t], attack.threat_model)
+    return fitted.score(view, data), view.queries
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -66,6 +66,20 @@ class TrainingPlan:
             self.model, self.dataset.input_shape, self.dataset.num_classes, self.train.dropout
         )
 
+    def trainer(self, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray, int], TorchTarget]:
+        """The audit's recipe as a function ``(x, y, seed) -> queryable model``, for
+        attacks that train shadow models of their own (without early stopping: the
+        audit's validation split is not the adversary's)."""
+        recipe = self.train.model_copy(update={"early_stopping": None})
+
+        def train(x: np.ndarray, y: np.ndarray, seed: int) -> TorchTarget:
+            result = train_model(self.build, x, y, recipe, seed, device=device)
+            model = self.build().to(device)
+            model.load_state_dict(result.state_dict)
+            return TorchTarget(model, self.dataset.num_classes)
+
+        return train
+
 
 def query_key(dataset: Dataset, positions: np.ndarray, transforms: list[Transform]) -> str:
     """Name of the cached logits of a model on ``positions`` under ``transforms``."""
@@ -109,6 +123,15 @@ def models_logits(
         if on_model is not None:
             on_model(k, record)
     return logits, records
+
+
+def load_models(plan: TrainingPlan, store: ModelStore, device: str = "cpu") -> list[TorchTarget]:
+    """Every planned model as a queryable target (trained first if not in the store)."""
+    targets = []
+    for k in range(len(plan.train_positions)):
+        model, _ = _load_or_train(plan, store, k, spec_key(plan.spec(k)), device)
+        targets.append(TorchTarget(model, plan.dataset.num_classes))
+    return targets
 
 
 def _summary(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,9 @@ def environment() -> dict[str, str]:
     return env
 
 
-def attack_info(attack: Attack, queries_available: int) -> dict[str, Any]:
+def attack_info(attack: Attack, queries_per_sample: float) -> dict[str, Any]:
     """What the report says about an attack: paper, threat model, parameters, and the
-    number of target queries per sample it reads (all augmented views, or just one)."""
+    number of target queries it made per audited sample."""
     return {
         "summary": attack.summary,
         "paper": attack.paper,
@@ -38,7 +38,7 @@ def attack_info(attack: Attack, queries_available: int) -> dict[str, Any]:
         "references": attack.references,
         "uses_population": attack.uses_population,
         "params": attack.params.model_dump(),
-        "queries_per_sample": queries_available if attack.uses_all_queries else 1,
+        "queries_per_sample": queries_per_sample,
     }
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mialens.attacks.base import QueryAttack, QueryData
 from mialens.attacks.registry import build_attack
 from mialens.audit.config import AuditConfig
 from mialens.audit.engine import ModelOutputs, accuracy, score_targets
-from mialens.audit.models import TrainingPlan, models_logits
+from mialens.audit.models import TrainingPlan, load_models, models_logits
 from mialens.audit.results import AuditResult, attack_info
 from mialens.data.registry import load_dataset
 from mialens.models.store import ModelStore, default_cache_dir
@@ -110,9 +111,25 @@ def run_audit(
             population_logits=test_logits[:, population_rows],
             population_labels=dataset.y[split.population],
         )
+        models = data = None
+        if any(isinstance(a, QueryAttack) for a in attacks):
+            models = load_models(plan, store, settings.device)
+            data = QueryData(
+                x=dataset.x[split.pool],
+                labels=dataset.y[split.pool],
+                population_x=dataset.x[split.population],
+                population_labels=dataset.y[split.population],
+                train_model=plan.trainer(settings.device),
+                seed=settings.seed,
+            )
         task = bar.add_task("attacks", total=k_models * len(attacks)) if bar else None
-        scores = score_targets(
-            attacks, outputs, range(k_models), on_step=(lambda: bar.advance(task)) if bar else None
+        scored = score_targets(
+            attacks,
+            outputs,
+            range(k_models),
+            models,
+            data,
+            on_step=(lambda: bar.advance(task)) if bar else None,
         )
 
     result = AuditResult(
@@ -120,8 +137,8 @@ def run_audit(
         labels=dataset.y[split.pool],
         members=keep,
         target_models=list(range(k_models)),
-        scores=scores,
-        attacks={a.name: attack_info(a, len(transforms)) for a in attacks},
+        scores=scored.scores,
+        attacks={a.name: attack_info(a, scored.queries_per_sample[a.name]) for a in attacks},
         fpr_levels=list(settings.fpr),
         config=config.model_dump(mode="json"),
         design={

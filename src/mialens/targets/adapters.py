@@ -159,6 +159,54 @@ def _convert(out: np.ndarray, output: OutputKind) -> np.ndarray:
     return out
 
 
+class LabelOnlyTarget(Target):
+    """What a label-only adversary may query: predicted labels, never scores.
+
+    Wraps another target; :meth:`labels` is forwarded (and counted), :meth:`logits` is
+    refused, so an attack declared label-only cannot read confidences by accident.
+    """
+
+    def __init__(self, inner: Target) -> None:
+        super().__init__(inner.num_classes)
+        self.inner = inner
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        raise PermissionError("a label-only adversary cannot read the model's scores")
+
+    def labels(self, x: np.ndarray) -> np.ndarray:
+        out = self.inner.logits(x).argmax(axis=-1)
+        self.queries += len(x)
+        return out
+
+
+class BlackBoxTarget(Target):
+    """Scores of another target without access to its parameters (counted queries)."""
+
+    def __init__(self, inner: Target) -> None:
+        super().__init__(inner.num_classes)
+        self.inner = inner
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return self.inner.logits(x)
+
+
+def restrict(target: Target, threat_model: str) -> Target:
+    """The view of ``target`` an adversary of ``threat_model`` gets, with a fresh counter.
+
+    ``label``: predicted labels only; ``score``: logits; ``white-box``: the target
+    itself (for a :class:`TorchTarget`, its module and parameters).
+    """
+    if threat_model == "label":
+        return LabelOnlyTarget(target)
+    if threat_model == "score":
+        return BlackBoxTarget(target)
+    if threat_model == "white-box":
+        if not isinstance(target, TorchTarget):
+            raise DataError("white-box attacks need a PyTorch module as the target")
+        return TorchTarget(target.module, target.num_classes, target.output, target.batch_size)
+    raise ValueError(f"unknown threat model {threat_model!r}")
+
+
 def as_target(model: Any, num_classes: int | None = None, output: OutputKind = "auto") -> Target:
     """Wrap a torch module, scikit-learn classifier or callable as a :class:`Target`."""
     if isinstance(model, Target):
