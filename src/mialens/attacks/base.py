@@ -157,7 +157,9 @@ class QueryData:
     ``x``/``labels`` are the audited samples; ``population_x``/``population_labels``
     samples that trained no model; ``train_model(x, y, seed)`` trains a fresh model with
     the audit's recipe and returns it as a queryable target (for attacks that train
-    shadow models, e.g. on data relabelled by the target).
+    shadow models, e.g. on data relabelled by the target); ``build_model()`` returns an
+    untrained network of the audit's architecture (for attacks with training loops of
+    their own, such as distillation). ``seed`` seeds the attack's own randomness.
     """
 
     x: np.ndarray
@@ -165,6 +167,7 @@ class QueryData:
     population_x: np.ndarray | None = None
     population_labels: np.ndarray | None = None
     train_model: Callable[[np.ndarray, np.ndarray, int], Any] | None = None
+    build_model: Callable[[], Any] | None = None
     seed: int = 0
 
 

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
+from mialens.audit.executor import ExecutorConfig
 from mialens.data.registry import DatasetConfig
 from mialens.errors import ConfigError
 from mialens.models.architectures import ModelConfig
@@ -121,6 +122,7 @@ class AuditConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

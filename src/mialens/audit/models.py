@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mialens.audit.executor import ExecutorConfig, map_models
 from mialens.augment import Transform
 from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
@@ -94,6 +95,7 @@ def models_logits(
     query_positions: np.ndarray,
     transforms: list[Transform],
     device: str = "cpu",
+    executor: ExecutorConfig | None = None,
     on_model: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Logits ``(K, len(query_positions), len(transforms), C)`` of every planned model.
@@ -102,27 +104,27 @@ def models_logits(
     epochs, seconds, epsilon).
     """
     k_models = len(plan.train_positions)
-    x_query = plan.dataset.x[query_positions]
     qkey = query_key(plan.dataset, query_positions, transforms)
     shape = (len(query_positions), len(transforms), plan.dataset.num_classes)
-    logits = np.empty((k_models, *shape), dtype=np.float32)
-    records = []
-    for k in range(k_models):
+
+    def task(k: int) -> tuple[np.ndarray, dict[str, Any]]:
         key = spec_key(plan.spec(k))
         cached = store.load_array(key, qkey) if store.has(key) else None
         if cached is not None and cached.shape == shape:
-            logits[k] = cached
-            record = {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
-        else:
-            model, record = _load_or_train(plan, store, k, key, device)
-            logits[k] = collect_logits(
-                TorchTarget(model, plan.dataset.num_classes), x_query, transforms
-            )
-            store.save_array(key, qkey, logits[k])
-        records.append(record)
-        if on_model is not None:
-            on_model(k, record)
-    return logits, records
+            return cached, {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
+        model, record = _load_or_train(plan, store, k, key, device)
+        x_query = plan.dataset.x[query_positions]
+        out = collect_logits(TorchTarget(model, plan.dataset.num_classes), x_query, transforms)
+        store.save_array(key, qkey, out)
+        return out, record
+
+    done = map_models(
+        task,
+        range(k_models),
+        executor or ExecutorConfig(),
+        on_done=(lambda k, r: on_model(k, r[1])) if on_model else None,
+    )
+    return np.stack([out for out, _ in done]), [record for _, record in done]
 
 
 def load_models(plan: TrainingPlan, store: ModelStore, device: str = "cpu") -> list[TorchTarget]:

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ from mialens.audit.config import AuditConfig
 from mialens.audit.engine import ModelOutputs, accuracy, score_targets
 from mialens.audit.models import TrainingPlan, load_models, models_logits
 from mialens.audit.results import AuditResult, attack_info
+from mialens.augment import Transform
+from mialens.data.dataset import Dataset
 from mialens.data.registry import load_dataset
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
-from mialens.splits import keep_mask, make_split
+from mialens.splits import Split, keep_mask, make_split
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +44,28 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
         yield progress
 
 
-def run_audit(
-    config: AuditConfig, out_dir: str | os.PathLike | None = None, progress: bool = False
-) -> AuditResult:
-    """Train (or reuse) the audit's models, attack each in turn, and measure leakage.
+@dataclass(frozen=True)
+class AuditSetup:
+    """Everything an audit derives from its configuration before training: the data,
+    its split, the models' membership, the training plan, the store and the queries."""
 
-    With ``out_dir`` the outputs (``metrics.json``, ``samples.csv``, ``report.html``) are
-    written there.
-    """
+    config: AuditConfig
+    dataset: Dataset
+    split: Split
+    keep: np.ndarray
+    plan: TrainingPlan
+    store: ModelStore
+    transforms: list[Transform]
+
+    @property
+    def query_positions(self) -> np.ndarray:
+        """Dataset positions whose logits every model computes: pool, then test set."""
+        return np.concatenate([self.split.pool, self.split.test])
+
+
+def prepare_audit(config: AuditConfig) -> AuditSetup:
+    """Load the data and derive the split, keep mask, training plan and query views."""
     settings = config.audit
-    attacks = [build_attack(spec) for spec in settings.attacks]
     dataset = load_dataset(config.dataset)
     split = make_split(
         len(dataset),
@@ -67,7 +82,6 @@ def run_audit(
     if queries is None:  # query the views the models were trained on
         augment = config.train.augment
         queries = QueryConfig(flip=augment.flip, shift=augment.shift) if augment else QueryConfig()
-    transforms = transforms_for(queries, dataset.modality)
     plan = TrainingPlan(
         dataset=dataset,
         model=config.model,
@@ -77,8 +91,36 @@ def run_audit(
         seeds=[int_seed(settings.seed, "model", k) for k in range(k_models)],
     )
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
-    store = ModelStore(cache_dir / "models")
-    query_positions = np.concatenate([split.pool, split.test])
+    return AuditSetup(
+        config=config,
+        dataset=dataset,
+        split=split,
+        keep=keep,
+        plan=plan,
+        store=ModelStore(cache_dir / "models"),
+        transforms=transforms_for(queries, dataset.modality),
+    )
+
+
+def run_audit(
+    config: AuditConfig, out_dir: str | os.PathLike | None = None, progress: bool = False
+) -> AuditResult:
+    """Train (or reuse) the audit's models, attack each in turn, and measure leakage.
+
+    With ``out_dir`` the outputs (``metrics.json``, ``samples.csv``, ``report.html``) are
+    written there.
+    """
+    settings = config.audit
+    attacks = [build_attack(spec) for spec in settings.attacks]
+    setup = prepare_audit(config)
+    dataset, split, keep, plan, store = (
+        setup.dataset,
+        setup.split,
+        setup.keep,
+        setup.plan,
+        setup.store,
+    )
+    k_models = settings.num_models
     n_pool = len(split.pool)
     log.info(
         "audit of %s: %d models, pool %d, test %d, population %d, %d queries per sample",
@@ -87,16 +129,17 @@ def run_audit(
         n_pool,
         len(split.test),
         len(split.population),
-        len(transforms),
+        len(setup.transforms),
     )
     with _progress(progress) as bar:
         task = bar.add_task("models", total=k_models) if bar else None
         logits, records = models_logits(
             plan,
             store,
-            query_positions,
-            transforms,
+            setup.query_positions,
+            setup.transforms,
             device=settings.device,
+            executor=config.executor,
             on_model=(lambda k, r: bar.advance(task)) if bar else None,
         )
         n_cached = sum(r["cached"] for r in records)
@@ -120,6 +163,7 @@ def run_audit(
                 population_x=dataset.x[split.population],
                 population_labels=dataset.y[split.population],
                 train_model=plan.trainer(settings.device),
+                build_model=plan.build,
                 seed=settings.seed,
             )
         task = bar.add_task("attacks", total=k_models * len(attacks)) if bar else None
@@ -149,9 +193,9 @@ def run_audit(
             "validation_size": len(split.validation),
             "test_size": len(split.test),
             "population_size": len(split.population),
-            "queries_per_sample": len(transforms),
+            "queries_per_sample": len(setup.transforms),
             "seed": settings.seed,
-            "cache_dir": str(cache_dir),
+            "cache_dir": str(store.root.parent),
         },
         training=records,
     )
