@@ -523,3 +523,18 @@ def test_dp_counts_every_poisson_step_including_empty_batches():
     reference = RDPAccountant()
     reference.history = [(1.0, 1 / 12, 3 * 12)]
     assert result.epsilon == pytest.approx(reference.get_epsilon(1e-5))
+
+
+def test_epoch_hook_sees_each_epoch_without_changing_training():
+    x, y = _separable()
+    config = TrainConfig(epochs=3, batch_size=16, dropout=0.0)
+    seen = []
+
+    def hook(epoch, model):
+        assert not model.training
+        seen.append((epoch, model(torch.as_tensor(x[:2])).detach().clone()))
+
+    with_hook = train_model(_mlp_builder(dropout=0.2), x, y, config, seed=1, on_epoch=hook)
+    without = train_model(_mlp_builder(dropout=0.2), x, y, config, seed=1)
+    assert [e for e, _ in seen] == [1, 2, 3]
+    assert _states_equal(with_hook.state_dict, without.state_dict)

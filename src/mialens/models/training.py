@@ -90,6 +90,9 @@ class TrainConfig(BaseModel):
     dp: DPConfig | None = None
 
 
+EpochHook = Callable[[int, nn.Module], None]
+
+
 @dataclass
 class TrainResult:
     """Weights and record of one training run."""
@@ -151,10 +154,13 @@ def train_model(
     seed: int,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     device: str = "cpu",
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
     """Train a fresh model from ``build()`` on ``(x, y)`` with the recipe ``config``.
 
     ``validation`` is required for early stopping and otherwise only logged.
+    ``on_epoch(epoch, model)`` is called after every epoch with the model (in eval mode,
+    outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
     """
     if config.early_stopping is not None and validation is None:
         raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
@@ -167,7 +173,7 @@ def train_model(
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         torch.manual_seed(seed)
         model = build().to(device)
-        result = _fit(model, x, y, config, seed, validation, device)
+        result = _fit(model, x, y, config, seed, validation, device, on_epoch)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -180,6 +186,7 @@ def _fit(
     seed: int,
     validation: tuple[np.ndarray, np.ndarray] | None,
     device: str,
+    on_epoch: EpochHook | None,
 ) -> TrainResult:
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
@@ -239,6 +246,11 @@ def _fit(
         if val is not None:
             record["val_loss"], record["val_accuracy"] = _evaluate(_unwrap(model), *val)
         history.append(record)
+        if on_epoch is not None:
+            inner = _unwrap(model)
+            inner.eval()
+            with torch.random.fork_rng(devices=[]):
+                on_epoch(epoch, inner)
         if stopper is not None:
             value = record[stopper.monitor] * (1 if stopper.monitor == "val_loss" else -1)
             if value < best_value - stopper.min_delta:
