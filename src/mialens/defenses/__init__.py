@@ -1,0 +1,1 @@
+"""Defences and their evaluation: output defences, the query monitor, DP auditing."""

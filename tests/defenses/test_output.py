@@ -1,0 +1,156 @@
+"""Output defences: exact values and label preservation."""
+
+import numpy as np
+import pytest
+from scipy.special import expit, logit, softmax
+
+from mialens.defenses.output import (
+    OUTPUT_DEFENSES,
+    DefenderData,
+    HampOutput,
+    LabelOnly,
+    LogitReweighting,
+    MemGuard,
+    ProbabilityNoise,
+    ReverseSigmoid,
+    Rounding,
+    Temperature,
+    TopK,
+    build_output_defense,
+)
+from mialens.errors import ConfigError, UnknownNameError
+
+Z = np.array([[2.0, 1.0, 0.0, -1.0], [0.0, 3.0, 0.5, 0.5], [1.0, 1.0, 4.0, 0.0]])
+
+
+def probs(logits):
+    return softmax(np.asarray(logits, dtype=np.float64), axis=1)
+
+
+def random_logits(n=300, c=5, seed=0):
+    return np.random.default_rng(seed).normal(0, 3, size=(n, c))
+
+
+def fitted(defense, z):
+    rng = np.random.default_rng(1)
+    labels = z.argmax(axis=1)
+    data = DefenderData(
+        member_logits=z,
+        member_labels=labels,
+        nonmember_logits=z * 0.3 + rng.normal(0, 1, z.shape),
+        random_logits=rng.normal(0, 1, z.shape),
+    )
+    return defense.fit(data)
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_DEFENSES))
+def test_label_preserving_defences_keep_every_label(name):
+    z = random_logits()
+    defense = fitted(build_output_defense(name), z)
+    out = defense.apply(z)
+    assert out.shape == z.shape and np.isfinite(out).all()
+    if defense.label_preserving:
+        np.testing.assert_array_equal(out.argmax(axis=1), z.argmax(axis=1))
+
+
+def test_top_k_releases_the_k_largest_exactly_and_spreads_the_rest():
+    out = probs(TopK(k=2).apply(Z))
+    p = probs(Z)
+    # row 0: classes 0, 1 kept; classes 2, 3 share the remaining mass equally
+    np.testing.assert_allclose(out[0, :2], p[0, :2], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 2:], [(1 - p[0, :2].sum()) / 2] * 2, rtol=1e-6)
+
+
+def test_rounding_and_temperature():
+    out = probs(Rounding(decimals=1).apply(Z))
+    expected = np.round(probs(Z), 1)
+    np.testing.assert_allclose(out, expected / expected.sum(axis=1, keepdims=True), atol=1e-7)
+    np.testing.assert_allclose(
+        probs(Temperature(temperature=2.0).apply(Z)), probs(Z / 2), rtol=1e-6
+    )
+
+
+def test_label_only_is_one_hot():
+    out = probs(LabelOnly().apply(Z))
+    np.testing.assert_allclose(out, np.eye(4)[[0, 1, 2]], atol=1e-12)
+
+
+def test_reverse_sigmoid_formula():
+    beta, gamma = 0.6, 0.2
+    p = np.clip(probs(Z), 1e-9, 1 - 1e-9)
+    y = p - beta * (expit(gamma * logit(p)) - 0.5)
+    expected = y / y.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        probs(ReverseSigmoid(beta=beta, gamma=gamma).apply(Z)), expected, rtol=1e-6
+    )
+
+
+def test_noise_is_seeded_fresh_per_answer_and_unbiased():
+    z = np.tile(Z[:1], (4000, 1))
+    a = probs(ProbabilityNoise(sigma=0.05, seed=3).apply(z))
+    b = probs(ProbabilityNoise(sigma=0.05, seed=3).apply(z))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[0], a[1])  # every answer draws new noise
+    np.testing.assert_allclose(a.mean(axis=0), probs(Z[:1])[0], atol=0.01)
+
+
+def test_logit_reweighting_hand_computed():
+    # centroids: class 0 from rows [2, 0] and [4, 0] -> [3, 0]; class 1 from [0, 2] -> [0, 2]
+    train = np.array([[2.0, 0.0], [4.0, 0.0], [0.0, 2.0]])
+    defense = LogitReweighting(w=0.5).fit(DefenderData(train, np.array([0, 0, 1])))
+    query = np.array([[1.0, 1.0]])  # predicted class 0 (first arg-max)
+    # cos([1, 1], [3, 0]) = 1/sqrt(2); a = 0.5 / sqrt(2)
+    a = 0.5 / np.sqrt(2)
+    np.testing.assert_allclose(defense.apply(query), [[(1 - a) + 3 * a, (1 - a)]], rtol=1e-6)
+
+
+def test_logit_reweighting_never_changes_the_label_even_with_a_misleading_centroid():
+    train = np.array([[0.0, 5.0], [0.0, 5.0]])  # class-0 "training" logits point to class 1
+    defense = LogitReweighting(w=1.0).fit(DefenderData(train, np.array([0, 0])))
+    query = np.array([[1.0, 0.9]])
+    out = defense.apply(query)
+    assert out.argmax() == 0
+    np.testing.assert_allclose(out, query)  # the mixture would flip it: released unchanged
+
+
+def test_hamp_output_keeps_ranking_and_uses_random_inputs_scores():
+    z = random_logits(50, 4)
+    donors = random_logits(20, 4, seed=5)
+    defense = HampOutput(seed=0).fit(DefenderData(z, z.argmax(1), random_logits=donors))
+    out = probs(defense.apply(z))
+    np.testing.assert_array_equal(np.argsort(-out, axis=1), np.argsort(-z, axis=1))
+    sorted_donors = -np.sort(-probs(donors), axis=1)
+    for row in -np.sort(-out, axis=1):
+        assert np.isclose(sorted_donors, row, rtol=1e-5).all(axis=1).any()
+
+
+def test_memguard_fools_its_own_classifier_within_budget():
+    rng = np.random.default_rng(0)
+    members = rng.normal(0, 1, (400, 5))
+    members[np.arange(400), rng.integers(0, 5, 400)] += 6.0  # confident
+    nonmembers = rng.normal(0, 1, (400, 5))
+    nonmembers[np.arange(400), rng.integers(0, 5, 400)] += 1.5
+    defense = MemGuard(epsilon=2.0, steps=150).fit(
+        DefenderData(members, members.argmax(1), nonmember_logits=nonmembers)
+    )
+    import torch
+
+    def g(logits):
+        p = -np.sort(-probs(logits), axis=1)
+        return defense.classifier_(torch.as_tensor(p, dtype=torch.float32)).numpy().ravel()
+
+    before = np.abs(g(members) - 0.5).mean()
+    out = defense.apply(members)
+    after = np.abs(g(out) - 0.5).mean()
+    assert after < before / 2
+    np.testing.assert_array_equal(out.argmax(1), members.argmax(1))
+    assert np.abs(probs(out) - probs(members)).sum(axis=1).mean() <= 2.0 + 0.1
+
+
+def test_unknown_and_invalid():
+    with pytest.raises(UnknownNameError, match="Did you mean 'top_k'"):
+        build_output_defense("topk")
+    with pytest.raises(ConfigError, match="k"):
+        build_output_defense({"name": "top_k", "k": 0})
+    with pytest.raises(RuntimeError, match="fit"):
+        LogitReweighting().apply(Z)
