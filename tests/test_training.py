@@ -538,3 +538,67 @@ def test_epoch_hook_sees_each_epoch_without_changing_training():
     without = train_model(_mlp_builder(dropout=0.2), x, y, config, seed=1)
     assert [e for e, _ in seen] == [1, 2, 3]
     assert _states_equal(with_hook.state_dict, without.state_dict)
+
+
+def test_relaxloss_objective_follows_algorithm_1():
+    from mialens.models.training import RelaxLossConfig, _Objective
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    y = torch.tensor([0, 2])
+    ce = torch.nn.functional.cross_entropy(logits, y)
+    high = _Objective(TrainConfig(relaxloss=RelaxLossConfig(alpha=0.5)))
+    # epoch 1 (even, counting from 0): |L - alpha|
+    assert high(logits, y, 1).item() == pytest.approx(abs(ce.item() - 0.5))
+    # epoch 2 with L > alpha: plain cross-entropy
+    assert high(logits, y, 2).item() == pytest.approx(ce.item())
+    # epoch 2 with L <= alpha: soft labels keep p_y and share 1 - p_y over the other classes
+    low = _Objective(TrainConfig(relaxloss=RelaxLossConfig(alpha=5.0)))
+    p = torch.softmax(logits, 1)
+    soft = torch.stack(
+        [
+            torch.tensor([p[0, 0], (1 - p[0, 0]) / 2, (1 - p[0, 0]) / 2]),
+            torch.tensor([(1 - p[1, 2]) / 2, (1 - p[1, 2]) / 2, p[1, 2]]),
+        ]
+    )
+    expected = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert low(logits, y, 2).item() == pytest.approx(expected.item())
+
+
+def test_training_time_defences_validate_and_reduce_loss_gap():
+    from mialens.metrics import auc
+
+    with pytest.raises(ValueError, match="cannot be combined"):
+        TrainConfig(relaxloss={"alpha": 1.0}, dp={"noise_multiplier": 1.0})
+    with pytest.raises(ConfigError, match="reference set"):
+        x, y = _separable()
+        train_model(_mlp_builder(), x, y, TrainConfig(adversarial_regularization={}), seed=0)
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 20))
+    labels = rng.integers(0, 4, 900)
+    feats = (centers[labels] + rng.normal(0, 3.0, (900, 20))).astype(np.float32)
+    train, ref = slice(0, 300), slice(600, 900)  # 300:600 are the non-members scored
+    build = _mlp_builder(d=20, classes=4, hidden=(256,))
+
+    def loss_auc(config):
+        result = train_model(
+            build, feats[train], labels[train], config, seed=0,
+            reference=(feats[ref], labels[ref]),
+        )  # fmt: skip
+        model = build()
+        model.load_state_dict(result.state_dict)
+        with torch.no_grad():
+            out = model(torch.as_tensor(feats[:600]))
+        losses = torch.nn.functional.cross_entropy(
+            out, torch.as_tensor(labels[:600]), reduction="none"
+        ).numpy()
+        return auc(-losses, np.arange(600) < 300)
+
+    plain = loss_auc(TrainConfig(epochs=60, batch_size=32))
+    relax = loss_auc(TrainConfig(epochs=60, batch_size=32, relaxloss={"alpha": 1.0}))
+    advreg = loss_auc(
+        TrainConfig(epochs=60, batch_size=32, adversarial_regularization={"alpha": 3.0})
+    )
+    assert plain > 0.7
+    assert relax < plain - 0.05
+    assert advreg < plain - 0.05

@@ -69,6 +69,27 @@ class AugmentConfig(BaseModel):
     shift: int = Field(default=0, ge=0, description="largest shift in pixels")
 
 
+class RelaxLossConfig(BaseModel):
+    """RelaxLoss (Chen, Yu & Fritz 2022, Alg. 1): keep the training loss near ``alpha``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(gt=0.0, description="target mean training loss")
+    upper: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="cap on the true-class confidence when flattening"
+    )
+
+
+class AdversarialRegularizationConfig(BaseModel):
+    """Adversarial regularisation (Nasr, Shokri & Houmansadr 2018, Alg. 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(default=1.0, ge=0.0, description="weight lambda of the privacy gain")
+    attack_steps: int = Field(default=1, ge=1, description="inference-model steps per step")
+    attack_lr: float = Field(default=1e-3, gt=0.0)
+
+
 class TrainConfig(BaseModel):
     """How every target and reference model is trained."""
 
@@ -88,6 +109,17 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
     dp: DPConfig | None = None
+    relaxloss: RelaxLossConfig | None = None
+    adversarial_regularization: AdversarialRegularizationConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_objective(self) -> TrainConfig:
+        chosen = [k for k in ("dp", "relaxloss", "adversarial_regularization") if getattr(self, k)]
+        if len(chosen) > 1:
+            raise ValueError(f"train.{chosen[0]} and train.{chosen[1]} cannot be combined")
+        if self.relaxloss is not None and self.label_smoothing > 0:
+            raise ValueError("train.relaxloss replaces the loss: set label_smoothing to 0")
+        return self
 
 
 EpochHook = Callable[[int, nn.Module], None]
@@ -155,15 +187,23 @@ def train_model(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     device: str = "cpu",
     on_epoch: EpochHook | None = None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Train a fresh model from ``build()`` on ``(x, y)`` with the recipe ``config``.
 
-    ``validation`` is required for early stopping and otherwise only logged.
+    ``validation`` is required for early stopping and otherwise only logged;
+    ``reference`` (non-member samples the defender holds) is required for adversarial
+    regularisation.
     ``on_epoch(epoch, model)`` is called after every epoch with the model (in eval mode,
     outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
     """
     if config.early_stopping is not None and validation is None:
         raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
+    if config.adversarial_regularization is not None and reference is None:
+        raise ConfigError(
+            "train.adversarial_regularization needs a reference set of non-members "
+            "(audit.val_size > 0: the validation split serves as the defender's reference set)"
+        )
     if len(x) == 0:
         raise ConfigError("cannot train on an empty training set")
     start = time.perf_counter()
@@ -173,7 +213,7 @@ def train_model(
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         torch.manual_seed(seed)
         model = build().to(device)
-        result = _fit(model, x, y, config, seed, validation, device, on_epoch)
+        result = _fit(model, x, y, config, seed, validation, device, on_epoch, reference)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -187,6 +227,7 @@ def _fit(
     validation: tuple[np.ndarray, np.ndarray] | None,
     device: str,
     on_epoch: EpochHook | None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
@@ -206,6 +247,14 @@ def _fit(
             torch.as_tensor(validation[0], dtype=torch.float32),
             torch.as_tensor(validation[1], dtype=torch.long),
         )
+    objective = _Objective(config)
+    regularizer = None
+    if config.adversarial_regularization is not None:
+        assert reference is not None
+        num_classes = int(_unwrap(model)(xt[:1].to(device)).shape[1])
+        regularizer = _AdversarialRegularizer(
+            config.adversarial_regularization, num_classes, (xt, yt), reference, gen, device
+        )
     stopper = config.early_stopping
     best_value, best_state, best_epoch, waited = math.inf, None, None, 0
     history: list[dict[str, float]] = []
@@ -219,6 +268,9 @@ def _fit(
             xb, yb = xb.to(device), yb.to(device)
             if config.augment is not None and xb.dim() == 4:
                 xb = random_augment(xb, config.augment.flip, config.augment.shift, gen)
+            if regularizer is not None:
+                regularizer.train_attack(model, config.batch_size)
+                model.train()
             optimizer.zero_grad(set_to_none=True)
             logits = model(xb)
             if len(yb) == 0:
@@ -227,10 +279,12 @@ def _fit(
                 logits.sum().mul(0.0).backward()
                 optimizer.step()
                 continue
-            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            loss = objective(logits, yb, epoch)
+            if regularizer is not None:
+                loss = loss + regularizer.penalty(logits, yb)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(yb)
+            loss_sum += F.cross_entropy(logits.detach(), yb).item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             total += len(yb)
         if not math.isfinite(loss_sum):
@@ -272,6 +326,93 @@ def _fit(
 def _unwrap(model: nn.Module) -> nn.Module:
     """The user's module inside an Opacus wrapper (or the module itself)."""
     return getattr(model, "_module", model)
+
+
+class _Objective:
+    """The per-batch loss: cross-entropy (with label smoothing), or RelaxLoss.
+
+    RelaxLoss (Chen, Yu & Fritz 2022, Alg. 1, as in the authors' code): on even epochs
+    (counting from 0) minimise ``|L - alpha|``, i.e. gradient ascent once the mean loss
+    ``L`` falls below ``alpha``; on odd epochs minimise ``L`` while it exceeds
+    ``alpha``, else *flatten the posterior*: cross-entropy against soft labels that keep
+    the (detached, capped at ``upper``) true-class confidence and spread the rest
+    uniformly over the other classes.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+        relax = self.config.relaxloss
+        if relax is None:
+            return F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        loss = F.cross_entropy(logits, y)
+        if (epoch - 1) % 2 == 0:
+            return (loss - relax.alpha).abs()
+        if loss.item() > relax.alpha:
+            return loss
+        c = logits.shape[1]
+        p_true = torch.softmax(logits, dim=1).gather(1, y[:, None]).detach().clamp(max=relax.upper)
+        soft = ((1 - p_true) / (c - 1)).expand(-1, c).clone()
+        soft.scatter_(1, y[:, None], p_true)
+        return -(soft * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class _InferenceModel(nn.Module):
+    """Nasr et al. 2018's attack model h(f(x), y): prediction and label branches."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.pred = nn.Sequential(nn.Linear(num_classes, 128), nn.ReLU(), nn.Linear(128, 64))
+        self.label = nn.Linear(num_classes, 64)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def forward(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(y, probs.shape[1]).float()
+        return self.head(torch.cat([self.pred(probs), self.label(onehot)], dim=1)).squeeze(1)
+
+
+class _AdversarialRegularizer:
+    """Adversarial regularisation (Nasr, Shokri & Houmansadr 2018, Eq. 7 and Alg. 1).
+
+    Before each classifier step the inference model ``h`` takes ``attack_steps`` ascent
+    steps on the gain ``E_D[log h(f(x), y)] + E_D'[log(1 - h(f(x'), y'))]`` with batches
+    from the training set ``D`` and the reference set ``D'``; the classifier then
+    minimises ``CE + alpha * E_batch[log h(f(x), y)]``.
+    """
+
+    def __init__(self, config, num_classes, members, reference, gen, device) -> None:
+        self.config, self.gen, self.device = config, gen, device
+        self.members = members
+        self.reference = (
+            torch.as_tensor(reference[0], dtype=torch.float32),
+            torch.as_tensor(reference[1], dtype=torch.long),
+        )
+        if len(self.reference[1]) == 0:
+            raise ConfigError("adversarial regularisation needs a non-empty reference set")
+        self.attack = _InferenceModel(num_classes).to(device)
+        self.optimizer = torch.optim.Adam(self.attack.parameters(), lr=config.attack_lr)
+
+    def _batch(self, data, size: int):
+        idx = torch.randint(0, len(data[1]), (size,), generator=self.gen)
+        return data[0][idx].to(self.device), data[1][idx].to(self.device)
+
+    def train_attack(self, model: nn.Module, batch_size: int) -> None:
+        model.eval()
+        for _ in range(self.config.attack_steps):
+            xm, ym = self._batch(self.members, batch_size)
+            xr, yr = self._batch(self.reference, batch_size)
+            with torch.no_grad():
+                pm, pr = torch.softmax(model(xm), 1), torch.softmax(model(xr), 1)
+            gain = (
+                F.logsigmoid(self.attack(pm, ym)).mean() + F.logsigmoid(-self.attack(pr, yr)).mean()
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            (-gain).backward()
+            self.optimizer.step()
+
+    def penalty(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.config.alpha * F.logsigmoid(self.attack(torch.softmax(logits, 1), y)).mean()
 
 
 class _ShuffledBatches:
