@@ -602,3 +602,37 @@ def test_training_time_defences_validate_and_reduce_loss_gap():
     assert plain > 0.7
     assert relax < plain - 0.05
     assert advreg < plain - 0.05
+
+
+def test_sample_weights_and_smoothing():
+    x, y = _separable()
+    config = TrainConfig(epochs=2, batch_size=16)
+    plain = train_model(_mlp_builder(), x, y, config, seed=4)
+    unit = train_model(
+        _mlp_builder(), x, y, config, seed=4, sample_weight=np.ones(len(x)),
+        sample_smoothing=np.zeros(len(x)),
+    )  # fmt: skip
+    for key in plain.state_dict:  # all-ones weights and zero smoothing: plain training
+        torch.testing.assert_close(plain.state_dict[key], unit.state_dict[key])
+    zero = train_model(_mlp_builder(), x, y, config, seed=4, sample_weight=np.zeros(len(x)))
+    init = train_model(_mlp_builder(), x, y, TrainConfig(epochs=1, lr=1e-12), seed=4)
+    for key in zero.state_dict:  # zero weights: no gradient, the weights stay at init
+        torch.testing.assert_close(zero.state_dict[key], init.state_dict[key], atol=1e-6, rtol=0)
+
+    from mialens.models.training import _weighted_smoothed_ce
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    loss = _weighted_smoothed_ce(
+        logits, labels, torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.2]), TrainConfig()
+    )
+    logp = torch.log_softmax(logits, 1)
+    expected = (-logp[0, 0] + 0.5 * (0.8 * -logp[1, 0] + 0.2 * -logp[1].mean())) / 2
+    assert loss.item() == pytest.approx(expected.item())
+    with pytest.raises(ConfigError, match=r"train\.dp"):
+        train_model(
+            _mlp_builder(), x, y, TrainConfig(dp={"noise_multiplier": 1.0}), seed=0,
+            sample_weight=np.ones(len(x)),
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="one value per training sample"):
+        train_model(_mlp_builder(), x, y, config, seed=0, sample_weight=np.ones(3))

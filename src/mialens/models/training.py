@@ -188,17 +188,26 @@ def train_model(
     device: str = "cpu",
     on_epoch: EpochHook | None = None,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
+    sample_weight: np.ndarray | None = None,
+    sample_smoothing: np.ndarray | None = None,
 ) -> TrainResult:
     """Train a fresh model from ``build()`` on ``(x, y)`` with the recipe ``config``.
 
     ``validation`` is required for early stopping and otherwise only logged;
     ``reference`` (non-member samples the defender holds) is required for adversarial
-    regularisation.
+    regularisation. ``sample_weight`` scales each sample's loss and ``sample_smoothing``
+    sets its own label-smoothing strength (sample-aware defences); neither combines with
+    DP-SGD, whose sensitivity analysis assumes equal treatment.
     ``on_epoch(epoch, model)`` is called after every epoch with the model (in eval mode,
     outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
     """
     if config.early_stopping is not None and validation is None:
         raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
+    per_sample = [a for a in (sample_weight, sample_smoothing) if a is not None]
+    if per_sample and config.dp is not None:
+        raise ConfigError("per-sample weights or smoothing cannot be combined with train.dp")
+    if any(np.shape(a) != (len(x),) for a in per_sample):
+        raise ConfigError("sample_weight and sample_smoothing need one value per training sample")
     if config.adversarial_regularization is not None and reference is None:
         raise ConfigError(
             "train.adversarial_regularization needs a reference set of non-members "
@@ -213,7 +222,13 @@ def train_model(
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         torch.manual_seed(seed)
         model = build().to(device)
-        result = _fit(model, x, y, config, seed, validation, device, on_epoch, reference)
+        extras = None
+        if per_sample:
+            ones, zeros = np.ones(len(x)), np.zeros(len(x))
+            weight = ones if sample_weight is None else np.asarray(sample_weight, np.float64)
+            smooth = zeros if sample_smoothing is None else np.asarray(sample_smoothing, np.float64)
+            extras = torch.as_tensor(np.stack([weight, smooth], axis=1), dtype=torch.float32)
+        result = _fit(model, x, y, config, seed, validation, device, on_epoch, reference, extras)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -228,6 +243,7 @@ def _fit(
     device: str,
     on_epoch: EpochHook | None,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
+    extras: torch.Tensor | None = None,
 ) -> TrainResult:
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
@@ -239,7 +255,7 @@ def _fit(
     if config.dp is not None:
         model, optimizer, batches, engine = _make_private(model, optimizer, xt, yt, config, gen)
     else:
-        batches = _ShuffledBatches(xt, yt, config.batch_size, gen)
+        batches = _ShuffledBatches(xt, yt, config.batch_size, gen, extras)
 
     val = None
     if validation is not None:
@@ -264,8 +280,9 @@ def _fit(
             group["lr"] = lr * _lr_factor(config, epoch - 1)
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
-        for xb, yb in batches:
-            xb, yb = xb.to(device), yb.to(device)
+        for batch in batches:
+            xb, yb = batch[0].to(device), batch[1].to(device)
+            per_sample = batch[2].to(device) if len(batch) > 2 else None
             if config.augment is not None and xb.dim() == 4:
                 xb = random_augment(xb, config.augment.flip, config.augment.shift, gen)
             if regularizer is not None:
@@ -279,7 +296,7 @@ def _fit(
                 logits.sum().mul(0.0).backward()
                 optimizer.step()
                 continue
-            loss = objective(logits, yb, epoch)
+            loss = objective(logits, yb, epoch, per_sample)
             if regularizer is not None:
                 loss = loss + regularizer.penalty(logits, yb)
             loss.backward()
@@ -342,8 +359,16 @@ class _Objective:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
 
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        epoch: int,
+        per_sample: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         relax = self.config.relaxloss
+        if per_sample is not None:
+            return _weighted_smoothed_ce(logits, y, per_sample[:, 0], per_sample[:, 1], self.config)
         if relax is None:
             return F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         loss = F.cross_entropy(logits, y)
@@ -356,6 +381,24 @@ class _Objective:
         soft = ((1 - p_true) / (c - 1)).expand(-1, c).clone()
         soft.scatter_(1, y[:, None], p_true)
         return -(soft * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def _weighted_smoothed_ce(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor,
+    smoothing: torch.Tensor,
+    config: TrainConfig,
+) -> torch.Tensor:
+    """``mean_i w_i [(1 - e_i) CE_i + e_i * mean_j(-log p_ij)]``, with ``e_i`` the sample's
+    smoothing added to the recipe's; equals smoothed cross-entropy when all ``w_i = 1``."""
+    if config.relaxloss is not None:
+        raise ConfigError("per-sample weights or smoothing cannot be combined with relaxloss")
+    logp = torch.log_softmax(logits, dim=1)
+    eps = (smoothing + config.label_smoothing).clamp(max=1.0)
+    nll = -logp.gather(1, y[:, None]).squeeze(1)
+    uniform = -logp.mean(dim=1)
+    return (weight * ((1 - eps) * nll + eps * uniform)).mean()
 
 
 class _InferenceModel(nn.Module):
@@ -416,16 +459,29 @@ class _AdversarialRegularizer:
 
 
 class _ShuffledBatches:
-    """Mini-batches of a fresh random permutation each epoch (faster than a DataLoader)."""
+    """Mini-batches of a fresh random permutation each epoch (faster than a DataLoader).
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, gen: torch.Generator):
-        self.x, self.y, self.batch_size, self.gen = x, y, batch_size, gen
+    With ``extras`` (per-sample values such as weights), batches are ``(x, y, extras)``.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        gen: torch.Generator,
+        extras: torch.Tensor | None = None,
+    ):
+        self.x, self.y, self.batch_size, self.gen, self.extras = x, y, batch_size, gen, extras
 
     def __iter__(self):
         order = torch.randperm(len(self.y), generator=self.gen)
         for i in range(0, len(order), self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            if self.extras is None:
+                yield self.x[idx], self.y[idx]
+            else:
+                yield self.x[idx], self.y[idx], self.extras[idx]
 
 
 def _make_private(model, optimizer, xt, yt, config: TrainConfig, gen: torch.Generator):
