@@ -154,3 +154,21 @@ def test_unknown_and_invalid():
         build_output_defense({"name": "top_k", "k": 0})
     with pytest.raises(RuntimeError, match="fit"):
         LogitReweighting().apply(Z)
+
+
+def test_selective_reweighting_touches_only_atypical_queries():
+    from mialens.defenses.output import SelectiveLogitReweighting
+
+    rng = np.random.default_rng(0)
+    typical = np.array([5.0, 0.0, 0.0]) + rng.normal(0, 0.3, (200, 3))
+    defense = SelectiveLogitReweighting(w=0.5, quantile=0.1).fit(
+        DefenderData(typical, np.zeros(200, int))
+    )
+    centroid = defense.centroids_[0]
+    queries = np.array([[5.0, 0.1, 0.0], [2.0, 1.9, 0.0]])  # typical, then atypical
+    out = defense.apply(queries)
+    np.testing.assert_allclose(out[0], queries[0], rtol=1e-6)  # released unchanged
+    np.testing.assert_allclose(out[1], 0.5 * queries[1] + 0.5 * centroid, rtol=1e-5)
+    # about `quantile` of the training members themselves count as atypical
+    changed = ~np.isclose(defense.apply(typical), typical, rtol=1e-6).all(axis=1)
+    assert 0.05 < changed.mean() < 0.15

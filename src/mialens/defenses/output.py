@@ -254,15 +254,65 @@ class LogitReweighting(OutputDefense):
             self.centroids_[k] = rows.mean(axis=0) if len(rows) else 0.0
         return self
 
+    def _cosine(self, z: np.ndarray) -> np.ndarray:
+        """Cosine between each row and the centroid of its arg-max class (0 for zeros)."""
+        cent = self.centroids_[z.argmax(axis=1)]
+        norms = np.linalg.norm(z, axis=1) * np.linalg.norm(cent, axis=1)
+        return np.where(norms > 0, (z * cent).sum(axis=1) / np.where(norms > 0, norms, 1), 0.0)
+
     def _apply(self, z: np.ndarray) -> np.ndarray:
         if not hasattr(self, "centroids_"):
             raise RuntimeError("fit logit_reweighting on the model's training logits first")
         k = z.argmax(axis=1)
         cent = self.centroids_[k]
-        norms = np.linalg.norm(z, axis=1) * np.linalg.norm(cent, axis=1)
-        cos = np.where(norms > 0, (z * cent).sum(axis=1) / np.where(norms > 0, norms, 1), 0.0)
-        a = (self.params.w * np.clip(cos, 0.0, None))[:, None]
+        a = (self.params.w * np.clip(self._cosine(z), 0.0, None))[:, None]
         mixed = (1 - a) * z + a * cent
+        keep = mixed.argmax(axis=1) == k
+        return np.where(keep[:, None], mixed, z)
+
+
+class SelectiveLogitReweighting(LogitReweighting):
+    """Sample-aware logit reweighting: only queries that look like intra-class outliers
+    are pulled to their predicted class's training centroid, ``z' = (1 - w) z + w c_k``.
+
+    A query is an outlier when the cosine between its logits and ``c_k`` is below the
+    ``quantile`` of the same cosine over the model's training members of class ``k``
+    (the defender's own data): the atypical samples Khalil et al. 2025 find most
+    vulnerable. Typical queries are released unchanged. Label-preserving as
+    :class:`LogitReweighting`.
+    """
+
+    name = "selective_logit_reweighting"
+    summary = "logit reweighting applied only to queries atypical for their class"
+    paper = (
+        "Khalil et al. 2025, Membership Inference Attacks Beyond Overfitting, Sec. 6 "
+        "(sample-aware variant)"
+    )
+
+    class Params(DefenseParams):
+        w: float = Field(default=0.5, ge=0.0, le=1.0)
+        quantile: float = Field(default=0.1, gt=0.0, lt=1.0)
+
+    def fit(self, data: DefenderData) -> SelectiveLogitReweighting:
+        super().fit(data)
+        z = np.asarray(data.member_logits, dtype=np.float64)
+        cos = self._cosine(z)
+        k = z.argmax(axis=1)
+        self.thresholds_ = np.full(len(self.centroids_), -np.inf)
+        for c in range(len(self.centroids_)):
+            if (k == c).any():
+                self.thresholds_[c] = np.quantile(cos[k == c], self.params.quantile)
+        return self
+
+    def _apply(self, z: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "thresholds_"):
+            raise RuntimeError(
+                "fit selective_logit_reweighting on the model's training logits first"
+            )
+        k = z.argmax(axis=1)
+        outlier = self._cosine(z) < self.thresholds_[k]
+        a = np.where(outlier, self.params.w, 0.0)[:, None]
+        mixed = (1 - a) * z + a * self.centroids_[k]
         keep = mixed.argmax(axis=1) == k
         return np.where(keep[:, None], mixed, z)
 
@@ -413,6 +463,7 @@ OUTPUT_DEFENSES: dict[str, type[OutputDefense]] = {
         LabelOnly,
         ReverseSigmoid,
         LogitReweighting,
+        SelectiveLogitReweighting,
         HampOutput,
         MemGuard,
     )
