@@ -1,0 +1,61 @@
+"""Sample-aware defences: find the training samples likely to leak, then protect them.
+
+Khalil et al. 2025 find that the samples which leak in well-generalising models are
+intra-class outliers; the defender can find such samples in its own training data
+without any attack. Each model's training set is scored with an input-space outlier
+measure within each class (see :mod:`mialens.analysis.outliers`), the top ``fraction``
+of every class is flagged, and the flagged samples are removed, down-weighted or
+smoothed. The uniform counterpart flags as many samples of each class at random.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mialens.analysis.outliers import geometric_measures
+from mialens.defenses.config import SampleAwareConfig
+from mialens.seeding import rng
+
+_MEASURE = {
+    "knn": "knn",
+    "lof": "lof",
+    "isolation_forest": "iforest",
+    "centroid": "centroid_euclidean",
+}
+
+
+def flag_samples(x: np.ndarray, y: np.ndarray, config: SampleAwareConfig, seed: int) -> np.ndarray:
+    """Boolean flags of the ``fraction`` most atypical samples of each class (or random
+    ones for the uniform counterpart)."""
+    flags = np.zeros(len(y), dtype=bool)
+    score = None
+    if not config.counterpart:
+        score = geometric_measures(x, y, seed=seed)[_MEASURE[config.detector]]
+    draw = rng(seed, "sample-aware")
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        count = round(config.fraction * idx.size)
+        if count == 0:
+            continue
+        if score is None:
+            chosen = draw.choice(idx, count, replace=False)
+        else:
+            values = np.nan_to_num(score[idx], nan=-np.inf)
+            chosen = idx[np.argsort(-values, kind="stable")[:count]]
+        flags[chosen] = True
+    return flags
+
+
+def training_adjustment(
+    x: np.ndarray, y: np.ndarray, config: SampleAwareConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """What the defence does to one model's training set ``(x, y)``: the samples kept
+    (a boolean mask), and per-sample loss weights and label smoothing for the kept ones
+    (None when unchanged)."""
+    flags = flag_samples(x, y, config, seed)
+    if config.action == "remove":
+        return ~flags, None, None
+    keep = np.ones(len(y), dtype=bool)
+    if config.action == "downweight":
+        return keep, np.where(flags, config.weight, 1.0), None
+    return keep, None, np.where(flags, config.smoothing, 0.0)
