@@ -91,11 +91,13 @@ def test_interrupted_run_resumes_from_cached_models(tmp_path, monkeypatch):
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(audit_models, "train_model", crash_on_third)
+    config = small_config()
+    config.executor.ensemble = "off"  # one model at a time (groups resume: tests/scale)
     with pytest.raises(KeyboardInterrupt):
-        run_audit(small_config(), tmp_path)
+        run_audit(config, tmp_path)
     assert not (tmp_path / "metrics.json").exists()  # nothing half-written
     monkeypatch.setattr(audit_models, "train_model", real_train)
-    result = run_audit(small_config(), tmp_path)
+    result = run_audit(config, tmp_path)
     assert [r["cached"] for r in result.training] == [True, True, False, False]
 
 

@@ -15,9 +15,10 @@ observation ``o``:
 With several queries (augmentations) a Gaussian is fitted per query and the per-query
 scores are averaged (Sec. VI-A). ``variance="global"`` shares one variance per side
 across all samples (the paper's choice below 64 reference models): the pooled
-within-sample variance. The official code instead takes the standard deviation of all
-values together, which also counts the spread between samples' means. ``center`` picks
-the mean (paper, Algorithm 1) or the median (official code).
+within-sample variance (summed over samples in blocks combined exactly, so that
+scoring in chunks gives the same value). The official code instead takes the standard
+deviation of all values together, which also counts the spread between samples'
+means. ``center`` picks the mean (paper, Algorithm 1) or the median (official code).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mialens.attacks.base import (
     SignalSpec,
     TargetSignals,
 )
+from mialens.signals.store import block_sums, exact_total
 
 _MIN_STD = 1e-6
 _PER_EXAMPLE_MIN_MODELS = 32
@@ -45,31 +47,30 @@ class LiRAParams(AttackParams):
     center: Literal["mean", "median"] = "mean"
 
 
-def _side_stats(
-    values: np.ndarray, side: np.ndarray, variance: str, center: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Location ``(N, Q)`` and scale (``(N, Q)`` or scalar) of the values on one side.
+def _side_moments(
+    values: np.ndarray, side: np.ndarray, center: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Location ``(N, Q)``, summed squared deviations ``(N, Q)`` and model counts ``(N,)``
+    of the values on one side; ``values`` is ``(R, N, Q)`` and ``side`` ``(R, N)`` selects
+    the models that count. Every output is per sample (independent of the others)."""
+    mask = side[:, :, None]
+    count = side.sum(axis=0)
+    if center == "median":
+        loc = np.nanmedian(np.where(mask, values, np.nan), axis=0)
+    else:  # the mean, as nanmean computes it, in fewer passes over the values
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loc = np.where(mask, values, 0.0).sum(axis=0) / count[:, None]
+    dev = values - loc[None]
+    np.multiply(dev, dev, out=dev)
+    sq = np.where(mask, dev, 0.0).sum(axis=0)
+    return loc, sq, count
 
-    ``values`` is ``(R, N, Q)`` and ``side`` ``(R, N)`` selects the models that count.
-    """
-    mask = np.broadcast_to(side[:, :, None], values.shape)
-    masked = np.where(mask, values, np.nan)
-    loc = np.nanmedian(masked, axis=0) if center == "median" else np.nanmean(masked, axis=0)
-    sq = np.where(mask, (values - loc[None]) ** 2, 0.0)
-    count = side.sum(axis=0)[:, None]
-    if variance == "global":
-        scale = np.sqrt(sq.sum() / (count.sum() * values.shape[2]))
-    else:
-        scale = np.sqrt(sq.sum(axis=0) / count)
-    return loc, np.maximum(scale, _MIN_STD)
 
-
-def _resolve_variance(variance: str, *counts: np.ndarray) -> str:
+def _resolve_variance(variance: str, *fewest: int) -> str:
+    """``auto``: per-example once every sample has 32 models on each side it uses."""
     if variance != "auto":
         return variance
-    return (
-        "per_example" if min(int(c.min()) for c in counts) >= _PER_EXAMPLE_MIN_MODELS else "global"
-    )
+    return "per_example" if min(fewest) >= _PER_EXAMPLE_MIN_MODELS else "global"
 
 
 def _log_normal_pdf(x: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -77,7 +78,67 @@ def _log_normal_pdf(x: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.nda
     return -0.5 * z * z - np.log(scale) - 0.5 * np.log(2 * np.pi)
 
 
-class LiRAOnline(SignalAttack):
+class _LiRA(SignalAttack):
+    """Fitting shared by both variants: a Gaussian per sample and query on each side.
+
+    The fit is per sample except for the variance mode and the pooled (global)
+    variances, which :meth:`chunk_summary` and :meth:`use_summaries` let the scoring
+    engine compute over all samples before fitting chunk by chunk; the pooled sums are
+    taken block-wise and combined exactly, so chunking never changes a score.
+    """
+
+    references = "online"
+    uses_all_queries = True
+    chunking = "samples"
+    Params = LiRAParams
+
+    def signal(self) -> SignalSpec:
+        return SignalSpec("rescaled_logit")
+
+    def _sides(self, member: np.ndarray) -> list[np.ndarray]:
+        """Membership masks of the sides fitted: IN and OUT (online) or OUT (offline)."""
+        return [member, ~member] if self.references == "online" else [~member]
+
+    def chunk_summary(self, refs: ReferenceSignals) -> list[tuple[np.ndarray, int, int]]:
+        """Per side: block sums of the squared deviations, the number of values, and the
+        fewest models any sample has on that side."""
+        out = []
+        for side in self._sides(refs.member):
+            _, sq, count = _side_moments(refs.values, side, self.params.center)
+            out.append(
+                (block_sums(sq.sum(axis=1)), int(count.sum()) * sq.shape[1], int(count.min()))
+            )
+        return out
+
+    def use_summaries(self, summaries: list[list[tuple[np.ndarray, int, int]]]) -> None:
+        """Fix the variance mode and pooled scales of every later fit from the summaries
+        of all chunks of samples (the engine's first pass)."""
+        self._preset = self._pool(summaries)
+
+    def _pool(self, summaries) -> tuple[str, list[float]]:
+        sides = list(zip(*summaries, strict=True))
+        fewest = (min(s[2] for s in side) for side in sides)
+        variance = _resolve_variance(self.params.variance, *fewest)
+        pooled = [
+            max(float(np.sqrt(exact_total(s[0] for s in side) / sum(s[1] for s in side))), _MIN_STD)
+            for side in sides
+        ]
+        return variance, pooled
+
+    def _fit(self, refs: ReferenceSignals | None) -> None:
+        assert refs is not None
+        preset = getattr(self, "_preset", None)
+        variance, scales = preset or self._pool([self.chunk_summary(refs)])
+        self.variance_ = variance
+        self.side_stats_ = []
+        for side, scale in zip(self._sides(refs.member), scales, strict=True):
+            loc, sq, count = _side_moments(refs.values, side, self.params.center)
+            if variance == "per_example":
+                scale = np.maximum(np.sqrt(sq / count[:, None]), _MIN_STD)
+            self.side_stats_.append((loc, scale))
+
+
+class LiRAOnline(_LiRA):
     """LiRA with IN and OUT reference models (see the module docstring)."""
 
     name = "lira_online"
@@ -85,25 +146,10 @@ class LiRAOnline(SignalAttack):
         "LiRA online: Gaussian likelihood ratio of IN vs. OUT reference models (Carlini et al.)"
     )
     paper = "Carlini et al. 2022, Membership Inference Attacks From First Principles (S&P), Alg. 1"
-    references = "online"
-    uses_all_queries = True
-    Params = LiRAParams
-
-    def signal(self) -> SignalSpec:
-        return SignalSpec("rescaled_logit")
 
     def _fit(self, refs: ReferenceSignals | None) -> None:
-        assert refs is not None
-        variance = _resolve_variance(
-            self.params.variance, refs.member.sum(axis=0), (~refs.member).sum(axis=0)
-        )
-        self.variance_ = variance
-        self.mu_in_, self.std_in_ = _side_stats(
-            refs.values, refs.member, variance, self.params.center
-        )
-        self.mu_out_, self.std_out_ = _side_stats(
-            refs.values, ~refs.member, variance, self.params.center
-        )
+        super()._fit(refs)
+        (self.mu_in_, self.std_in_), (self.mu_out_, self.std_out_) = self.side_stats_
 
     def _score(self, target: TargetSignals) -> np.ndarray:
         o = target.values
@@ -113,7 +159,7 @@ class LiRAOnline(SignalAttack):
         return llr.mean(axis=1)
 
 
-class LiRAOffline(SignalAttack):
+class LiRAOffline(_LiRA):
     """LiRA's one-sided offline test on OUT reference models (see the module docstring)."""
 
     name = "lira_offline"
@@ -124,19 +170,10 @@ class LiRAOffline(SignalAttack):
         "Carlini et al. 2022, Membership Inference Attacks From First Principles (S&P), Sec. IV-D"
     )
     references = "offline"
-    uses_all_queries = True
-    Params = LiRAParams
-
-    def signal(self) -> SignalSpec:
-        return SignalSpec("rescaled_logit")
 
     def _fit(self, refs: ReferenceSignals | None) -> None:
-        assert refs is not None
-        variance = _resolve_variance(self.params.variance, (~refs.member).sum(axis=0))
-        self.variance_ = variance
-        self.mu_out_, self.std_out_ = _side_stats(
-            refs.values, ~refs.member, variance, self.params.center
-        )
+        super()._fit(refs)
+        ((self.mu_out_, self.std_out_),) = self.side_stats_
 
     def _score(self, target: TargetSignals) -> np.ndarray:
         return log_ndtr((target.values - self.mu_out_) / self.std_out_).mean(axis=1)

@@ -61,6 +61,7 @@ class AttackP(SignalAttack):
     summary = "Ye et al. Attack-P: target loss vs. the target's loss percentiles on population data"
     paper = "Ye et al. 2022, Enhanced Membership Inference Attacks (CCS), Sec. 4, Attack P"
     uses_population = True
+    chunking = "samples"  # per sample given the population (see audit.engine)
 
     def signal(self) -> SignalSpec:
         return SignalSpec("loss")
@@ -81,6 +82,7 @@ class AttackR(SignalAttack):
     )
     paper = "Ye et al. 2022, Enhanced Membership Inference Attacks (CCS), Sec. 4, Attack R"
     references = "offline"
+    chunking = "samples"  # per-sample thresholds (see audit.engine)
 
     def signal(self) -> SignalSpec:
         return SignalSpec("loss")

@@ -74,6 +74,7 @@ def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -
 
 class _RMIA(SignalAttack):
     uses_population = True
+    chunking = "samples"  # per sample given the population (see audit.engine)
     uses_all_queries = True
     paper = (
         "Zarifzadeh, Liu & Shokri 2024, Low-Cost High-Power Membership Inference Attacks "

@@ -23,6 +23,7 @@ class LossAttack(SignalAttack):
     name = "loss"
     summary = "LOSS: lower cross-entropy on the target means member (no reference models)"
     paper = "Yeom et al. 2018, Privacy Risk in Machine Learning (CSF), Sec. 3.2"
+    chunking = "samples"  # per sample (see audit.engine)
 
     def signal(self) -> SignalSpec:
         return SignalSpec("loss")

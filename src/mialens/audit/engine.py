@@ -1,16 +1,21 @@
 """Scoring engine: run attacks on model outputs, each target against its references.
 
 Input is the logits of ``M`` models on the audit samples (and population samples)
-with the models' membership, and, for attacks that query models themselves, the models
-as queryable targets. Each model listed as a target is attacked with all the other
-models as references (leave-one-out), which gives every metric a spread over targets.
+with the models' membership, or their signals in a
+:class:`~mialens.signals.store.SignalStore`, and, for attacks that query models
+themselves, the models as queryable targets. Each model listed as a target is attacked
+with all the other models as references (leave-one-out), which gives every metric a
+spread over targets. Attacks that fit per sample are scored in chunks of samples, so
+memory stays bounded for any number of samples.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,10 +31,13 @@ from mialens.attacks.base import (
 )
 from mialens.errors import DataError
 from mialens.signals.statistics import compute_signal
+from mialens.signals.store import SAMPLE_BLOCK, SignalStore
 from mialens.targets.adapters import Target, restrict
 from mialens.validation import check_finite, check_labels, check_member_mask
 
 log = logging.getLogger(__name__)
+
+_CHUNK_BYTES = 64 * 2**20  # float64 signals (or logits) of all models per chunk
 
 
 @dataclass(frozen=True)
@@ -80,23 +88,43 @@ class ModelOutputs:
         return int(self.logits.shape[0])
 
 
-class _Signals:
-    """Per-model signal values, computed once per signal spec."""
+class _LogitSignals:
+    """Signals computed on demand from in-memory logits, in float64, chunk by chunk."""
 
     def __init__(self, outputs: ModelOutputs) -> None:
         self.outputs = outputs
-        self.cache: dict[SignalSpec, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.member = outputs.member
+        self.labels = outputs.labels
+        self.population_labels = outputs.population_labels
+        self.has_population = outputs.population_logits is not None
+        self.num_models, self.num_samples, self.num_queries = outputs.logits.shape[:3]
+        self._population: dict[SignalSpec, np.ndarray] = {}
 
-    def get(self, spec: SignalSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    def values(self, spec: SignalSpec, start: int = 0, stop: int | None = None) -> np.ndarray:
+        labels = self.labels[None, start:stop, None]
+        return compute_signal(spec.name, self.outputs.logits[:, start:stop], labels, **spec.kwargs)
+
+    def population(self, spec: SignalSpec) -> np.ndarray:
+        if spec not in self._population:
+            labels = self.population_labels[None, :, None]
+            logits = self.outputs.population_logits
+            self._population[spec] = compute_signal(spec.name, logits, labels, **spec.kwargs)
+        return self._population[spec]
+
+
+class _ChunkCache:
+    """The signals of the current chunk of samples, computed once for all attacks."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.span: tuple[int, int] | None = None
+        self.cache: dict[SignalSpec, np.ndarray] = {}
+
+    def get(self, spec: SignalSpec, start: int, stop: int) -> np.ndarray:
+        if self.span != (start, stop):
+            self.span, self.cache = (start, stop), {}
         if spec not in self.cache:
-            out = self.outputs
-            labels = out.labels[None, :, None]
-            values = compute_signal(spec.name, out.logits, labels, **spec.kwargs)
-            pop = None
-            if out.population_logits is not None:
-                pop_labels = out.population_labels[None, :, None]
-                pop = compute_signal(spec.name, out.population_logits, pop_labels, **spec.kwargs)
-            self.cache[spec] = (values, pop)
+            self.cache[spec] = self.source.values(spec, start, stop)
         return self.cache[spec]
 
 
@@ -108,38 +136,82 @@ class Scores:
     queries_per_sample: dict[str, float]
 
 
+def chunk_samples(
+    num_models: int, num_samples: int, values_per_sample: int, budget: int = _CHUNK_BYTES
+) -> int:
+    """Samples per chunk: a multiple of :data:`SAMPLE_BLOCK` whose float64 array of
+    ``num_models x values_per_sample`` values per sample takes about ``budget`` bytes."""
+    per_sample = 8 * num_models * max(values_per_sample, 1)
+    blocks = max(1, budget // (per_sample * SAMPLE_BLOCK))
+    return min(blocks * SAMPLE_BLOCK, -(-num_samples // SAMPLE_BLOCK) * SAMPLE_BLOCK)
+
+
 def score_targets(
     attacks: Sequence[Attack],
-    outputs: ModelOutputs,
+    outputs: ModelOutputs | SignalStore,
     targets: Sequence[int],
     models: Sequence[Target] | None = None,
     data: QueryData | None = None,
     on_step: Callable[[], None] | None = None,
+    chunk_size: int | None = None,
+    scores_dir: str | os.PathLike | None = None,
 ) -> Scores:
     """Score every attack against each target; references are all non-target models.
 
-    Signal attacks read ``outputs``; query attacks need ``models`` (queryable, in the
-    order of ``outputs``) and the samples as ``data``.
+    Signal attacks read ``outputs``: in-memory logits (:class:`ModelOutputs`, signals
+    computed in float64) or a :class:`~mialens.signals.store.SignalStore` on disk.
+    Attacks whose fit is per sample (class attribute ``chunking = "samples"``) are fitted
+    and scored on chunks of ``chunk_size`` samples (a multiple of
+    :data:`~mialens.signals.store.SAMPLE_BLOCK`; default: about 64 MB of signals per
+    chunk), so memory stays bounded however many samples there are; an attack that
+    needs a few numbers over all samples first (LiRA's pooled variance) provides
+    ``chunk_summary``/``use_summaries`` and gets a first pass over the chunks. Other
+    attacks (class thresholds over all samples) are fitted on all samples at once.
+    Scores never depend on the chunk size. With ``scores_dir``, the scores of chunked
+    attacks are written there (``<attack>.npy``, float64) chunk by chunk and returned
+    memory-mapped, so that not even the ``T x N`` scores need to fit in memory. Query
+    attacks need ``models`` (queryable, in the order of the outputs) and the samples as
+    ``data``.
     """
-    signals = _Signals(outputs)
+    source = outputs if isinstance(outputs, SignalStore) else _LogitSignals(outputs)
+    if chunk_size is None:
+        per_sample = source.num_queries
+        if isinstance(outputs, ModelOutputs):
+            per_sample *= outputs.logits.shape[3]  # the logits chunk is the larger array
+        chunk_size = chunk_samples(source.num_models, source.num_samples, per_sample)
+    elif chunk_size <= 0 or chunk_size % SAMPLE_BLOCK:
+        raise DataError(f"chunk_size must be a positive multiple of {SAMPLE_BLOCK}")
+    chunks = [
+        (i, min(i + chunk_size, source.num_samples))
+        for i in range(0, source.num_samples, chunk_size)
+    ]
+    cache = _ChunkCache(source)
     scores: dict[str, np.ndarray] = {}
     queries: dict[str, float] = {}
     for attack in attacks:
-        rows, counts = [], []
-        for t in targets:
-            if isinstance(attack, SignalAttack):
-                rows.append(_score_signal_attack(attack, signals, t))
-                counts.append(outputs.logits.shape[2] if attack.uses_all_queries else 1)
-            elif isinstance(attack, QueryAttack):
+        if isinstance(attack, SignalAttack):
+            _check_population(attack, source)
+            if getattr(attack, "chunking", None) == "samples":
+                out = None if scores_dir is None else Path(scores_dir) / f"{attack.name}.npy"
+                rows = _score_in_chunks(attack, source, cache, targets, chunks, on_step, out)
+            else:
+                rows = _score_whole(attack, source, targets, on_step)
+            queries[attack.name] = float(source.num_queries if attack.uses_all_queries else 1)
+        elif isinstance(attack, QueryAttack):
+            if not isinstance(outputs, ModelOutputs):
+                raise DataError(f"attack {attack.name!r} queries models; it needs ModelOutputs")
+            rows, counts = [], []
+            for t in targets:
                 row, n_queries = _score_query_attack(attack, outputs, models, data, t)
                 rows.append(row)
                 counts.append(n_queries / len(outputs.labels))
-            else:
-                raise TypeError(f"{type(attack).__name__} is neither a signal nor a query attack")
-            if on_step is not None:
-                on_step()
-        scores[attack.name] = np.stack(rows)
-        queries[attack.name] = float(np.mean(counts))
+                if on_step is not None:
+                    on_step()
+            rows = np.stack(rows)
+            queries[attack.name] = float(np.mean(counts))
+        else:
+            raise TypeError(f"{type(attack).__name__} is neither a signal nor a query attack")
+        scores[attack.name] = rows
     return Scores(scores, queries)
 
 
@@ -147,29 +219,85 @@ def _others(m: int, t: int) -> np.ndarray:
     return np.array([i for i in range(m) if i != t], dtype=np.int64)
 
 
-def _score_signal_attack(attack: SignalAttack, signals: _Signals, t: int) -> np.ndarray:
-    outputs = signals.outputs
-    needs_pop = attack.uses_population
-    if needs_pop and outputs.population_logits is None:
+def _check_population(attack: SignalAttack, source) -> None:
+    if attack.uses_population and not source.has_population:
         raise DataError(f"attack {attack.name!r} needs population data; none was given")
-    values, pop = signals.get(attack.signal())
+
+
+def _inputs(
+    attack: SignalAttack,
+    source,
+    values: np.ndarray,
+    span: slice,
+    t: int,
+) -> tuple[ReferenceSignals | None, TargetSignals]:
+    """The reference and target signals of target ``t`` on the samples ``span``."""
+    pop = source.population(attack.signal()) if attack.uses_population else None
+    pop_labels = source.population_labels if attack.uses_population else None
+    labels = source.labels[span]
     refs = None
     if attack.references != "none":
-        others = _others(outputs.num_models, t)
+        others = _others(source.num_models, t)
         refs = ReferenceSignals(
             values=values[others],
-            member=outputs.member[others],
-            labels=outputs.labels,
-            population=pop[others] if needs_pop else None,
-            population_labels=outputs.population_labels if needs_pop else None,
+            member=source.member[others, span],
+            labels=labels,
+            population=pop[others] if pop is not None else None,
+            population_labels=pop_labels,
         )
     target = TargetSignals(
         values=values[t],
-        labels=outputs.labels,
-        population=pop[t] if needs_pop else None,
-        population_labels=outputs.population_labels if needs_pop else None,
+        labels=labels,
+        population=pop[t] if pop is not None else None,
+        population_labels=pop_labels,
     )
-    return attack.clone().fit(refs).score(target)
+    return refs, target
+
+
+def _score_whole(attack: SignalAttack, source, targets, on_step) -> np.ndarray:
+    values = source.values(attack.signal())
+    rows = []
+    for t in targets:
+        refs, target = _inputs(attack, source, values, slice(None), t)
+        rows.append(attack.clone().fit(refs).score(target))
+        if on_step is not None:
+            on_step()
+    return np.stack(rows)
+
+
+def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out) -> np.ndarray:
+    spec = attack.signal()
+    fitted = {t: attack.clone() for t in targets}
+    if hasattr(attack, "chunk_summary") and len(chunks) > 1:  # first pass: global numbers
+        summaries: dict[int, list] = {t: [] for t in targets}
+        for start, stop in chunks:
+            values = cache.get(spec, start, stop)
+            for t in targets:
+                refs, _ = _inputs(attack, source, values, slice(start, stop), t)
+                summaries[t].append(fitted[t].chunk_summary(refs))
+        for t in targets:
+            fitted[t].use_summaries(summaries[t])
+    shape = (len(targets), source.num_samples)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.lib.format.open_memmap(out, "w+", np.float64, shape).flush()
+    rows = np.empty(shape) if out is None else None
+    for start, stop in chunks:
+        values = cache.get(spec, start, stop)
+        block = np.empty((len(targets), stop - start))
+        for i, t in enumerate(targets):
+            refs, target = _inputs(attack, source, values, slice(start, stop), t)
+            block[i] = fitted[t].fit(refs).score(target)
+            if on_step is not None and stop == source.num_samples:
+                on_step()
+        if rows is not None:
+            rows[:, start:stop] = block
+        else:  # map the file for this write only, so its pages do not stay resident
+            mapped = np.load(out, mmap_mode="r+")
+            mapped[:, start:stop] = block
+            mapped.flush()
+            del mapped
+    return rows if rows is not None else np.load(out, mmap_mode="r")
 
 
 def _score_query_attack(

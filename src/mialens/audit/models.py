@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from mialens.audit.executor import ExecutorConfig, map_models
+from mialens.audit.executor import ExecutorConfig, map_tasks
 from mialens.augment import Transform
 from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
 from mialens.models.store import ModelStore, spec_key
 from mialens.models.training import TrainConfig, train_model
 from mialens.signals.queries import collect_logits
@@ -101,30 +102,95 @@ def models_logits(
     """Logits ``(K, len(query_positions), len(transforms), C)`` of every planned model.
 
     Returns the logits and one record per model (store key, whether it was cached,
-    epochs, seconds, epsilon).
+    epochs, seconds, epsilon, and the size of the batched group it was trained in).
+    Models are processed in groups (see :func:`model_groups`), each group a task of the
+    configured executor.
     """
-    k_models = len(plan.train_positions)
-    qkey = query_key(plan.dataset, query_positions, transforms)
-    shape = (len(query_positions), len(transforms), plan.dataset.num_classes)
+    executor = executor or ExecutorConfig()
+    groups = model_groups(plan, executor, device)
+    batched = max(map(len, groups)) > 1  # then even a group of one trains as an ensemble
+    context = _GroupContext(plan, store, query_positions, transforms, device, batched)
 
-    def task(k: int) -> tuple[np.ndarray, dict[str, Any]]:
-        key = spec_key(plan.spec(k))
+    def done(group: list[int], results: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+        if on_model is not None:
+            for k, (_, record) in zip(group, results, strict=True):
+                on_model(k, record)
+
+    by_group = map_tasks(_group_task, context, groups, executor, on_done=done)
+    outputs: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+    for group, results in zip(groups, by_group, strict=True):
+        outputs.update(zip(group, results, strict=True))
+    ordered = [outputs[k] for k in range(len(plan.train_positions))]
+    return np.stack([out for out, _ in ordered]), [record for _, record in ordered]
+
+
+def model_groups(plan: TrainingPlan, executor: ExecutorConfig, device: str) -> list[list[int]]:
+    """The planned models split into consecutive groups trained together (singletons
+    when the recipe, the architecture or ``executor.ensemble`` rule batching out)."""
+    k_models = len(plan.train_positions)
+    size, reason = group_size(
+        plan.build,
+        plan.train,
+        tuple(plan.dataset.input_shape),
+        k_models,
+        device,
+        executor.ensemble,
+        executor.ensemble_size,
+    )
+    if size > 1:
+        log.info("training %d models as batched ensembles: %s", k_models, reason)
+    elif executor.ensemble == "on" or (executor.ensemble == "auto" and k_models > 1):
+        log.info("training models one by one: %s", reason)
+    return [list(range(i, min(i + size, k_models))) for i in range(0, k_models, size)]
+
+
+@dataclass(frozen=True)
+class _GroupContext:
+    """What every group task shares (sent once to each Ray worker)."""
+
+    plan: TrainingPlan
+    store: ModelStore
+    query_positions: np.ndarray
+    transforms: list[Transform]
+    device: str
+    batched: bool
+
+
+def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """Logits and records of the models in ``group``: cached logits are reused; the
+    others come from cached or newly trained weights. A batched group is the unit of
+    work: it is trained, and its logits computed, for all its models together whenever
+    any of them needs it, so that no number depends on what happened to be cached."""
+    plan, store = ctx.plan, ctx.store
+    qkey = query_key(plan.dataset, ctx.query_positions, ctx.transforms)
+    shape = (len(ctx.query_positions), len(ctx.transforms), plan.dataset.num_classes)
+    keys = {k: spec_key(plan.spec(k)) for k in group}
+    results: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+    for k in group:
+        key = keys[k]
         cached = store.load_array(key, qkey) if store.has(key) else None
         if cached is not None and cached.shape == shape:
-            return cached, {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
-        model, record = _load_or_train(plan, store, k, key, device)
-        x_query = plan.dataset.x[query_positions]
-        out = collect_logits(TorchTarget(model, plan.dataset.num_classes), x_query, transforms)
-        store.save_array(key, qkey, out)
-        return out, record
-
-    done = map_models(
-        task,
-        range(k_models),
-        executor or ExecutorConfig(),
-        on_done=(lambda k, r: on_model(k, r[1])) if on_model else None,
-    )
-    return np.stack([out for out, _ in done]), [record for _, record in done]
+            record = {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
+            results[k] = (cached, record)
+    todo = [k for k in group if k not in results]
+    if not todo:
+        return [results[k] for k in group]
+    needed = group if ctx.batched else todo
+    states, records = _load_or_train_many(plan, store, needed, keys, ctx.device, ctx.batched)
+    x_query = plan.dataset.x[ctx.query_positions]
+    if ctx.batched:
+        stacked = [states[k] for k in needed]
+        out = ensemble_logits(plan.build, stacked, x_query, ctx.transforms, ctx.device)
+        logits = dict(zip(needed, out, strict=True))
+    else:
+        model = plan.build().to(ctx.device)
+        model.load_state_dict(states[todo[0]])
+        target = TorchTarget(model, plan.dataset.num_classes)
+        logits = {todo[0]: collect_logits(target, x_query, ctx.transforms)}
+    for k in todo:
+        store.save_array(keys[k], qkey, logits[k])
+        results[k] = (logits[k], records[k])
+    return [results[k] for k in group]
 
 
 def load_models(plan: TrainingPlan, store: ModelStore, device: str = "cpu") -> list[TorchTarget]:
@@ -137,35 +203,91 @@ def load_models(plan: TrainingPlan, store: ModelStore, device: str = "cpu") -> l
 
 
 def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    keys = ("epochs_run", "best_epoch", "epsilon", "seconds")
+    keys = ("epochs_run", "best_epoch", "epsilon", "seconds", "ensemble")
     return {k: manifest.get("training", {}).get(k) for k in keys}
 
 
-def _load_or_train(plan: TrainingPlan, store: ModelStore, k: int, key: str, device: str):
-    model = plan.build().to(device)
-    if store.has(key):
-        try:
-            state, manifest = store.load(key)
-            model.load_state_dict(state)
-            return model, {**_summary(manifest), "model": k, "key": key, "cached": True}
-        except CacheError as exc:
-            log.warning("%s", exc)
-            store.discard(key)
+def _validation(plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray] | None:
+    if plan.train.early_stopping is None:
+        return None
+    return plan.dataset.x[plan.validation_positions], plan.dataset.y[plan.validation_positions]
+
+
+def _load_cached(store: ModelStore, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Weights and manifest of ``key`` if stored and intact (a corrupt entry is moved aside)."""
+    if not store.has(key):
+        return None
+    try:
+        return store.load(key)
+    except CacheError as exc:
+        log.warning("%s", exc)
+        store.discard(key)
+        return None
+
+
+def _load_or_train_many(
+    plan: TrainingPlan,
+    store: ModelStore,
+    models: list[int],
+    keys: dict[int, str],
+    device: str,
+    batched: bool,
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Weights and records of ``models``: from the store, else trained and stored. When
+    ``batched`` and any model must be trained, all of ``models`` are trained together as
+    one ensemble (the cached ones again, bit for bit, but kept from the store), so that
+    a model's weights never depend on which others happened to be cached."""
+    states, records = {}, {}
+    for k in models:
+        entry = _load_cached(store, keys[k])
+        if entry is not None:
+            states[k] = entry[0]
+            records[k] = {**_summary(entry[1]), "model": k, "key": keys[k], "cached": True}
+    missing = [k for k in models if k not in states]
+    if not missing:
+        return states, records
     ds = plan.dataset
-    train_idx = plan.train_positions[k]
-    validation = None
-    if plan.train.early_stopping is not None:
-        validation = (ds.x[plan.validation_positions], ds.y[plan.validation_positions])
-    result = train_model(
-        plan.build, ds.x[train_idx], ds.y[train_idx], plan.train, plan.seeds[k], validation, device
+    if batched:
+        trained = train_ensemble(
+            plan.build,
+            ds.x,
+            ds.y,
+            [plan.train_positions[k] for k in models],
+            plan.train,
+            [plan.seeds[k] for k in models],
+            _validation(plan),
+            device,
+        )
+        results = dict(zip(models, trained, strict=True))
+    else:
+        results = {k: _train_one(plan, k, device) for k in missing}
+    for k in missing:
+        result = results[k]
+        training = {
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "epsilon": result.epsilon,
+            "seconds": result.seconds,
+            "ensemble": len(models) if batched else 1,
+            "history": result.history,
+        }
+        store.save(keys[k], result.state_dict, {"spec": plan.spec(k), "training": training})
+        states[k] = result.state_dict
+        records[k] = {**_summary({"training": training}), "model": k, "key": keys[k]}
+        records[k]["cached"] = False
+    return states, records
+
+
+def _train_one(plan: TrainingPlan, k: int, device: str):
+    ds = plan.dataset
+    idx = plan.train_positions[k]
+    return train_model(
+        plan.build, ds.x[idx], ds.y[idx], plan.train, plan.seeds[k], _validation(plan), device
     )
-    training = {
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "epsilon": result.epsilon,
-        "seconds": result.seconds,
-        "history": result.history,
-    }
-    store.save(key, result.state_dict, {"spec": plan.spec(k), "training": training})
-    model.load_state_dict(result.state_dict)
-    return model, {**_summary({"training": training}), "model": k, "key": key, "cached": False}
+
+
+def _load_or_train(plan: TrainingPlan, store: ModelStore, k: int, key: str, device: str):
+    states, records = _load_or_train_many(plan, store, [k], {k: key}, device, False)
+    model = plan.build().to(device)
+    model.load_state_dict(states[k])
+    return model, records[k]

@@ -1,0 +1,598 @@
+"""Batched training and inference of many models of one architecture at once.
+
+``K`` models that share an architecture and a recipe but have their own seeds and
+training sets are trained in lock-step as one stacked network: every parameter gets a
+leading model axis and one :func:`torch.vmap` of the module's forward pass evaluates all
+models, so that ``K`` small matrix products become one batched product.
+
+Each model gets exactly what :func:`~mialens.models.training.train_model` gives it: its
+initialisation (built under its own seed, then stacked), its batch order (its own
+generator over its own training set), its augmentation draws, its dropout masks (drawn
+from the RNG state the one-by-one trainer would use, so they are the same masks on CPU),
+its optimizer state, the learning-rate schedule and its own early stopping (each model
+stops and restores its best weights independently). Training sets may differ in size:
+batches are padded and the padding is masked out of the loss, and a model with no
+batch left in an epoch, or already stopped, takes no optimizer step. The result equals
+one-by-one training up to floating-point rounding (a batched product may sum in another
+order than a single one).
+
+Recipes without a batched implementation (DP-SGD, whose per-sample clipping and privacy
+accounting run per model through Opacus, and any objective added to ``TrainConfig``
+later) are reported by :func:`ensemble_blocker`; the caller then trains one by one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from mialens.augment import Transform, random_augment
+from mialens.errors import ConfigError
+from mialens.models.training import TrainConfig, TrainResult, _lr_factor
+from mialens.validation import check_finite
+
+log = logging.getLogger(__name__)
+
+# TrainConfig fields the batched trainer implements; any other field away from its
+# default sends the recipe to the one-by-one trainer.
+_BATCHED_FIELDS = frozenset(
+    {
+        "optimizer",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "epochs",
+        "batch_size",
+        "dropout",
+        "label_smoothing",
+        "augment",
+        "early_stopping",
+    }
+)
+# "auto" batches models whose forward pass over one mini-batch costs at most this many
+# multiply-adds on a CPU: below it a one-by-one step is dominated by per-step overhead
+# (Python, autograd, optimizer), which a batched step pays once for all models.
+_CPU_SMALL_MACS = 10**8
+# Memory one batched group may use for parameters, gradients, optimizer state and
+# activations (a model's share is estimated by :func:`_model_bytes`).
+_GROUP_BYTES = 2 * 2**30
+_INFER_ROWS = 2**17  # samples x models per inference chunk
+
+
+def recipe_blocker(config: TrainConfig) -> str | None:
+    """Why ``config`` cannot be trained as an ensemble (None when it can)."""
+    if config.dp is not None:
+        return "train.dp (DP-SGD clips and noises per model and accounts per model, in Opacus)"
+    default = TrainConfig()
+    for name in type(config).model_fields:
+        if name not in _BATCHED_FIELDS and getattr(config, name) != getattr(default, name):
+            return f"train.{name} has no batched implementation"
+    return None
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What one forward pass of a single sample reveals about an architecture."""
+
+    dropouts: list[str]  # names of the nn.Dropout modules, in call order
+    dropout_shapes: list[tuple[int, ...]]  # their per-sample input shapes
+    macs: int  # multiply-adds of Linear and Conv2d layers per sample
+    parameters: int
+    activations: int  # floats produced by all leaf modules per sample
+
+
+def _probe(build: Callable[[], nn.Module], input_shape: tuple[int, ...]) -> _Probe:
+    with torch.random.fork_rng(devices=[]):
+        model = build()
+    model.eval()
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    counts = {"macs": 0, "activations": 0}
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output) -> None:
+            if isinstance(module, nn.Dropout):
+                calls.append((name, tuple(inputs[0].shape[1:])))
+            if isinstance(module, nn.Linear):
+                counts["macs"] += module.in_features * module.out_features
+            elif isinstance(module, nn.Conv2d):
+                per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+                counts["macs"] += output[0].numel() * per_output
+            if isinstance(output, torch.Tensor):
+                counts["activations"] += output[0].numel()
+
+        return record
+
+    handles = [
+        m.register_forward_hook(hook(name))
+        for name, m in model.named_modules()
+        if not list(m.children())
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape)))
+    finally:
+        for h in handles:
+            h.remove()
+    names = [name for name, _ in calls]
+    return _Probe(
+        dropouts=names,
+        dropout_shapes=[shape for _, shape in calls],
+        macs=counts["macs"],
+        parameters=sum(p.numel() for p in model.parameters()),
+        activations=counts["activations"],
+    )
+
+
+def architecture_blocker(
+    build: Callable[[], nn.Module], input_shape: tuple[int, ...]
+) -> str | None:
+    """Why models from ``build()`` cannot be stacked and vmapped (None when they can)."""
+    with torch.random.fork_rng(devices=[]):
+        model = build()
+    if any(True for _ in model.buffers()):
+        return "the architecture has buffers (e.g. batch-norm statistics)"
+    if set(model.state_dict()) != {name for name, _ in model.named_parameters()}:
+        return "the architecture shares parameters between layers"
+    for name, module in model.named_modules():
+        is_dropout = isinstance(module, nn.modules.dropout._DropoutNd)
+        if is_dropout and type(module) is not nn.Dropout:
+            return f"layer {name!r} is a {type(module).__name__}; only nn.Dropout is batched"
+    try:
+        probe = _probe(build, input_shape)
+        if len(set(probe.dropouts)) != len(probe.dropouts):
+            return "a dropout layer is called twice in one forward pass"
+        pair = _Stack.from_states(build, [model.state_dict()] * 2, probe, "cpu")
+        pair.train_mode(True)
+        masks = [torch.ones((2, 2, *s)) for s in probe.dropout_shapes]
+        pair.forward(torch.zeros((2, 2, *input_shape)), masks).sum().backward()
+    except Exception as exc:  # any failure means: not vmappable as is
+        return f"the architecture cannot be vmapped ({type(exc).__name__}: {exc})"
+    return None
+
+
+def ensemble_blocker(
+    build: Callable[[], nn.Module], config: TrainConfig, input_shape: tuple[int, ...]
+) -> str | None:
+    """Why this recipe and architecture must be trained one by one (None if batchable)."""
+    return recipe_blocker(config) or architecture_blocker(build, input_shape)
+
+
+def _model_bytes(probe: _Probe, batch_size: int) -> int:
+    """Estimated training memory of one model: weights, gradient and two optimizer
+    states, and the activations of a forward and backward pass of a mini-batch."""
+    return 4 * (4 * probe.parameters + 3 * batch_size * probe.activations)
+
+
+def group_size(
+    build: Callable[[], nn.Module],
+    config: TrainConfig,
+    input_shape: tuple[int, ...],
+    num_models: int,
+    device: str,
+    mode: str = "auto",
+    max_size: int | None = None,
+) -> tuple[int, str]:
+    """How many models to train together (1: one by one) and why.
+
+    ``mode`` ``off`` always trains one by one; ``on`` batches whenever the recipe and the
+    architecture allow it; ``auto`` also requires small models (on CPU, at most 10^8
+    multiply-adds per mini-batch; on an accelerator, any size). Groups are as large as
+    ``max_size`` and the memory estimate (2 GiB per group) allow. The answer depends on
+    the configuration only, never on the machine's load or the executor, so that the
+    same audit always groups its models the same way.
+    """
+    if mode == "off" or num_models < 2:
+        return 1, "ensemble training is off" if mode == "off" else "a single model"
+    blocker = ensemble_blocker(build, config, input_shape)
+    if blocker is not None:
+        return 1, blocker
+    probe = _probe(build, input_shape)
+    batch_macs = probe.macs * config.batch_size
+    if mode == "auto" and torch.device(device).type == "cpu" and batch_macs > _CPU_SMALL_MACS:
+        return 1, (
+            f"the model is not small ({batch_macs:.2g} multiply-adds per mini-batch > "
+            f"{_CPU_SMALL_MACS:.0e} on CPU); set executor.ensemble: on to batch it anyway"
+        )
+    size = min(num_models, max(1, _GROUP_BYTES // _model_bytes(probe, config.batch_size)))
+    if max_size is not None:
+        size = min(size, max_size)
+    return size, f"groups of up to {size} models"
+
+
+class _MaskedDropout(nn.Module):
+    """Dropout whose (pre-scaled) mask is supplied from outside; identity without one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mask is None else x * self.mask
+
+
+class _TransposedLinear(nn.Module):
+    """nn.Linear with its weight stored transposed, ``(in, out)``: batched over models,
+    the weight gradient ``x^T g`` then comes out in the weight's own layout, where
+    nn.Linear's needs a transposing copy of the whole stack at every step."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.matmul(self.weight)
+        return out if self.bias is None else out + self.bias
+
+
+def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
+
+
+class _Stack:
+    """``K`` models of one architecture as stacked parameters and a vmapped forward."""
+
+    def __init__(self, models: Sequence[nn.Module], probe: _Probe, device: str) -> None:
+        template = copy.deepcopy(models[0])
+        self.dropouts: list[_MaskedDropout] = []
+        for name in probe.dropouts:
+            self.dropouts.append(_MaskedDropout())
+            _replace(template, name, self.dropouts[-1])
+        self.transposed = set()  # names of weights kept transposed while stacked
+        for name, module in list(template.named_modules()):
+            if type(module) is nn.Linear:
+                _replace(template, name, _TransposedLinear(module))
+                self.transposed.add(f"{name}.weight" if name else "weight")
+        self.template = template.to("meta")
+        self.names = list(models[0].state_dict())
+        self.params = {
+            name: torch.stack([self._layout(name, m.state_dict()[name]) for m in models])
+            .to(device)
+            .requires_grad_()
+            for name in self.names
+        }
+        self.device = device
+
+    def _layout(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """A model's tensor in the stack's layout (and back: transposing is its inverse)."""
+        return tensor.detach().t().contiguous() if name in self.transposed else tensor.detach()
+
+    @classmethod
+    def from_states(
+        cls,
+        build: Callable[[], nn.Module],
+        states: Sequence[dict[str, torch.Tensor]],
+        probe: _Probe,
+        device: str,
+    ) -> _Stack:
+        models = []
+        with torch.random.fork_rng(devices=[]):
+            for state in states:
+                model = build()
+                model.load_state_dict(state)
+                models.append(model)
+        return cls(models, probe, device)
+
+    @property
+    def size(self) -> int:
+        return int(next(iter(self.params.values())).shape[0])
+
+    def train_mode(self, training: bool) -> None:
+        self.template.train(training)
+
+    def forward(
+        self, x: torch.Tensor, masks: Sequence[torch.Tensor] = (), shared: bool = False
+    ) -> torch.Tensor:
+        """Logits ``(K, B, C)`` of every model on its batch ``x (K, B, ...)`` (or on the
+        same batch ``x (B, ...)`` when ``shared``), with dropout masks ``(K, B, ...)``."""
+
+        if masks and len(masks) != len(self.dropouts):
+            raise ValueError(f"expected {len(self.dropouts)} dropout masks, got {len(masks)}")
+
+        def one(params, xb, *model_masks):
+            # no masks in evaluation mode: every layer keeps mask None (identity)
+            for layer, mask in zip(self.dropouts, model_masks, strict=False):
+                layer.mask = mask
+            try:
+                return functional_call(self.template, params, (xb,))
+            finally:
+                for layer in self.dropouts:
+                    layer.mask = None
+
+        dims = (0, None if shared else 0, *([0] * len(masks)))
+        return torch.vmap(one, in_dims=dims)(self.params, x, *masks)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation-mode logits ``(K, N, C)`` of every model on the samples ``x``."""
+        self.train_mode(False)
+        step = max(1, _INFER_ROWS // self.size)
+        out = [
+            self.forward(x[i : i + step].to(self.device), shared=True).float().cpu()
+            for i in range(0, len(x), step)
+        ]
+        return torch.cat(out, dim=1)
+
+    def state_dict(self, k: int, source: dict[str, torch.Tensor] | None = None):
+        params = self.params if source is None else source
+        return {n: self._layout(n, params[n][k]).cpu().contiguous().clone() for n in self.names}
+
+
+class _StackedOptimizer:
+    """The recipe's torch.optim optimizer (fused kernels) on the stacked parameters.
+
+    Adam, AdamW and SGD act elementwise, so one optimizer over a stack equals one per
+    model as long as every model steps at every step (``lockstep``). Otherwise each
+    model's slice of each stacked tensor is a parameter of its own, so that step counts,
+    moments and momentum buffers stay per model, and a model that is not active at a
+    step gets no gradient, which torch.optim skips.
+    """
+
+    def __init__(self, config: TrainConfig, params: list[torch.Tensor], lockstep: bool) -> None:
+        self.params, self.lockstep = params, lockstep
+        k = params[0].shape[0]
+        self.views = [] if lockstep else [[p.detach()[i] for p in params] for i in range(k)]
+        targets = params if lockstep else [v for views in self.views for v in views]
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                targets,
+                lr=config.lr,
+                momentum=config.momentum,
+                weight_decay=config.weight_decay,
+                fused=True,
+            )
+        else:
+            cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+            self.optimizer = cls(
+                targets, lr=config.lr, weight_decay=config.weight_decay, fused=True
+            )
+
+    @torch.no_grad()
+    def step(self, lr: float, active: list[bool]) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.lockstep:
+            if not all(active):
+                raise AssertionError("a lock-step optimizer needs every model at every step")
+        else:
+            for k, views in enumerate(self.views):
+                for view, p in zip(views, self.params, strict=True):
+                    view.grad = p.grad[k] if active[k] else None
+        self.optimizer.step()
+
+
+def train_ensemble(
+    build: Callable[[], nn.Module],
+    x: np.ndarray,
+    y: np.ndarray,
+    subsets: Sequence[np.ndarray],
+    config: TrainConfig,
+    seeds: Sequence[int],
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str = "cpu",
+) -> list[TrainResult]:
+    """Train model ``k`` on ``(x[subsets[k]], y[subsets[k]])`` with seed ``seeds[k]``,
+    all models at once; the same results as :func:`train_model` one by one (up to
+    floating-point rounding). ``result.seconds`` is each model's share of the time."""
+    blocker = ensemble_blocker(build, config, tuple(x.shape[1:]))
+    if blocker is not None:
+        raise ConfigError(f"this recipe cannot be trained as an ensemble: {blocker}")
+    if len(subsets) != len(seeds) or not seeds:
+        raise ConfigError("give one training subset per seed (at least one model)")
+    if config.early_stopping is not None and validation is None:
+        raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
+    if any(len(s) == 0 for s in subsets):
+        raise ConfigError("cannot train on an empty training set")
+    start = time.perf_counter()
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        results = _Trainer(build, x, y, subsets, config, seeds, validation, device).run()
+    share = (time.perf_counter() - start) / len(seeds)
+    for result in results:
+        result.seconds = share
+    return results
+
+
+class _Trainer:
+    """State of one batched training run (see :func:`train_ensemble`)."""
+
+    def __init__(self, build, x, y, subsets, config, seeds, validation, device) -> None:
+        used = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in subsets]))
+        self.x = torch.as_tensor(x[used], dtype=torch.float32)
+        self.y = torch.as_tensor(y[used], dtype=torch.long)
+        self.rows = [torch.as_tensor(np.searchsorted(used, s)) for s in subsets]
+        self.config, self.device = config, device
+        self.probe = _probe(build, tuple(x.shape[1:]))
+        models, self.dropout_gens = [], []
+        for seed in seeds:  # as train_model: build under the seed; dropout continues its stream
+            torch.manual_seed(seed)
+            models.append(build())
+            gen = torch.Generator()
+            gen.set_state(torch.get_rng_state())
+            self.dropout_gens.append(gen)
+        self.stack = _Stack(models, self.probe, device)
+        self.order_gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.val = None
+        if validation is not None:
+            self.val = (
+                torch.as_tensor(validation[0], dtype=torch.float32),
+                torch.as_tensor(validation[1], dtype=torch.long),
+            )
+        k = len(seeds)
+        self.history: list[list[dict[str, float]]] = [[] for _ in range(k)]
+        self.active = [True] * k
+        self.epochs_run = [0] * k
+        self.best_value = [math.inf] * k
+        self.best_epoch: list[int | None] = [None] * k
+        self.waited = [0] * k
+        self.best: dict[str, torch.Tensor] | None = None
+        if config.early_stopping is not None and config.early_stopping.restore_best:
+            self.best = {n: p.detach().clone() for n, p in self.stack.params.items()}
+        self.has_best = [False] * k
+
+    def run(self) -> list[TrainResult]:
+        params = [self.stack.params[n] for n in self.stack.names]
+        bs = self.config.batch_size
+        # every model steps at every step when all have as many batches and none stops early
+        lockstep = self.config.early_stopping is None and (
+            len({math.ceil(len(rows) / bs) for rows in self.rows}) == 1
+        )
+        optimizer = _StackedOptimizer(self.config, params, lockstep)
+        for epoch in range(1, self.config.epochs + 1):
+            lr = self.config.lr * _lr_factor(self.config, epoch - 1)
+            self._epoch(epoch, optimizer, lr)
+            if not any(self.active):
+                break
+        results = []
+        for k in range(self.stack.size):
+            use_best = self.best is not None and self.has_best[k]
+            state = self.stack.state_dict(k, self.best if use_best else None)
+            results.append(
+                TrainResult(state, self.history[k], self.epochs_run[k], self.best_epoch[k])
+            )
+        return results
+
+    def _batches(self) -> torch.Tensor:
+        """Row indices ``(K, steps, batch)`` of this epoch, -1 where a model has none."""
+        bs = self.config.batch_size
+        orders = {
+            k: self.rows[k][torch.randperm(len(self.rows[k]), generator=self.order_gens[k])]
+            for k in range(self.stack.size)
+            if self.active[k]
+        }
+        steps = max(math.ceil(len(o) / bs) for o in orders.values())
+        index = torch.full((self.stack.size, steps * bs), -1, dtype=torch.long)
+        for k, order in orders.items():
+            index[k, : len(order)] = order
+        return index.view(self.stack.size, steps, bs)
+
+    def _masks(self, counts: list[int], batch: int) -> list[torch.Tensor]:
+        """Dropout masks ``(K, batch, ...)`` per layer, each model's from its own stream,
+        drawn as nn.Dropout draws them (model by model, layer after layer)."""
+        p = self.config.dropout
+        shapes = self.probe.dropout_shapes
+        masks = [torch.zeros((self.stack.size, batch, *s)) for s in shapes]
+        for k, count in enumerate(counts):
+            for mask, shape in zip(masks, shapes, strict=True):
+                if count:
+                    drawn = torch.empty((count, *shape)).bernoulli_(
+                        1 - p, generator=self.dropout_gens[k]
+                    )
+                    mask[k, :count] = drawn.div_(1 - p)
+        return [m.to(self.device) for m in masks]
+
+    def _epoch(self, epoch: int, optimizer: _StackedOptimizer, lr: float) -> None:
+        cfg, stack = self.config, self.stack
+        size = stack.size
+        trained = list(self.active)
+        loss_sum = torch.zeros(size, dtype=torch.float64)
+        correct = torch.zeros(size, dtype=torch.long)
+        total = torch.zeros(size, dtype=torch.long)
+        stack.train_mode(True)
+        for index in self._batches().unbind(1):
+            valid = index >= 0
+            counts = valid.sum(1)
+            rows = index.clamp(min=0)
+            xb, yb = self.x[rows], self.y[rows]
+            if cfg.augment is not None and xb.dim() == 5:
+                for k, count in enumerate(counts.tolist()):
+                    if count:
+                        xb[k, :count] = random_augment(
+                            xb[k, :count], cfg.augment.flip, cfg.augment.shift, self.order_gens[k]
+                        )
+            masks = self._masks(counts.tolist(), index.shape[1]) if stack.dropouts else []
+            xb, yb, valid_d = xb.to(self.device), yb.to(self.device), valid.to(self.device)
+            for p in stack.params.values():
+                p.grad = None
+            logits = stack.forward(xb, masks)
+            flat_logits, flat_y = logits.flatten(0, 1), yb.flatten()
+            per_sample = F.cross_entropy(
+                flat_logits, flat_y, reduction="none", label_smoothing=cfg.label_smoothing
+            ).view_as(yb)
+            per_model = (per_sample * valid_d).sum(1) / counts.clamp(min=1).to(self.device)
+            per_model.sum().backward()
+            optimizer.step(lr, (counts > 0).tolist())
+            with torch.no_grad():
+                plain = per_sample
+                if cfg.label_smoothing:
+                    plain = F.cross_entropy(flat_logits, flat_y, reduction="none").view_as(yb)
+                loss_sum += (plain * valid_d).sum(1).double().cpu()
+                hits = (logits.argmax(-1) == yb) & valid_d
+                correct += hits.sum(1).cpu()
+                total += counts
+        val_logits = stack.logits(self.val[0]) if self.val is not None else None
+        for k in range(size):
+            if trained[k]:
+                self._record(
+                    k, epoch, loss_sum[k].item(), correct[k].item(), total[k].item(), val_logits
+                )
+
+    def _record(self, k, epoch, loss_sum, correct, total, val_logits) -> None:
+        if not math.isfinite(loss_sum):
+            raise ConfigError(
+                f"training diverged (non-finite loss at epoch {epoch}); lower train.lr or "
+                "check the inputs for extreme values"
+            )
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(total, 1),
+            "train_accuracy": correct / max(total, 1),
+        }
+        if val_logits is not None:
+            assert self.val is not None
+            yv = self.val[1]
+            record["val_loss"] = F.cross_entropy(val_logits[k], yv).item()
+            record["val_accuracy"] = (val_logits[k].argmax(1) == yv).float().mean().item()
+        self.history[k].append(record)
+        self.epochs_run[k] = epoch
+        stopper = self.config.early_stopping
+        if stopper is None:
+            return
+        value = record[stopper.monitor] * (1 if stopper.monitor == "val_loss" else -1)
+        if value < self.best_value[k] - stopper.min_delta:
+            self.best_value[k], self.best_epoch[k], self.waited[k] = value, epoch, 0
+            if self.best is not None:
+                with torch.no_grad():
+                    for name, p in self.stack.params.items():
+                        self.best[name][k] = p[k]
+                self.has_best[k] = True
+        else:
+            self.waited[k] += 1
+            if self.waited[k] >= stopper.patience:
+                self.active[k] = False
+
+
+@torch.no_grad()
+def ensemble_logits(
+    build: Callable[[], nn.Module],
+    states: Sequence[dict[str, torch.Tensor]],
+    x: np.ndarray,
+    transforms: Sequence[Transform],
+    device: str = "cpu",
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """Logits ``(K, n, n_views, C)`` of the models with weights ``states`` on every view
+    of every sample, in evaluation mode (what :func:`collect_logits` gives per model)."""
+    probe = _probe(build, tuple(x.shape[1:]))
+    stack = _Stack.from_states(build, states, probe, device)
+    views = []
+    for view in transforms:
+        parts = [
+            stack.logits(torch.as_tensor(np.ascontiguousarray(view(x[i : i + batch_size]))))
+            for i in range(0, len(x), batch_size)
+        ]
+        views.append(torch.cat(parts, dim=1))
+    out = torch.stack(views, dim=2).numpy()
+    return check_finite(out, "model output")
