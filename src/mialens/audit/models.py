@@ -40,7 +40,12 @@ def _digest(*arrays: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """How to train model ``k`` of the audit: data, recipe and seeds."""
+    """How to train model ``k`` of the audit: data, recipe and seeds.
+
+    ``validation_positions`` serve early stopping and, as the defender's reference set of
+    non-members, adversarial regularisation. ``sample_weights``/``sample_smoothing``
+    (per model, aligned with its training positions) come from sample-aware defences.
+    """
 
     dataset: Dataset
     model: ModelConfig
@@ -48,20 +53,42 @@ class TrainingPlan:
     train_positions: list[np.ndarray]
     validation_positions: np.ndarray
     seeds: list[int]
+    sample_weights: list[np.ndarray] | None = None
+    sample_smoothing: list[np.ndarray] | None = None
+
+    @property
+    def uses_validation(self) -> bool:
+        return (
+            self.train.early_stopping is not None
+            or self.train.adversarial_regularization is not None
+        )
+
+    @property
+    def per_sample(self) -> bool:
+        """Whether some model has per-sample loss weights or smoothing."""
+        return self.sample_weights is not None or self.sample_smoothing is not None
 
     def spec(self, k: int) -> dict[str, Any]:
         """Everything that determines model ``k``'s weights (its store key is a hash of it)."""
-        uses_val = self.train.early_stopping is not None
-        return {
+        spec = {
             "data": self.dataset.fingerprint,
             "train_positions": _digest(self.train_positions[k]),
-            "validation_positions": _digest(self.validation_positions) if uses_val else None,
+            "validation_positions": _digest(self.validation_positions)
+            if self.uses_validation
+            else None,
             "input_shape": list(self.dataset.input_shape),
             "num_classes": self.dataset.num_classes,
             "model": self.model.model_dump(mode="json"),
             "train": self.train.model_dump(mode="json"),
             "seed": self.seeds[k],
         }
+        for name, values in (
+            ("sample_weights", self.sample_weights),
+            ("sample_smoothing", self.sample_smoothing),
+        ):
+            if values is not None:
+                spec[name] = _digest(np.asarray(values[k], dtype=np.float64))
+        return spec
 
     def build(self):
         return build_model(
@@ -128,6 +155,9 @@ def model_groups(plan: TrainingPlan, executor: ExecutorConfig, device: str) -> l
     """The planned models split into consecutive groups trained together (singletons
     when the recipe, the architecture or ``executor.ensemble`` rule batching out)."""
     k_models = len(plan.train_positions)
+    if plan.per_sample:
+        log.info("training models one by one: per-sample weights or smoothing")
+        return [[k] for k in range(k_models)]
     size, reason = group_size(
         plan.build,
         plan.train,
@@ -208,7 +238,7 @@ def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validation(plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray] | None:
-    if plan.train.early_stopping is None:
+    if not plan.uses_validation:
         return None
     return plan.dataset.x[plan.validation_positions], plan.dataset.y[plan.validation_positions]
 
@@ -281,8 +311,18 @@ def _load_or_train_many(
 def _train_one(plan: TrainingPlan, k: int, device: str):
     ds = plan.dataset
     idx = plan.train_positions[k]
+    held_out = _validation(plan)
     return train_model(
-        plan.build, ds.x[idx], ds.y[idx], plan.train, plan.seeds[k], _validation(plan), device
+        plan.build,
+        ds.x[idx],
+        ds.y[idx],
+        plan.train,
+        plan.seeds[k],
+        held_out if plan.train.early_stopping is not None else None,
+        device,
+        reference=held_out if plan.train.adversarial_regularization is not None else None,
+        sample_weight=None if plan.sample_weights is None else plan.sample_weights[k],
+        sample_smoothing=None if plan.sample_smoothing is None else plan.sample_smoothing[k],
     )
 
 
