@@ -27,6 +27,8 @@ _EXPORTS = {
     "audit_logits": "mialens.audit.api",
     "sklearn_recipe": "mialens.audit.api",
     "torch_recipe": "mialens.audit.api",
+    "analyze": "mialens.analysis.run",
+    "analyze_run": "mialens.analysis.run",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -105,6 +105,19 @@ def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool,
     except MialensError as exc:
         _fail(exc)
     _print_summary(result, out)
+    if config.analysis is not None:
+        _print_analysis(out)
+
+
+def _print_analysis(run_dir: Path) -> None:
+    import json
+
+    from mialens.report.html import analysis_brief
+
+    summary = json.loads((run_dir / "analysis" / "summary.json").read_text(encoding="utf-8"))
+    for line in analysis_brief(summary):
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"analysis in {run_dir}/analysis/: samples.csv, summary.json, report.html")
 
 
 @app.command()
@@ -159,3 +172,66 @@ def attacks() -> None:
 
     for name, cls in ATTACKS.items():
         console.print(f"[bold]{name:<14}[/] {cls.summary}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="folder of an audit (mialens audit --out)")],
+    overrides: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Explain the leakage of the audit in RUN_DIR: which samples leak, and whether they are
+    intra-class outliers. Writes RUN_DIR/analysis/ (samples.csv, summary.json, report.html);
+    --set changes analysis.* settings."""
+    from mialens.analysis.run import analyze_run
+
+    _setup_logging(quiet)
+    try:
+        analyze_run(run_dir, overrides or [])
+    except MialensError as exc:
+        _fail(exc)
+    _print_analysis(run_dir)
+
+
+@app.command()
+def study(
+    config: Annotated[Path, typer.Argument(help="YAML study: a base audit and its settings")],
+    out: OutOption,
+    overrides: SetOption = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--setting", help="run only this setting (repeatable)"),
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Audit and analyse the same model under every training setting of CONFIG (e.g. the
+    grid of "Membership Inference Attacks Beyond Overfitting"); writes OUT/study.json,
+    OUT/report.html and one audit folder per setting in OUT/settings/."""
+    from mialens.analysis.study import load_study, run_study
+
+    _setup_logging(quiet)
+    try:
+        spec, configs = load_study(config, overrides or [], only or [])
+        doc = run_study(spec, configs, out, progress=not quiet)
+    except MialensError as exc:
+        _fail(exc)
+    level = doc["figure_level"]
+    table = Table(title=f"Study {doc['name']} ({doc['attack']})")
+    for col in ("setting", "train acc", "test acc", "AUC", f"TPR@{level}", "ε", "link ρ"):
+        table.add_column(col, justify="left" if col == "setting" else "right")
+    for row in doc["settings"]:
+        common = row.get("common") or {}
+        rho = common.get("rho")
+        table.add_row(
+            row["name"],
+            f"{row['train_acc']:.3f}",
+            f"{row['test_acc']:.3f}",
+            f"{row['auc']:.3f}",
+            f"{row['tpr_at_fpr'][level]:.4f}",
+            "" if row["epsilon"] is None else f"{row['epsilon']:.3g}",
+            "n/a" if rho is None else f"{rho:.3f}",
+        )
+    console.print(table)
+    for line in doc["findings"]:
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"outputs in {out}/: study.json, report.html, settings/")

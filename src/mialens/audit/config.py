@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mialens.analysis.canaries import CanaryConfig
+from mialens.analysis.settings import AnalysisSettings
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.executor import ExecutorConfig
 from mialens.data.registry import DatasetConfig
@@ -68,6 +70,11 @@ class AuditSettings(BaseModel):
         default=None,
         description="model and signal cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)",
     )
+    canaries: CanaryConfig | None = Field(
+        default=None,
+        description="replace part of the pool by canaries (Aerni et al. 2024), e.g. "
+        "{kind: mislabel, fraction: 0.02}",
+    )
 
     @field_validator("num_models")
     @classmethod
@@ -123,6 +130,33 @@ class AuditConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    analysis: AnalysisSettings | None = Field(
+        default=None,
+        description="explain the leakage after the audit (written to OUT/analysis; {} for "
+        "the defaults)",
+    )
+
+    @model_validator(mode="after")
+    def _analysis_fits(self) -> AuditConfig:
+        if self.analysis is None:
+            return self
+        if self.audit.num_models < 4:
+            raise ValueError(
+                "analysis needs audit.num_models >= 4 (every sample IN and OUT for at least "
+                "two models)"
+            )
+        names = [build_attack(spec).name for spec in self.audit.attacks]
+        if self.analysis.attack is not None and self.analysis.attack not in names:
+            raise ValueError(
+                f"analysis.attack {self.analysis.attack!r} is not among audit.attacks "
+                f"({', '.join(names)})"
+            )
+        if self.analysis.epoch_models > self.audit.num_models:
+            raise ValueError(
+                f"analysis.epoch_models ({self.analysis.epoch_models}) exceeds "
+                f"audit.num_models ({self.audit.num_models})"
+            )
+        return self
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

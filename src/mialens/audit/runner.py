@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mialens.analysis.canaries import canary_metrics, inject_canaries
 from mialens.attacks.base import QueryAttack, QueryData
 from mialens.attacks.registry import build_attack
-from mialens.audit.config import AuditConfig
+from mialens.audit.config import AuditConfig, AuditSettings
 from mialens.audit.engine import ModelOutputs, accuracy, score_targets
 from mialens.audit.models import TrainingPlan, load_models, models_logits
 from mialens.audit.results import AuditResult, attack_info
@@ -47,7 +48,8 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
 @dataclass(frozen=True)
 class AuditSetup:
     """Everything an audit derives from its configuration before training: the data,
-    its split, the models' membership, the training plan, the store and the queries."""
+    its split, the models' membership, the training plan, the store and the queries;
+    ``canaries`` marks the pool samples replaced by canaries (None without canaries)."""
 
     config: AuditConfig
     dataset: Dataset
@@ -56,6 +58,7 @@ class AuditSetup:
     plan: TrainingPlan
     store: ModelStore
     transforms: list[Transform]
+    canaries: np.ndarray | None = None
 
     @property
     def query_positions(self) -> np.ndarray:
@@ -76,6 +79,9 @@ def prepare_audit(config: AuditConfig) -> AuditSetup:
         settings.population_size,
         need_validation=config.train.early_stopping is not None,
     )
+    canaries = None
+    if settings.canaries is not None:
+        dataset, canaries = inject_canaries(dataset, split.pool, settings.canaries, settings.seed)
     k_models = settings.num_models
     keep = keep_mask(k_models, len(split.pool), settings.seed)
     queries = settings.queries
@@ -99,6 +105,7 @@ def prepare_audit(config: AuditConfig) -> AuditSetup:
         plan=plan,
         store=ModelStore(cache_dir / "models"),
         transforms=transforms_for(queries, dataset.modality),
+        canaries=canaries,
     )
 
 
@@ -108,7 +115,8 @@ def run_audit(
     """Train (or reuse) the audit's models, attack each in turn, and measure leakage.
 
     With ``out_dir`` the outputs (``metrics.json``, ``samples.csv``, ``report.html``) are
-    written there.
+    written there, and the leakage analysis into ``out_dir/analysis`` when the
+    configuration has an ``analysis:`` section.
     """
     settings = config.audit
     attacks = [build_attack(spec) for spec in settings.attacks]
@@ -196,6 +204,7 @@ def run_audit(
             "queries_per_sample": len(setup.transforms),
             "seed": settings.seed,
             "cache_dir": str(store.root.parent),
+            **(_canary_design(settings, setup.canaries) if setup.canaries is not None else {}),
         },
         training=records,
     )
@@ -210,11 +219,31 @@ def run_audit(
     )
     _warn_unresolved(result)
     result.compute_metrics(settings.bootstrap, settings.seed)
+    if setup.canaries is not None:
+        for name, scores in result.scores.items():
+            result.metrics[name]["canaries"] = canary_metrics(
+                scores, keep, setup.canaries, result.fpr_levels
+            )
+    analysis = None
+    if config.analysis is not None:
+        if out_dir is None:
+            log.info("analysis: skipped without out_dir (mialens.analysis.run.analyze(result))")
+        else:
+            from mialens.analysis.run import analyze
+
+            analysis = analyze(result, config.analysis, setup, pool_logits)
     if out_dir is not None:
         from mialens.report.files import write_outputs
 
-        write_outputs(result, out_dir)
+        write_outputs(result, out_dir, analysis.summary if analysis else None)
+        if analysis is not None:
+            analysis.write(out_dir)
     return result
+
+
+def _canary_design(settings: AuditSettings, canaries: np.ndarray) -> dict[str, str]:
+    kind, fraction = settings.canaries.kind, settings.canaries.fraction
+    return {"canaries": f"{int(canaries.sum())} {kind} ({100 * fraction:g}% of the pool)"}
 
 
 def _positions_in(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Write an audit's outputs: metrics.json, samples.csv and report.html.
+"""Write an audit's outputs (metrics.json, samples.csv, report.html) and read them back.
 
 Each file is written atomically, so a killed run never leaves a truncated result.
 """
@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mialens.audit.results import AuditResult
+from mialens.errors import DataError
 from mialens.io import write_json, write_text
 
 METRICS_FILE = "metrics.json"
@@ -41,10 +44,42 @@ def samples_table(result: AuditResult) -> str:
     return buf.getvalue()
 
 
-def write_outputs(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write the three outputs into ``out_dir`` (created if needed); returns their paths."""
+def table_csv(columns: dict[str, np.ndarray]) -> str:
+    """Equal-length columns as CSV text: floats at full precision (``nan`` when undefined),
+    integers and strings as they are."""
+    names = list(columns)
+    cells = []
+    for name in names:
+        col = np.asarray(columns[name])
+        if col.dtype.kind == "f":
+            cells.append([repr(float(v)) for v in col.tolist()])
+        else:
+            cells.append([str(v) for v in col.tolist()])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(zip(*cells, strict=True))
+    return buf.getvalue()
+
+
+def write_report(
+    result: AuditResult, out_dir: str | os.PathLike, analysis: dict[str, Any] | None = None
+) -> Path:
+    """(Re)write ``report.html``; with an analysis summary it links the analysis report."""
     from mialens.report.html import render_report
 
+    path = Path(out_dir) / REPORT_FILE
+    write_text(path, render_report(result, analysis))
+    return path
+
+
+def write_outputs(
+    result: AuditResult, out_dir: str | os.PathLike, analysis: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write the three outputs into ``out_dir`` (created if needed); returns their paths.
+
+    ``analysis`` is the summary of a leakage analysis written beside them, which the
+    report then summarises and links."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -54,7 +89,7 @@ def write_outputs(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, 
     }
     write_json(paths["metrics"], result.to_dict())
     write_text(paths["samples"], samples_table(result))
-    write_text(paths["report"], render_report(result))
+    write_report(result, out, analysis)
     return paths
 
 
@@ -73,3 +108,48 @@ def read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
         else:
             out[name] = np.array(col, dtype=np.float64)
     return out
+
+
+_METRIC_KEYS = ("auc", "advantage", "tpr_at_fpr", "bootstrap_replicates", "canaries")
+
+
+def load_result(run_dir: str | os.PathLike) -> AuditResult:
+    """The :class:`AuditResult` of a run folder, from its ``metrics.json`` and ``samples.csv``."""
+    run = Path(run_dir)
+    paths = [run / METRICS_FILE, run / SAMPLES_FILE]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"{run} is not an audit run folder: {', '.join(missing)} missing (write one with "
+            "`mialens audit CONFIG --out DIR`)"
+        )
+    try:
+        doc = json.loads(paths[0].read_text(encoding="utf-8"))
+        table = read_samples(paths[1])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"cannot read the audit run in {run}: {exc}") from exc
+    targets = list(dict.fromkeys(table["target"].tolist()))
+    rows = [table["target"] == t for t in targets]
+    ids = table["sample_id"][rows[0]]
+    if any(not np.array_equal(table["sample_id"][r], ids) for r in rows):
+        raise DataError(f"{paths[1]}: the targets do not list the same samples in one order")
+    attacks = doc["attacks"]
+    result = AuditResult(
+        sample_ids=ids,
+        labels=table["label"][rows[0]],
+        members=np.stack([table["member"][r].astype(bool) for r in rows]),
+        target_models=targets,
+        scores={name: np.stack([table[name][r] for r in rows]) for name in attacks},
+        attacks={
+            n: {k: v for k, v in a.items() if k not in _METRIC_KEYS} for n, a in attacks.items()
+        },
+        fpr_levels=[float(v) for v in doc["fpr_levels"]],
+        metrics={n: {k: a[k] for k in _METRIC_KEYS if k in a} for n, a in attacks.items()},
+        utility=doc.get("utility", {}),
+        design=doc.get("design", {}),
+        training=doc.get("training", []),
+        config=doc["config"],
+        environment=doc.get("environment", {}),
+        created=doc.get("created", ""),
+    )
+    return result

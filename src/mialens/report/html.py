@@ -1,4 +1,4 @@
-"""The self-contained HTML report of an audit.
+"""The self-contained HTML reports: an audit, its leakage analysis and a study.
 
 The page is rendered from ``templates/report.html`` with Jinja2 (autoescaping on) and
 embeds its figures as base64 PNG, so it references no external resource and can be
@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -19,6 +19,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import fpr_key
 from mialens.report import plots
+
+if TYPE_CHECKING:
+    from mialens.analysis.run import Analysis
 
 _DESIGN_LABELS = {
     "dataset": "data set",
@@ -30,6 +33,7 @@ _DESIGN_LABELS = {
     "population_size": "population samples (trained no model)",
     "queries_per_sample": "queries per sample",
     "seed": "seed",
+    "canaries": "canaries (replace pool samples)",
 }
 _UTILITY_LABELS = {
     "train_accuracy": "train accuracy (on members)",
@@ -272,8 +276,83 @@ def _figures(result: AuditResult) -> list[dict[str, str]]:
     ]
 
 
-def render_report(result: AuditResult) -> str:
-    """The audit as one self-contained HTML page (figures embedded as base64 PNG)."""
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2g}" if value >= 1e-4 else "< 1e-4"
+
+
+def _canaries(result: AuditResult) -> dict[str, Any] | None:
+    """Per attack: the canary-only ROC pooled over targets and the global-threshold TPRs."""
+    if not any("canaries" in m for m in result.metrics.values()):
+        return None
+    levels = [fpr_key(lv) for lv in result.fpr_levels]
+    rows = []
+    for name, m in result.metrics.items():
+        c = m["canaries"]
+        pooled = c["pooled"]["tpr_at_fpr"]
+        rows.append(
+            {
+                "name": name,
+                "auc": _num(c["pooled"]["auc"]),
+                "pooled": [
+                    {"main": _num(pooled[k]["value"], 4), "resolved": pooled[k]["resolved"]}
+                    for k in levels
+                ],
+                "global": [
+                    f"{_num(c['global_threshold'][k]['canaries'], 3)} vs "
+                    f"{_num(c['global_threshold'][k]['natural'], 3)}"
+                    for k in levels
+                ],
+            }
+        )
+    first = next(iter(result.metrics.values()))["canaries"]
+    return {
+        "levels": [_pct(lv) for lv in result.fpr_levels],
+        "rows": rows,
+        "count": first["count"],
+        "negatives": first["pooled"]["n_nonmembers"],
+    }
+
+
+def analysis_brief(summary: dict[str, Any]) -> list[str]:
+    """The analysis' findings in a few sentences, for the audit report."""
+    vul = summary["vulnerability"]
+    lines = [
+        f"Vulnerability from {summary['attack']} ({summary['attack_choice']}). "
+        + "; ".join(
+            f"{lv['vulnerable']} samples vulnerable at {_pct(float(k))} FPR "
+            f"({lv['flagged_at_least_once']} flagged at least once, "
+            f"{lv['expected_flagged_by_chance']:.0f} expected by chance)"
+            for k, lv in vul["levels"].items()
+        )
+        + "."
+    ]
+    link = summary["link"]
+    if link.get("measure"):
+        verdict = "holds" if link["holds"] else "is not significant"
+        lines.append(
+            f"Link to outlierness {verdict}: {link['measure']} has Spearman ρ = "
+            f"{_num(link['rho'])} [{_num(link['ci_low'])}, {_num(link['ci_high'])}] with "
+            f"vulnerability, {_num(link['within_class_rho'])} within classes (Holm p "
+            f"{_p(link['within_class_p_holm'])})."
+        )
+    canaries = summary.get("canaries")
+    if canaries:
+        lines.append(
+            f"{canaries['count']} canaries: {100 * canaries['share_in_sets']['top']:.0f}% rank "
+            f"in the top {100 * canaries['top_fraction']:g}% most vulnerable samples."
+        )
+    return lines
+
+
+def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -> str:
+    """The audit as one self-contained HTML page (figures embedded as base64 PNG);
+    ``analysis``, the summary of its leakage analysis, adds a section linking it."""
     columns, rows = _metrics_table(result)
     boot = {m.get("bootstrap_replicates") for m in result.metrics.values()} - {None}
     dataset = result.design.get("dataset") or (result.config.get("dataset") or {}).get("name")
@@ -294,7 +373,165 @@ def render_report(result: AuditResult) -> str:
         "attacks": _attack_rows(result),
         "figures": _figures(result),
         "training": _training(result),
+        "canaries": _canaries(result),
+        "analysis": analysis_brief(analysis) if analysis else None,
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),
     }
     return _environment().get_template("report.html").render(**context)
+
+
+def _measure_rows(stats: dict[str, Any], set_keys: list[str]) -> list[dict[str, Any]]:
+    """One row per measure, by decreasing within-class rho: correlations and set AUCs."""
+    from mialens.analysis.outliers import describe
+
+    rows = []
+    for name, corr in stats["spearman"].items():
+        within = stats["within_class"][name]
+        space, text = describe(name)
+        cells = []
+        for key in set_keys:
+            entry = stats["sets"].get(key, {}).get("measures", {}).get(name)
+            if entry is None or entry["auc"] is None:
+                cells.append({"main": "n/a", "ci": "", "p": "", "best": False})
+                continue
+            cells.append(
+                {
+                    "main": _num(entry["auc"]),
+                    "ci": f"[{_num(entry['ci_low'])}, {_num(entry['ci_high'])}]",
+                    "p": _p(entry["p_holm"]),
+                    "best": stats["sets"][key].get("best") == name,
+                }
+            )
+        rows.append(
+            {
+                "name": name,
+                "space": space,
+                "text": text,
+                "rho": _num(corr["rho"]),
+                "rho_ci": (
+                    f"[{_num(corr['ci_low'])}, {_num(corr['ci_high'])}]"
+                    if corr["rho"] is not None
+                    else ""
+                ),
+                "rho_p": _p(corr.get("p_holm")),
+                "within": _num(within["rho"]),
+                "within_p": _p(within.get("p_holm")),
+                "sort": -1e9 if within["rho"] is None else within["rho"],
+                "sets": cells,
+            }
+        )
+    return sorted(rows, key=lambda r: -r["sort"])
+
+
+def _set_title(key: str, summary: dict[str, Any]) -> str:
+    if key == "top":
+        return f"top {100 * summary['design']['top_fraction']:g}%"
+    return f"vulnerable @ {_pct(float(key))} FPR"
+
+
+def _statistics_block(stats: dict[str, Any] | None, summary: dict[str, Any]) -> dict | None:
+    if stats is None:
+        return None
+    keys = list(stats["sets"])
+    return {
+        "n": stats["n"],
+        "sets": [
+            {
+                "title": _set_title(k, summary),
+                "size": stats["sets"][k]["size"],
+                "skipped": stats["sets"][k].get("skipped"),
+            }
+            for k in keys
+        ],
+        "rows": _measure_rows(stats, keys),
+    }
+
+
+def render_analysis(analysis: Analysis) -> str:
+    """The leakage analysis as one self-contained HTML page."""
+    summary = analysis.summary
+    vul = summary["vulnerability"]
+    levels = [
+        {
+            "level": _pct(float(k)),
+            "vulnerable": lv["vulnerable"],
+            "flagged": lv["flagged_at_least_once"],
+            "chance": f"{lv['expected_flagged_by_chance']:.0f}",
+            "mean_tpr": _num(lv["mean_tpr"], 4),
+            "resolved": lv["resolved"],
+        }
+        for k, lv in vul["levels"].items()
+    ]
+    link = summary["link"]
+    by_class = [
+        {
+            "cls": row["name"],
+            "n": row["n"],
+            "mean": _num(row["mean_vulnerability"]),
+            "sets": [row["sets"][k] for k in summary["statistics"]["sets"]],
+            "rho": _num(row["spearman"].get(link.get("measure") or "", None)),
+        }
+        for row in summary["per_class"]
+    ]
+    context = {
+        "summary": summary,
+        "brief": analysis_brief(summary),
+        "levels": levels,
+        "stats": _statistics_block(summary["statistics"], summary),
+        "natural": _statistics_block(summary.get("statistics_without_canaries"), summary),
+        "figures": [
+            {**{k: v for k, v in f.items() if k != "png"}, "data": _b64(f["png"])}
+            for f in analysis.figures
+        ],
+        "top": summary["top_samples"],
+        "by_class": by_class,
+        "set_titles": [_set_title(k, summary) for k in summary["statistics"]["sets"]],
+        "canaries": summary.get("canaries"),
+        "fmt": _num,
+        "pct": _pct,
+    }
+    return _environment().get_template("analysis.html").render(**context)
+
+
+def render_study(study: dict[str, Any], figure: bytes | None) -> str:
+    """A study's grid of settings as one self-contained HTML page."""
+    levels = study["fpr_levels"]
+    rows = []
+    for row in study["settings"]:
+        link = row.get("link") or {}
+        rows.append(
+            {
+                "name": row["name"],
+                "train": _num(row["train_acc"]),
+                "test": _num(row["test_acc"]),
+                "gap": _num(row["generalization_gap"]),
+                "auc": _num(row["auc"]),
+                "adv": _num(row["advantage"]),
+                "tpr": [
+                    {
+                        "main": _num(row["tpr_at_fpr"].get(k), 4),
+                        "resolved": row["tpr_resolved"].get(k, True),
+                    }
+                    for k in levels
+                ],
+                "epsilon": "" if row.get("epsilon") is None else f"{row['epsilon']:.3g}",
+                "vulnerable": [row["vulnerable"].get(k, "") for k in study["vulnerable_levels"]],
+                "measure": link.get("measure") or "n/a",
+                "rho": _num(link.get("rho")),
+                "rho_ci": f"[{_num(link.get('ci_low'))}, {_num(link.get('ci_high'))}]",
+                "within": _num(link.get("within_class_rho")),
+                "link_auc": _num(link.get("auc")),
+                "holds": "yes" if link.get("holds") else "no",
+                "overrides": row["overrides"],
+            }
+        )
+    context = {
+        "study": study,
+        "rows": rows,
+        "levels": [_pct(float(k)) for k in levels],
+        "vulnerable_levels": [_pct(float(k)) for k in study["vulnerable_levels"]],
+        "any_unresolved": any(not c["resolved"] for r in rows for c in r["tpr"]),
+        "figure": _b64(figure) if figure else None,
+    }
+    return _environment().get_template("study.html").render(**context)

@@ -20,12 +20,13 @@ LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the s
 HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
 HIST_LOG_SHARE = 0.3  # a panel whose fullest bin holds more of its scores gets a log count axis
 _DPI = 100
-_MEMBER_COLOR = "#c0392b"
-_NONMEMBER_COLOR = "#2c7fb8"
+MEMBER_COLOR = "#c0392b"
+NONMEMBER_COLOR = "#2c7fb8"
 _LINESTYLES = ("-", "--", "-.", ":")
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (no timestamp or software metadata: reproducible bytes)."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
@@ -77,7 +78,7 @@ def roc_png(result: AuditResult, points: int = 200) -> bytes:
     ax.set_ylabel("true positive rate (mean over targets)")
     ax.grid(True, which="major", color="0.9", lw=0.8)
     fig.legend(loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
@@ -102,8 +103,8 @@ def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
         clipped = np.clip(scores, lo, hi)
         spike = np.histogram(clipped, edges)[0].max() > HIST_LOG_SHARE * scores.size
         for mask, color, label in (
-            (~result.members, _NONMEMBER_COLOR, "non-members"),
-            (result.members, _MEMBER_COLOR, "members"),
+            (~result.members, NONMEMBER_COLOR, "non-members"),
+            (result.members, MEMBER_COLOR, "members"),
         ):
             values = clipped[mask]
             ax.hist(values, edges, density=True, histtype="stepfilled", alpha=0.35, color=color)
@@ -120,7 +121,7 @@ def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     fig.supxlabel("attack score (higher = more likely member)", fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def spread_png(result: AuditResult) -> bytes:
@@ -152,4 +153,4 @@ def spread_png(result: AuditResult) -> bytes:
     ax.set_ylabel(f"TPR at {100 * level:.3g}% FPR, per target", fontsize=9)
     ax.grid(True, axis="y", color="0.9", lw=0.8)
     ax.legend(loc="upper left", fontsize=8, frameon=False)
-    return _png(fig)
+    return figure_png(fig)

@@ -1,0 +1,641 @@
+"""The leakage analysis of an audit: per-sample vulnerability, outlierness and their link.
+
+:func:`analyze` takes an :class:`~mialens.audit.results.AuditResult` (of
+:func:`~mialens.audit.runner.run_audit`, or read back from a run folder with
+:func:`~mialens.report.files.load_result`), rebuilds the audit's design from its
+configuration, reads the models' cached logits and weights from the model store, and
+returns an :class:`Analysis` whose :meth:`Analysis.write` saves ``analysis/samples.csv``,
+``analysis/summary.json`` and ``analysis/report.html`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mialens.analysis import figures
+from mialens.analysis.epochs import epoch_logits
+from mialens.analysis.outliers import (
+    MEMBERSHIP_DEPENDENT,
+    geometric_measures,
+    mean_over_out_models,
+    output_measures,
+)
+from mialens.analysis.settings import AnalysisSettings
+from mialens.analysis.statistics import auc_test, link_statistics, per_class
+from mialens.analysis.vulnerability import (
+    CHANCE_VULNERABILITY,
+    Vulnerability,
+    per_sample_vulnerability,
+)
+from mialens.audit.config import apply_overrides, validate_config
+from mialens.audit.models import load_models, models_logits
+from mialens.audit.results import AuditResult
+from mialens.audit.runner import AuditSetup, prepare_audit
+from mialens.errors import CacheError, ConfigError, DataError
+from mialens.io import write_json, write_text
+from mialens.metrics.leakage import fpr_key
+from mialens.models.store import spec_key
+from mialens.report.files import load_result, table_csv, write_report
+from mialens.report.html import render_analysis
+from mialens.seeding import rng
+from mialens.signals.statistics import rescaled_logit
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_DIR = "analysis"
+TOP_SAMPLES = 25  # most vulnerable samples listed in summary.json and the report
+
+
+@dataclass
+class Analysis:
+    """Per-sample table, statistics and figures of one audit's leakage analysis."""
+
+    table: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    figures: list[dict[str, Any]]
+
+    def write(self, run_dir: str | os.PathLike) -> dict[str, Path]:
+        """Write ``samples.csv``, ``summary.json`` and ``report.html`` into
+        ``run_dir/analysis``; returns their paths."""
+        out = Path(run_dir) / ANALYSIS_DIR
+        paths = {
+            "samples": out / "samples.csv",
+            "summary": out / "summary.json",
+            "report": out / "report.html",
+        }
+        write_text(paths["samples"], table_csv(self.table))
+        write_json(paths["summary"], self.summary)
+        write_text(paths["report"], render_analysis(self))
+        return paths
+
+
+def choose_attack(result: AuditResult, name: str | None) -> tuple[str, str]:
+    """The attack that defines vulnerability, and why it was chosen."""
+    if name is not None:
+        if name not in result.scores:
+            raise ConfigError(
+                f"analysis.attack {name!r} is not one of this audit's attacks: "
+                f"{', '.join(result.scores)}"
+            )
+        return name, "configured"
+    metrics = result.metrics
+    resolved = [
+        lv
+        for lv in result.fpr_levels
+        if all(m["tpr_at_fpr"][fpr_key(lv)]["resolved"] for m in metrics.values())
+    ]
+    if not resolved:
+        best = max(metrics, key=lambda n: metrics[n]["auc"]["mean"])
+        return best, "highest mean AUC (no FPR level resolved by every target)"
+    key = fpr_key(min(resolved))
+    best = max(
+        metrics, key=lambda n: (metrics[n]["tpr_at_fpr"][key]["mean"], metrics[n]["auc"]["mean"])
+    )
+    return best, f"highest mean TPR at FPR {key}, the lowest level every target resolves"
+
+
+def _check_matches(result: AuditResult, setup: AuditSetup) -> None:
+    ids = setup.dataset.ids[setup.split.pool].astype(str)
+    k = setup.config.audit.num_models
+    if (
+        result.members.shape != setup.keep.shape
+        or not np.array_equal(result.sample_ids.astype(str), ids)
+        or not np.array_equal(result.members, setup.keep)
+        or list(result.target_models) != list(range(k))
+    ):
+        raise DataError(
+            "this audit result does not match the design its configuration rebuilds (was the "
+            "data set changed, or is it not a result of run_audit?); the analysis needs an "
+            "audit run by mialens audit"
+        )
+
+
+def _check_cached(result: AuditResult, setup: AuditSetup) -> None:
+    plan, store = setup.plan, setup.store
+    keys = [spec_key(plan.spec(k)) for k in range(len(plan.seeds))]
+    missing = [k for k, key in enumerate(keys) if not store.has(key)]
+    if missing:
+        recorded = result.design.get("cache_dir")
+        where = f" The run recorded its cache at {recorded}." if recorded else ""
+        if [r.get("key") for r in result.training] not in ([], keys):
+            where += (
+                " This mialens derives other model keys than the run recorded: the training "
+                "code or its defaults changed since the audit."
+            )
+        raise CacheError(
+            f"{len(missing)} of {len(plan.seeds)} models of this audit are not in the model "
+            f"cache {store.root}.{where} Point MIALENS_CACHE_DIR (or audit.cache_dir) at the "
+            "run's cache, or re-run `mialens audit` with this run's configuration to rebuild "
+            "the models (training is deterministic, so the scores do not change)."
+        )
+
+
+def _pool_logits(setup: AuditSetup) -> np.ndarray:
+    settings = setup.config.audit
+    logits, _ = models_logits(
+        setup.plan,
+        setup.store,
+        setup.query_positions,
+        setup.transforms,
+        device=settings.device,
+        executor=setup.config.executor,
+    )
+    return logits[:, : len(setup.split.pool)]
+
+
+def _features(setup: AuditSetup, models: list[int]) -> list[np.ndarray]:
+    """Penultimate-layer features of the chosen models on the pool."""
+    device = setup.config.audit.device
+    targets = load_models(setup.plan, setup.store, device)
+    x = setup.dataset.x[setup.split.pool]
+    out = []
+    with torch.no_grad():
+        for k in models:
+            module = targets[k].module.eval()
+            parts = [
+                module.features(torch.as_tensor(x[i : i + 2048], device=device)).float().cpu()
+                for i in range(0, len(x), 2048)
+            ]
+            out.append(torch.cat(parts).numpy())
+    return out
+
+
+def _measures(
+    setup: AuditSetup, logits: np.ndarray, settings: AnalysisSettings
+) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None]:
+    """Every outlierness measure, and the features of the chosen models (if computed)."""
+    seed = setup.config.audit.seed
+    labels = setup.dataset.y[setup.split.pool]
+    keep = setup.keep
+    measures = {}
+    geo = {"neighbors": settings.neighbors, "trees": settings.iforest_trees, "seed": seed}
+    if "input" in settings.spaces:
+        x = setup.dataset.x[setup.split.pool]
+        for name, v in geometric_measures(x, labels, **geo).items():
+            measures[f"input_{name}"] = v
+    k_models = keep.shape[0]
+    chosen = list(range(min(settings.feature_models or k_models, k_models)))
+    features = None
+    if "features" in settings.spaces:
+        features = _features(setup, chosen)
+        per_model = [geometric_measures(f, labels, **geo) for f in features]
+        for name, v in mean_over_out_models(per_model, ~keep[chosen]).items():
+            measures[f"features_{name}"] = v
+    if "logits" in settings.spaces:
+        z = logits[chosen, :, 0, :].astype(np.float64)
+        z = z - z.mean(axis=-1, keepdims=True)  # softmax ignores a common shift
+        per_model = [geometric_measures(zk, labels, **geo) for zk in z]
+        for name, v in mean_over_out_models(per_model, ~keep[chosen]).items():
+            measures[f"logits_{name}"] = v
+    measures.update(output_measures(logits[:, :, 0, :], labels, keep))
+    return measures, features
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers and every non-finite float as None
+    (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _sets(vuln: Vulnerability, settings: AnalysisSettings) -> dict[str, np.ndarray]:
+    sets = {fpr_key(lv): vuln.levels[lv].vulnerable for lv in settings.fpr}
+    sets["top"] = vuln.top(settings.top_fraction)
+    return sets
+
+
+def _primary_set(stats: dict[str, Any], settings: AnalysisSettings) -> str:
+    """The most stringent vulnerable set with statistics (lowest FPR first, then top)."""
+    for key in [fpr_key(lv) for lv in sorted(settings.fpr)] + ["top"]:
+        if "measures" in stats["sets"].get(key, {}):
+            return key
+    return "top"
+
+
+def _set_label(key: str, settings: AnalysisSettings) -> str:
+    if key == "top":
+        return f"top {100 * settings.top_fraction:g}% most vulnerable"
+    return f"vulnerable at {100 * float(key):g}% FPR (FDR {settings.fdr:g})"
+
+
+def _canary_summary(
+    vuln: Vulnerability,
+    canary: np.ndarray,
+    sets: dict[str, np.ndarray],
+    settings: AnalysisSettings,
+) -> dict[str, Any]:
+    """Where the canaries rank: share in each vulnerable set and in the top ranks."""
+    n = canary.size
+    pct = vuln.rank[canary] / n
+    return {
+        "count": int(canary.sum()),
+        "share_in_sets": {k: float(mask[canary].mean()) for k, mask in sets.items()},
+        "natural_share_in_sets": {k: float(mask[~canary].mean()) for k, mask in sets.items()},
+        "share_in_top_1pct": float((vuln.rank[canary] <= math.ceil(0.01 * n)).mean()),
+        "median_rank_percentile": float(np.median(pct)),
+        "vulnerability_auc": auc_test(vuln.score, canary),
+        "top_fraction": settings.top_fraction,
+    }
+
+
+def _epochs_summary(
+    setup: AuditSetup, logits: np.ndarray, vulnerable: np.ndarray, settings: AnalysisSettings
+) -> list[dict[str, Any]]:
+    """Per epoch: quantiles of the LiRA signal of members, non-members and vulnerable
+    members of the retrained models, and its AUC (the reference-free LOSS-type attack)."""
+    labels = setup.dataset.y[setup.split.pool]
+    keep = setup.keep
+    per_model = []
+    for k in range(min(settings.epoch_models, keep.shape[0])):
+        per_epoch = epoch_logits(setup, k, logits[k, :, 0, :], setup.config.audit.device)
+        per_model.append(rescaled_logit(per_epoch, labels[None, :]))  # (E, N)
+    n_epochs = min(p.shape[0] for p in per_model)
+    rows = []
+    for e in range(n_epochs):
+        phi = [p[e] for p in per_model]
+        groups = {
+            "members": np.concatenate([p[keep[k]] for k, p in enumerate(phi)]),
+            "nonmembers": np.concatenate([p[~keep[k]] for k, p in enumerate(phi)]),
+            "vulnerable_members": np.concatenate(
+                [p[keep[k] & vulnerable] for k, p in enumerate(phi)]
+            ),
+        }
+        rows.append(
+            {
+                "epoch": e + 1,
+                "auc": float(np.mean([auc_test(p, keep[k])["auc"] for k, p in enumerate(phi)])),
+                "quantiles": {
+                    g: (np.quantile(v, [0.1, 0.5, 0.9]).tolist() if v.size else None)
+                    for g, v in groups.items()
+                },
+            }
+        )
+    return rows
+
+
+def _top_samples(table: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+    order = np.argsort(table["rank"])[:count]
+    keys = ("sample_id", "rank", "label", "canary", "vulnerability", "vulnerability_low",
+            "vulnerability_high", "separation", "out_disagreement", "memorization")  # fmt: skip
+    return [{k: table[k][i].item() for k in keys if k in table} for i in order]
+
+
+def analyze(
+    result: AuditResult,
+    settings: AnalysisSettings | None = None,
+    setup: AuditSetup | None = None,
+    logits: np.ndarray | None = None,
+) -> Analysis:
+    """The leakage analysis of an audit run by :func:`~mialens.audit.runner.run_audit`.
+
+    ``settings`` default to the ``analysis:`` section of the audit's configuration.
+    ``setup`` and ``logits`` (``(K, pool, queries, classes)``) are what the audit already
+    holds; without them they are rebuilt from the configuration and the model cache.
+    """
+    if settings is None:
+        settings = AnalysisSettings.model_validate(result.config.get("analysis") or {})
+    setup = setup if setup is not None else prepare_audit(validate_config(result.config))
+    _check_matches(result, setup)
+    if logits is None or "features" in settings.spaces or settings.epoch_models:
+        _check_cached(result, setup)
+    if logits is None:
+        logits = _pool_logits(setup)
+    attack, reason = choose_attack(result, settings.attack)
+    labels = setup.dataset.y[setup.split.pool]
+    keep = setup.keep
+    phi = rescaled_logit(logits, labels[None, :, None]).mean(axis=2)
+    vuln = per_sample_vulnerability(result.scores[attack], keep, phi, settings.fpr, settings.fdr)
+    log.info("analysis: computing outlierness measures in %s", ", ".join(settings.spaces))
+    measures, features = _measures(setup, logits, settings)
+    canary = setup.canaries if setup.canaries is not None else np.zeros(keep.shape[1], bool)
+    sets = _sets(vuln, settings)
+
+    outlierness = [k for k in measures if k not in MEMBERSHIP_DEPENDENT]
+    stats = link_statistics(vuln.score, measures, sets, labels, outlierness)
+    natural_stats = None
+    if canary.any():
+        natural = ~canary
+        natural_stats = link_statistics(
+            vuln.score[natural],
+            {k: v[natural] for k, v in measures.items()},
+            {k: s[natural] for k, s in sets.items()},
+            labels[natural],
+            outlierness,
+        )
+    class_names = list(setup.dataset.class_names or [str(c) for c in range(logits.shape[-1])])
+    primary = _primary_set(stats, settings)
+
+    table = _table(result, vuln, labels, canary, sets, measures)
+    summary: dict[str, Any] = {
+        "dataset": setup.dataset.name,
+        "attack": attack,
+        "attack_choice": reason,
+        "design": {
+            "num_models": int(keep.shape[0]),
+            "pool_size": int(keep.shape[1]),
+            "in_targets_per_sample": int(vuln.n_in.min()),
+            "feature_models": min(settings.feature_models or keep.shape[0], keep.shape[0]),
+            "spaces": list(settings.spaces),
+            "neighbors": settings.neighbors,
+            "iforest_trees": settings.iforest_trees,
+            "fdr": settings.fdr,
+            "top_fraction": settings.top_fraction,
+            "canaries": int(canary.sum()),
+        },
+        "utility": {
+            k: result.utility[k]["mean"]
+            for k in ("train_accuracy", "test_accuracy", "generalization_gap")
+            if k in result.utility
+        },
+        "leakage": {
+            "auc": result.metrics[attack]["auc"]["mean"],
+            "advantage": result.metrics[attack]["advantage"]["mean"],
+            "tpr_at_fpr": {k: v["mean"] for k, v in result.metrics[attack]["tpr_at_fpr"].items()},
+        },
+        "vulnerability": _vulnerability_summary(vuln, sets),
+        "measures": list(measures),
+        "primary_set": primary,
+        "statistics": stats,
+        "statistics_without_canaries": natural_stats,
+        "per_class": per_class(vuln.score, measures, sets, labels, class_names),
+        "canaries": _canary_summary(vuln, canary, sets, settings) if canary.any() else None,
+        "top_samples": _top_samples(table, TOP_SAMPLES),
+    }
+    summary["link"] = _link(stats, primary)
+    if settings.epoch_models:
+        summary["epochs"] = _epochs_summary(setup, logits, sets[primary], settings)
+    figs = _figures(setup, vuln, measures, features, stats, summary, canary, sets, settings)
+    return Analysis(table=table, summary=json_safe(summary), figures=figs)
+
+
+def _vulnerability_summary(vuln: Vulnerability, sets: dict[str, np.ndarray]) -> dict[str, Any]:
+    n = vuln.score.size
+    levels = {}
+    for lv, r in vuln.levels.items():
+        n_in = int(vuln.n_in.min())
+        levels[fpr_key(lv)] = {
+            "vulnerable": int(r.vulnerable.sum()),
+            "flagged_at_least_once": int((r.hits > 0).sum()),
+            "expected_flagged_by_chance": float(n * (1 - (1 - lv) ** n_in)),
+            "mean_tpr": float(r.tpr.mean()),
+            "resolved": r.resolved,
+        }
+    top = sets["top"]
+    return {
+        "chance": CHANCE_VULNERABILITY,
+        "mean": float(vuln.score.mean()),
+        "quantiles": {
+            f"q{round(100 * q)}": float(np.quantile(vuln.score, q)) for q in (0.1, 0.5, 0.9, 0.99)
+        },
+        "mean_out_control": float(vuln.out_control.mean()),
+        "above_chance": int((vuln.low > CHANCE_VULNERABILITY).sum()),
+        "levels": levels,
+        "top": {"count": int(top.sum()), "threshold": float(vuln.score[top].min())},
+        "at_ceiling": int(vuln.at_ceiling.sum()),
+        "separation_median": float(np.median(vuln.separation)),
+    }
+
+
+def _link(stats: dict[str, Any], primary: str) -> dict[str, Any]:
+    """The headline: the outlierness measure (memorisation excluded) most correlated with
+    vulnerability within classes, and whether that correlation is positive with a
+    Holm-adjusted p below 0.05."""
+    best = stats["best"]["within_class"] or stats["best"]["spearman"]
+    if best is None:
+        return {"holds": False, "measure": None}
+    corr = stats["spearman"][best]
+    within = stats["within_class"][best]
+    entry = stats["sets"].get(primary, {}).get("measures", {}).get(best, {})
+    holds = (
+        within.get("rho") is not None
+        and within["rho"] > 0
+        and within.get("p_holm") is not None
+        and within["p_holm"] < 0.05
+    )
+    return {
+        "holds": bool(holds),
+        "measure": best,
+        "rho": corr["rho"],
+        "ci_low": corr["ci_low"],
+        "ci_high": corr["ci_high"],
+        "p_holm": corr.get("p_holm"),
+        "within_class_rho": within.get("rho"),
+        "within_class_p_holm": within.get("p_holm"),
+        "set": primary,
+        "auc": entry.get("auc"),
+        "best_auc_measure": stats["sets"].get(primary, {}).get("best"),
+    }
+
+
+def _table(
+    result: AuditResult,
+    vuln: Vulnerability,
+    labels: np.ndarray,
+    canary: np.ndarray,
+    sets: dict[str, np.ndarray],
+    measures: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The per-sample table: id, vulnerability and its statistics, then every measure."""
+    table: dict[str, np.ndarray] = {
+        "sample_id": result.sample_ids.astype(str),
+        "vulnerability": vuln.score,
+        "vulnerability_low": vuln.low,
+        "vulnerability_high": vuln.high,
+        "vulnerability_out": vuln.out_control,
+        "rank": vuln.rank,
+        "label": labels.astype(np.int64),
+        "canary": canary.astype(np.int64),
+        "in_targets": vuln.n_in.astype(np.int64),
+        "separation": vuln.separation,
+        "separation_se": vuln.separation_se,
+    }
+    for lv, r in vuln.levels.items():
+        key = fpr_key(lv)
+        table[f"tpr@{key}"] = r.tpr
+        table[f"tpr@{key}_low"] = r.tpr_low
+        table[f"tpr@{key}_high"] = r.tpr_high
+        table[f"q@{key}"] = r.q_value
+        table[f"vulnerable@{key}"] = r.vulnerable.astype(np.int64)
+    table["top"] = sets["top"].astype(np.int64)
+    table.update(measures)
+    return table
+
+
+def _figures(
+    setup: AuditSetup,
+    vuln: Vulnerability,
+    measures: dict[str, np.ndarray],
+    features: list[np.ndarray] | None,
+    stats: dict[str, Any],
+    summary: dict[str, Any],
+    canary: np.ndarray,
+    sets: dict[str, np.ndarray],
+    settings: AnalysisSettings,
+) -> list[dict[str, Any]]:
+    """The report's figures as ``{title, alt, png, caption}``."""
+    primary = summary["primary_set"]
+    label = _set_label(primary, settings)
+    highlight = sets[primary]
+    seed = setup.config.audit.seed
+    out = [
+        {
+            "title": "Per-sample vulnerability",
+            "alt": "histogram of vulnerability and its relation to the LiRA separation",
+            "png": figures.vulnerability_png(
+                vuln.score,
+                vuln.separation,
+                highlight,
+                canary,
+                summary["vulnerability"]["top"]["threshold"],
+                label,
+            ),
+            "caption": (
+                f"Left: vulnerability of every pool sample ({summary['attack']}): the mean over "
+                "the targets it trained of −log10 of the FPR at which the target's threshold "
+                "would just catch it; dotted: chance, dashed: the cut of the "
+                f"top {100 * settings.top_fraction:g}%. Right: vulnerability against the "
+                f"LiRA separation of the IN and OUT signal; red: {label}."
+            ),
+        }
+    ]
+    if settings.embedding_samples:
+        keep0 = ~setup.keep[0]
+        pick = np.flatnonzero(keep0)
+        if pick.size > settings.embedding_samples:
+            pick = np.sort(rng(seed, "embedding").choice(pick, settings.embedding_samples, False))
+        space = "features of model 0" if features is not None else "inputs"
+        points = (
+            features[0][pick] if features is not None else setup.dataset.x[setup.split.pool][pick]
+        )
+        xy = figures.tsne_embedding(points, seed)
+        labels = setup.dataset.y[setup.split.pool][pick]
+        top, top_label = sets["top"][pick], _set_label("top", settings)
+        out.append(
+            {
+                "title": "t-SNE embedding",
+                "alt": "t-SNE of the samples with vulnerable samples highlighted",
+                "png": figures.embedding_png(xy, labels, top, canary[pick], top_label),
+                "caption": (
+                    f"t-SNE of the {space} for {pick.size} samples that did not train model 0 "
+                    f"(so their position is not shaped by memorisation), coloured by class; "
+                    f"ringed: the {top_label} samples; crosses: canaries."
+                ),
+            }
+        )
+    rho = {k: v["rho"] for k, v in stats["spearman"].items()}
+    shown = sorted((k for k in rho if rho[k] is not None), key=lambda k: -abs(rho[k]))[:6]
+    if shown:
+        out.append(
+            {
+                "title": "Outlierness against vulnerability",
+                "alt": "mean vulnerability per decile of the most correlated measures",
+                "png": figures.measures_png(vuln.score, {k: measures[k] for k in shown}, rho),
+                "caption": (
+                    "The six measures with the largest |Spearman ρ|: mean vulnerability (95% "
+                    "t-interval) in each decile of the measure; dotted: chance."
+                ),
+            }
+        )
+    entries = stats["sets"].get(primary, {}).get("measures")
+    if entries:
+        out.append(
+            {
+                "title": "Which measure predicts the vulnerable set",
+                "alt": "AUC of every measure for membership of the vulnerable set",
+                "png": figures.auc_png(entries, f"{label} ({stats['sets'][primary]['size']})"),
+                "caption": (
+                    "AUC of each measure for telling the vulnerable set from the other samples "
+                    "with its 95% DeLong interval (logit scale); filled: Holm-adjusted "
+                    "Mann-Whitney p < 0.05 over all measures."
+                ),
+            }
+        )
+    gallery = _gallery(setup, vuln, canary, settings) if setup.dataset.modality == "image" else None
+    if gallery is not None:
+        out.append(gallery)
+    if summary.get("epochs"):
+        out.append(
+            {
+                "title": "Member and non-member signals over training",
+                "alt": "per-epoch distributions of the LiRA signal",
+                "png": figures.epochs_png(summary["epochs"]),
+                "caption": (
+                    f"The first {settings.epoch_models} models retrained with a record after "
+                    "every epoch: median and 10–90% band of φ = log(p_y / (1 − p_y)) for their "
+                    f"members, non-members and members in the set '{label}'; below, the AUC "
+                    "of φ per epoch (the reference-free loss attack)."
+                ),
+            }
+        )
+    return out
+
+
+def _gallery(
+    setup: AuditSetup, vuln: Vulnerability, canary: np.ndarray, settings: AnalysisSettings
+) -> dict[str, Any] | None:
+    """The most vulnerable images beside their class prototype (closest to the class mean)."""
+    if not settings.gallery:
+        return None
+    x = setup.dataset.x[setup.split.pool]
+    labels = setup.dataset.y[setup.split.pool]
+    ids = setup.dataset.ids[setup.split.pool]
+    names = setup.dataset.class_names or tuple(str(c) for c in range(setup.dataset.num_classes))
+    natural = ~canary
+    flat = x.reshape(len(x), -1)
+    prototypes = {}
+    for c in np.unique(labels):
+        idx = np.flatnonzero((labels == c) & natural)
+        if idx.size:
+            d = np.linalg.norm(flat[idx] - flat[idx].mean(axis=0), axis=1)
+            prototypes[c] = idx[np.argmin(d)]
+    order = [i for i in np.argsort(vuln.rank) if labels[i] in prototypes][: settings.gallery]
+    if not order:
+        return None
+    captions = [f"#{vuln.rank[i]} {ids[i]}: {names[labels[i]]}" for i in order]
+    protos = [prototypes[labels[i]] for i in order]
+    return {
+        "title": "Most vulnerable images and class prototypes",
+        "alt": "gallery of the most vulnerable images beside their class prototypes",
+        "png": figures.gallery_png(
+            x[order], captions, x[protos], [f"prototype: {names[labels[i]]}" for i in order]
+        ),
+        "caption": (
+            "The most vulnerable samples (red caption: rank, id and given label) each beside "
+            "the natural sample of its class closest to the class mean in input space."
+        ),
+    }
+
+
+def analyze_run(run_dir: str | os.PathLike, overrides: list[str] = ()) -> Analysis:
+    """Analyse the audit in ``run_dir`` (its ``metrics.json`` and ``samples.csv``) and write
+    ``run_dir/analysis``; ``overrides`` are ``analysis.KEY=VALUE`` settings."""
+    result = load_result(run_dir)
+    bad = [o for o in overrides if not o.strip().startswith("analysis.")]
+    if bad:
+        raise ConfigError(
+            f"only analysis.* settings can be changed after the audit; got {', '.join(bad)}"
+        )
+    raw = dict(result.config)
+    raw["analysis"] = dict(raw.get("analysis") or {})
+    config = validate_config(apply_overrides(raw, list(overrides)))
+    analysis = analyze(result, config.analysis)
+    analysis.write(run_dir)
+    write_report(result, run_dir, analysis.summary)
+    return analysis

@@ -1,0 +1,119 @@
+"""Statistics of the outlierness-vulnerability link: exact values, planted link versus none."""
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from mialens.analysis.statistics import (
+    auc_test,
+    benjamini_hochberg,
+    holm,
+    link_statistics,
+    per_class,
+    spearman,
+    stratified_spearman,
+)
+
+
+def test_holm_and_benjamini_hochberg_by_hand():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # sorted 0.005, 0.01, 0.03, 0.04 -> Holm 4x, 3x, 2x, 1x with running max
+    np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, 0.02])
+    # BH: m p / rank = 0.02, 0.02, 0.04, 0.04 with running min from the top
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(holm(np.array([0.2, np.nan, 0.01])), [0.2, np.nan, 0.02])
+
+
+def test_auc_test_matches_scikit_learn_and_mann_whitney():
+    gen = np.random.default_rng(0)
+    values = np.round(gen.normal(size=300), 1)
+    positive = gen.random(300) < 0.2
+    values[positive] += 0.8
+    out = auc_test(values, positive)
+    assert out["auc"] == pytest.approx(roc_auc_score(positive, values))
+    expected_p = stats.mannwhitneyu(values[positive], values[~positive]).pvalue
+    assert out["p"] == pytest.approx(expected_p)
+    assert out["ci_low"] < out["auc"] < out["ci_high"]
+    assert out["n_pos"] == positive.sum() and out["n_neg"] == (~positive).sum()
+
+
+def test_auc_delong_interval_covers_the_truth():
+    gen = np.random.default_rng(1)
+    truth = stats.norm.cdf(1 / np.sqrt(2))  # AUC of N(1, 1) vs N(0, 1)
+    covered = 0
+    for _ in range(500):
+        a, b = gen.normal(1, 1, 60), gen.normal(0, 1, 140)
+        out = auc_test(np.concatenate([a, b]), np.arange(200) < 60)
+        covered += out["ci_low"] <= truth <= out["ci_high"]
+    assert 0.92 <= covered / 500 <= 0.98
+
+
+def test_spearman_planted_link_versus_none():
+    gen = np.random.default_rng(2)
+    x = gen.normal(size=2000)
+    linked = spearman(x, x + gen.normal(size=2000))
+    assert linked["rho"] > 0.6 and linked["p"] < 1e-100
+    assert linked["ci_low"] < linked["rho"] < linked["ci_high"]
+    none = spearman(x, gen.normal(size=2000))
+    assert none["ci_low"] < 0 < none["ci_high"] and none["p"] > 0.01
+    assert spearman(np.ones(50), x[:50])["rho"] is None  # constant measure
+    assert spearman(x[:5], x[:5])["rho"] is None  # too few samples
+
+
+def test_stratified_spearman_separates_classes_from_within_class_outliers():
+    gen = np.random.default_rng(3)
+    labels = np.repeat(np.arange(10), 200)
+    offset = labels.astype(float)
+    measure = offset + gen.normal(size=labels.size)
+    # vulnerability driven by the class only: an overall correlation, none within classes
+    by_class = offset + gen.normal(size=labels.size)
+    assert spearman(measure, by_class)["rho"] > 0.7
+    within = stratified_spearman(measure, by_class, labels)
+    assert abs(within["rho"]) < 0.06 and within["p"] > 0.01 and within["groups"] == 10
+    # vulnerability driven by the measure within each class
+    planted = stratified_spearman(measure, measure - offset + gen.normal(size=labels.size), labels)
+    assert planted["rho"] > 0.5 and planted["p"] < 1e-50
+
+
+def _synthetic(link: bool, seed: int):
+    gen = np.random.default_rng(seed)
+    n = 1500
+    labels = gen.integers(0, 5, n)
+    measures = {f"m{i}": gen.normal(size=n) for i in range(6)}
+    noise = gen.normal(size=n)
+    vulnerability = (1.5 * measures["m3"] + noise) if link else noise
+    sets = {"0.01": vulnerability > np.quantile(vulnerability, 0.9), "tiny": np.arange(n) < 3}
+    return vulnerability, measures, sets, labels
+
+
+def test_link_statistics_planted_link():
+    vulnerability, measures, sets, labels = _synthetic(True, 4)
+    out = link_statistics(vulnerability, measures, sets, labels)
+    assert out["best"] == {"spearman": "m3", "within_class": "m3"}
+    assert out["spearman"]["m3"]["p_holm"] < 1e-50
+    assert out["sets"]["0.01"]["best"] == "m3"
+    assert out["sets"]["0.01"]["measures"]["m3"]["auc"] > 0.85
+    assert out["sets"]["0.01"]["measures"]["m3"]["p_holm"] < 1e-20
+    assert out["sets"]["tiny"]["size"] == 3 and "measures" not in out["sets"]["tiny"]
+    restricted = link_statistics(vulnerability, measures, sets, labels, ["m0", "m1"])
+    assert restricted["best"]["spearman"] in {"m0", "m1"}
+
+
+def test_link_statistics_no_link_after_holm():
+    vulnerability, measures, sets, labels = _synthetic(False, 5)
+    out = link_statistics(vulnerability, measures, sets, labels)
+    for name in measures:
+        assert out["spearman"][name]["p_holm"] > 0.05
+        assert out["within_class"][name]["p_holm"] > 0.05
+        assert out["sets"]["0.01"]["measures"][name]["p_holm"] > 0.05
+        assert out["spearman"][name]["p_holm"] >= out["spearman"][name]["p"]
+
+
+def test_per_class_rows():
+    vulnerability, measures, sets, labels = _synthetic(True, 6)
+    rows = per_class(vulnerability, measures, sets, labels, [f"c{i}" for i in range(5)])
+    assert [r["name"] for r in rows] == [f"c{i}" for i in range(5)]
+    assert sum(r["n"] for r in rows) == len(labels)
+    assert sum(r["sets"]["0.01"] for r in rows) == sets["0.01"].sum()
+    assert all(r["spearman"]["m3"] > 0.5 for r in rows)
