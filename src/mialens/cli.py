@@ -13,7 +13,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from mialens import __version__
-from mialens.errors import MialensError
+from mialens.errors import ConfigError, MialensError
 
 app = typer.Typer(
     add_completion=False,
@@ -107,6 +107,30 @@ def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool,
     _print_summary(result, out)
     if config.analysis is not None:
         _print_analysis(out)
+    if config.defenses is not None:
+        _defend(config, out, quiet)
+
+
+def _defend(config, out: Path, quiet: bool) -> None:
+    from mialens.defenses.evaluate import evaluate_defenses
+
+    try:
+        report = evaluate_defenses(config, out, progress=not quiet)
+    except MialensError as exc:
+        _fail(exc)
+    level = report["privacy_level"]
+    table = Table(title=f"Defences: privacy (TPR at FPR {level}, strongest attack) vs utility")
+    for col in ("defence", "kind", "test acc", "AUC", f"TPR@{level}", "attack", "epsilon"):
+        table.add_column(col, justify="left" if col in ("defence", "kind", "attack") else "right")
+    for name, e in report["defenses"].items():
+        t = e["tpr_at_fpr"][level]
+        eps = "" if e["epsilon"] is None else f"{e['epsilon']:.2f}"
+        table.add_row(
+            name, e["kind"], f"{e['test_acc']:.3f}", f"{e['auc']['value']:.3f}",
+            f"{t['value']:.4f}", t["attack"], eps,
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"outputs in {out}/: defenses.json, defenses.html, defenses/<name>/")
 
 
 def _print_analysis(run_dir: Path) -> None:
@@ -172,6 +196,31 @@ def attacks() -> None:
 
     for name, cls in ATTACKS.items():
         console.print(f"[bold]{name:<14}[/] {cls.summary}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def defend(
+    config: Annotated[Path, typer.Argument(help="YAML audit configuration with `defenses:`")],
+    out: OutOption,
+    overrides: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate every defence of CONFIG as a privacy-utility point against adaptive attacks;
+    writes OUT/defenses.json, OUT/defenses.html and one audit per defence."""
+    from mialens.audit.config import load_config
+
+    _setup_logging(quiet)
+    try:
+        parsed = load_config(config, overrides or [])
+    except MialensError as exc:
+        _fail(exc)
+    if parsed.defenses is None:
+        _fail(
+            ConfigError(
+                f"{config} has no `defenses:` section; see examples/defenses_location30.yaml"
+            )
+        )
+    _defend(parsed, out, quiet)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from mialens.analysis.settings import AnalysisSettings
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.executor import ExecutorConfig
 from mialens.data.registry import DatasetConfig
+from mialens.defenses.config import DefenseSettings
 from mialens.errors import ConfigError
 from mialens.models.architectures import ModelConfig
 from mialens.models.training import TrainConfig
@@ -130,6 +131,10 @@ class AuditConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    defenses: DefenseSettings | None = Field(
+        default=None,
+        description="defences to evaluate as privacy-utility points (mialens defend)",
+    )
     analysis: AnalysisSettings | None = Field(
         default=None,
         description="explain the leakage after the audit (written to OUT/analysis; {} for "

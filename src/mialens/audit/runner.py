@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,9 @@ from mialens.audit.results import AuditResult, attack_info
 from mialens.augment import Transform
 from mialens.data.dataset import Dataset
 from mialens.data.registry import load_dataset
+from mialens.defenses.apply import DefendedTarget, defend_logits, fit_per_model, random_inputs
+from mialens.defenses.config import DefenseSpec
+from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
@@ -66,8 +69,9 @@ class AuditSetup:
         return np.concatenate([self.split.pool, self.split.test])
 
 
-def prepare_audit(config: AuditConfig) -> AuditSetup:
-    """Load the data and derive the split, keep mask, training plan and query views."""
+def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> AuditSetup:
+    """Load the data and derive the split, keep mask, training plan and query views
+    (with a sample-aware ``defense``, each model's training set adjusted by it)."""
     settings = config.audit
     dataset = load_dataset(config.dataset)
     split = make_split(
@@ -77,7 +81,8 @@ def prepare_audit(config: AuditConfig) -> AuditSetup:
         settings.val_size,
         settings.test_size,
         settings.population_size,
-        need_validation=config.train.early_stopping is not None,
+        need_validation=config.train.early_stopping is not None
+        or config.train.adversarial_regularization is not None,
     )
     canaries = None
     if settings.canaries is not None:
@@ -96,6 +101,8 @@ def prepare_audit(config: AuditConfig) -> AuditSetup:
         validation_positions=split.validation,
         seeds=[int_seed(settings.seed, "model", k) for k in range(k_models)],
     )
+    if defense is not None and defense.sample_aware is not None:
+        plan, keep = _sample_aware_plan(plan, keep, split.pool, defense.sample_aware, settings.seed)
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     return AuditSetup(
         config=config,
@@ -109,18 +116,50 @@ def prepare_audit(config: AuditConfig) -> AuditSetup:
     )
 
 
+def _sample_aware_plan(
+    plan: TrainingPlan, keep: np.ndarray, pool: np.ndarray, config, seed: int
+) -> tuple[TrainingPlan, np.ndarray]:
+    """Each model's training set adjusted by a sample-aware defence: flagged samples
+    removed (they are then non-members of that model: the keep mask follows), or given
+    their own loss weight or label smoothing."""
+    from mialens.defenses.sample_aware import training_adjustment
+
+    keep = keep.copy()
+    positions, weights, smoothing = [], [], []
+    for k, pos in enumerate(plan.train_positions):
+        kept, weight, smooth = training_adjustment(
+            plan.dataset.x[pos], plan.dataset.y[pos], config, int_seed(seed, "sample-aware", k)
+        )
+        keep[k, np.flatnonzero(keep[k])[~kept]] = False
+        positions.append(pos[kept])
+        weights.append(weight)
+        smoothing.append(smooth)
+    plan = replace(
+        plan,
+        train_positions=positions,
+        sample_weights=None if weights[0] is None else weights,
+        sample_smoothing=None if smoothing[0] is None else smoothing,
+    )
+    return plan, keep
+
+
 def run_audit(
-    config: AuditConfig, out_dir: str | os.PathLike | None = None, progress: bool = False
+    config: AuditConfig,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    defense: DefenseSpec | None = None,
 ) -> AuditResult:
     """Train (or reuse) the audit's models, attack each in turn, and measure leakage.
 
     With ``out_dir`` the outputs (``metrics.json``, ``samples.csv``, ``report.html``) are
     written there, and the leakage analysis into ``out_dir/analysis`` when the
-    configuration has an ``analysis:`` section.
+    configuration has an ``analysis:`` section. ``defense`` (from a defence evaluation)
+    may adjust the training sets (sample-aware) and put an output defence in front of
+    every model; its training overrides are already part of ``config``.
     """
     settings = config.audit
     attacks = [build_attack(spec) for spec in settings.attacks]
-    setup = prepare_audit(config)
+    setup = prepare_audit(config, defense)
     dataset, split, keep, plan, store = (
         setup.dataset,
         setup.split,
@@ -152,6 +191,10 @@ def run_audit(
         )
         n_cached = sum(r["cached"] for r in records)
         log.info("%d of %d models reused from the cache at %s", n_cached, k_models, store.root)
+        output_defenses, seconds_per_answer = None, 0.0
+        if defense is not None and defense.output is not None:
+            output_defenses = _fit_output_defenses(defense, setup, logits, settings)
+            logits, seconds_per_answer = defend_logits(output_defenses, logits)
 
         pool_logits, test_logits = logits[:, :n_pool], logits[:, n_pool:]
         population_rows = _positions_in(split.test, split.population)
@@ -165,6 +208,10 @@ def run_audit(
         models = data = None
         if any(isinstance(a, QueryAttack) for a in attacks):
             models = load_models(plan, store, settings.device)
+            if output_defenses is not None:  # every answer goes through the defence
+                models = [
+                    DefendedTarget(m, d) for m, d in zip(models, output_defenses, strict=True)
+                ]
             data = QueryData(
                 x=dataset.x[split.pool],
                 labels=dataset.y[split.pool],
@@ -205,6 +252,11 @@ def run_audit(
             "seed": settings.seed,
             "cache_dir": str(store.root.parent),
             **(_canary_design(settings, setup.canaries) if setup.canaries is not None else {}),
+            **(
+                {"defense": defense.name, "defense_seconds_per_answer": seconds_per_answer}
+                if defense is not None
+                else {}
+            ),
         },
         training=records,
     )
@@ -239,6 +291,26 @@ def run_audit(
         if analysis is not None:
             analysis.write(out_dir)
     return result
+
+
+def _fit_output_defenses(
+    defense: DefenseSpec, setup: AuditSetup, logits: np.ndarray, settings: AuditSettings
+) -> list[OutputDefense]:
+    """The output defence fitted per model on what its owner holds: the model's outputs
+    on its training members, on the validation split (non-members) and on random inputs."""
+    dataset, split, keep = setup.dataset, setup.split, setup.keep
+    n_pool = len(split.pool)
+    models = load_models(setup.plan, setup.store, settings.device)
+    labels = dataset.y[split.pool]
+    held_out = dataset.x[split.validation]
+    noise = random_inputs(dataset.x[split.pool], 1000, int_seed(settings.seed, "random-inputs"))
+    return fit_per_model(
+        build_output_defense(defense.output),
+        member_logits=[logits[k, :n_pool, 0][keep[k]] for k in range(len(models))],
+        member_labels=[labels[keep[k]] for k in range(len(models))],
+        nonmember_logits=[m.logits(held_out) for m in models] if len(held_out) else None,
+        random_logits=[m.logits(noise) for m in models],
+    )
 
 
 def _canary_design(settings: AuditSettings, canaries: np.ndarray) -> dict[str, str]:

@@ -379,7 +379,10 @@ class MemGuard(OutputDefense):
 
     def fit(self, data: DefenderData) -> MemGuard:
         if data.nonmember_logits is None or len(data.nonmember_logits) == 0:
-            raise DataError("memguard needs the defender's non-member outputs for its classifier")
+            raise DataError(
+                "memguard needs the defender's non-member outputs for its classifier: give "
+                "the audit a validation split (audit.val_size > 0)"
+            )
         members, nonmembers = data.member_logits, data.nonmember_logits
         feats = np.concatenate([_sorted_probs(members), _sorted_probs(nonmembers)])
         target = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])

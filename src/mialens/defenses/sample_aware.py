@@ -30,7 +30,7 @@ def flag_samples(x: np.ndarray, y: np.ndarray, config: SampleAwareConfig, seed: 
     flags = np.zeros(len(y), dtype=bool)
     score = None
     if not config.counterpart:
-        score = geometric_measures(x, y, seed=seed)[_MEASURE[config.detector]]
+        score = geometric_measures(x, y, seed=seed % 2**32)[_MEASURE[config.detector]]
     draw = rng(seed, "sample-aware")
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)

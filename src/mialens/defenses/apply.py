@@ -1,0 +1,77 @@
+"""Put an output defence in front of every model of an audit.
+
+The adversary is adaptive: its reference models are trained like the target and
+queried through the same defence, so the defence is fitted per model on that model's
+own data (its training members, non-members the defender holds, random inputs) and
+applied to every model's answers: the cached logits for score-based attacks and, for
+attacks that query models themselves, every live query.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mialens.defenses.output import DefenderData, OutputDefense
+from mialens.targets.adapters import Target
+
+
+def random_inputs(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` random inputs in the data's range: Bernoulli for binary features, else
+    uniform between each feature's minimum and maximum (HAMP's random samples)."""
+    rng = np.random.default_rng(seed)
+    flat = x.reshape(len(x), -1)
+    lo, hi = flat.min(axis=0), flat.max(axis=0)
+    binary = np.isin(flat, (0.0, 1.0)).all(axis=0)
+    out = np.where(
+        binary,
+        rng.random((n, flat.shape[1])) < flat.mean(axis=0),
+        rng.uniform(lo, hi, (n, flat.shape[1])),
+    )
+    return out.astype(np.float32).reshape((n, *x.shape[1:]))
+
+
+def fit_per_model(
+    defense: OutputDefense,
+    member_logits: list[np.ndarray],
+    member_labels: list[np.ndarray],
+    nonmember_logits: list[np.ndarray] | None,
+    random_logits: list[np.ndarray] | None,
+) -> list[OutputDefense]:
+    """One fitted copy of ``defense`` per model, from that model's own outputs."""
+    fitted = []
+    for k in range(len(member_logits)):
+        data = DefenderData(
+            member_logits=member_logits[k],
+            member_labels=member_labels[k],
+            nonmember_logits=None if nonmember_logits is None else nonmember_logits[k],
+            random_logits=None if random_logits is None else random_logits[k],
+        )
+        fitted.append(defense.clone().fit(data))
+    return fitted
+
+
+def defend_logits(defenses: list[OutputDefense], logits: np.ndarray) -> tuple[np.ndarray, float]:
+    """Released outputs of every model, ``logits (K, n, Q, C)`` in and out, and the
+    defence's mean time per answer in seconds (its inference overhead)."""
+    out = np.empty_like(logits)
+    start = time.perf_counter()
+    for k, defense in enumerate(defenses):
+        for q in range(logits.shape[2]):
+            out[k, :, q] = defense.apply(logits[k, :, q])
+    per_answer = (time.perf_counter() - start) / max(
+        logits.shape[0] * logits.shape[1] * logits.shape[2], 1
+    )
+    return out, per_answer
+
+
+class DefendedTarget(Target):
+    """A model answering through its output defence (for attacks that query it)."""
+
+    def __init__(self, inner: Target, defense: OutputDefense) -> None:
+        super().__init__(inner.num_classes)
+        self.inner, self.defense = inner, defense
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return self.defense.apply(self.inner.logits(x))

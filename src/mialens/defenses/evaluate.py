@@ -1,0 +1,219 @@
+"""Evaluate defences as privacy-utility points against adaptive attacks.
+
+Every defence is a full audit: the target and all reference models are trained with
+the defended recipe and answer through the same output defence, so the attacks adapt
+to it (Li & Zhang 2025, Sec. 4: "a defence is only worth what the attack against it
+was worth"). Output defences, which only touch confidences, are also attacked with
+label-only attacks. Each defence becomes one point: test accuracy against the TPR at
+low FPR of the strongest attack, with its cost in training and inference time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mialens.attacks.registry import build_attack
+from mialens.audit.config import AuditConfig, validate_config
+from mialens.audit.results import AuditResult
+from mialens.defenses.config import DefenseSpec
+from mialens.defenses.dp_audit import empirical_epsilon
+from mialens.io import write_json, write_text
+from mialens.metrics.leakage import fpr_key
+
+log = logging.getLogger(__name__)
+
+DEFENSES_FILE = "defenses.json"
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "defense"
+
+
+def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
+    """The audit of one defence: the base recipe with the defence's overrides; output
+    defences are also attacked label-only, and never white-box (they do not hide the
+    parameters)."""
+    raw = config.model_dump(mode="json")
+    raw.pop("defenses", None)
+    raw = _merge(raw, {"train": spec.train, "audit": spec.audit})
+    if spec.output is not None:
+        attacks = [
+            a for a in raw["audit"]["attacks"] if build_attack(a).threat_model != "white-box"
+        ]
+        names = {build_attack(a).name for a in attacks}
+        for extra in config.defenses.label_only_attacks:
+            if build_attack(extra).name not in names:
+                attacks.append(extra)
+        raw["audit"]["attacks"] = attacks
+    return validate_config(raw)
+
+
+def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
+    """The privacy-utility point of one defended audit (the strongest attack per metric)."""
+    utility = result.utility
+    attacks = {}
+    for name, m in result.metrics.items():
+        attacks[name] = {
+            "auc": m["auc"]["mean"],
+            "tpr_at_fpr": {k: v["mean"] for k, v in m["tpr_at_fpr"].items()},
+            "threat_model": result.attacks[name]["threat_model"],
+        }
+    strongest_auc = max(result.metrics, key=lambda n: result.metrics[n]["auc"]["mean"])
+    tpr = {}
+    for level in result.fpr_levels:
+        key = fpr_key(level)
+        best = max(result.metrics, key=lambda n, k=key: result.metrics[n]["tpr_at_fpr"][k]["mean"])
+        block = result.metrics[best]["tpr_at_fpr"][key]
+        tpr[key] = {
+            "value": block["mean"],
+            "attack": best,
+            "ci_low": block["ci_low"],
+            "ci_high": block["ci_high"],
+            "resolved": block["resolved"],
+        }
+    epsilons = [r.get("epsilon") for r in result.training if r.get("epsilon") is not None]
+    delta = (result.config.get("train", {}).get("dp") or {}).get("delta", 1e-5)
+    empirical = (
+        max(
+            empirical_epsilon(s, result.members, delta=delta)["max"] for s in result.scores.values()
+        )
+        if len(result.target_models) > 1
+        else None
+    )
+    auc_block = result.metrics[strongest_auc]["auc"]
+    return {
+        "kind": _kind(spec),
+        "spec": spec.model_dump(exclude_none=True),
+        "train_acc": utility["train_accuracy"]["mean"],
+        "test_acc": utility["test_accuracy"]["mean"],
+        "test_acc_std": utility["test_accuracy"]["std"],
+        "auc": {
+            "value": auc_block["mean"],
+            "attack": strongest_auc,
+            "ci_low": auc_block["ci_low"],
+            "ci_high": auc_block["ci_high"],
+        },
+        "tpr_at_fpr": tpr,
+        "attacks": attacks,
+        "epsilon": max(epsilons) if epsilons else None,
+        "epsilon_empirical": empirical,
+        "epsilon_delta": delta,
+        "training_seconds": float(sum(r.get("seconds") or 0.0 for r in result.training)),
+        "inference_seconds_per_answer": result.design.get("defense_seconds_per_answer", 0.0),
+    }
+
+
+def _kind(spec: DefenseSpec) -> str:
+    if spec.sample_aware is not None:
+        return (
+            "sample-aware (uniform counterpart)"
+            if spec.sample_aware.counterpart
+            else "sample-aware"
+        )
+    if spec.output is not None:
+        return "inference-time"
+    return "training-time" if spec.train or spec.audit else "none"
+
+
+def compare_sample_aware(entries: dict[str, dict[str, Any]], level: str) -> list[dict[str, Any]]:
+    """Privacy bought per accuracy point by each sample-aware defence and its uniform
+    counterpart (same action, detector and fraction), relative to the undefended model."""
+    base = entries.get("undefended")
+    if base is None:
+        return []
+    rows = []
+    for name, entry in entries.items():
+        spec = entry["spec"].get("sample_aware")
+        if not spec or spec.get("counterpart"):
+            continue
+        twin = next(
+            (
+                n
+                for n, e in entries.items()
+                if (e["spec"].get("sample_aware") or {}).get("counterpart")
+                and {**e["spec"]["sample_aware"], "counterpart": False} == spec
+            ),
+            None,
+        )
+        row = {"defense": name, "counterpart": twin}
+        for label, key in (("sample_aware", name), ("uniform", twin)):
+            if key is None:
+                continue
+            e = entries[key]
+            privacy = base["tpr_at_fpr"][level]["value"] - e["tpr_at_fpr"][level]["value"]
+            cost = base["test_acc"] - e["test_acc"]
+            row[label] = {
+                "tpr_reduction": privacy,
+                "accuracy_cost": cost,
+                "privacy_per_accuracy_point": privacy / cost if cost > 1e-9 else None,
+            }
+        rows.append(row)
+    return rows
+
+
+def evaluate_defenses(
+    config: AuditConfig, out_dir: str | os.PathLike, progress: bool = False
+) -> dict[str, Any]:
+    """Audit every defence of ``config.defenses`` and write ``defenses.json`` (and the
+    privacy-utility page ``defenses.html``) into ``out_dir``."""
+    from mialens.audit.runner import run_audit
+    from mialens.defenses.report import render_defenses
+
+    settings = config.defenses
+    specs = list(settings.evaluate)
+    if settings.include_undefended and all(s.name != "undefended" for s in specs):
+        specs.insert(0, DefenseSpec(name="undefended"))
+    out = Path(out_dir)
+    entries: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        log.info("defence %r", spec.name)
+        result = run_audit(
+            defended_config(config, spec),
+            out / "defenses" / _slug(spec.name),
+            progress,
+            defense=spec,
+        )
+        entries[spec.name] = summarize_defense(result, spec)
+    base_seconds = entries.get("undefended", {}).get("training_seconds")
+    for entry in entries.values():
+        entry["training_overhead"] = (
+            entry["training_seconds"] / base_seconds if base_seconds else None
+        )
+    levels = [fpr_key(v) for v in config.audit.fpr]
+    level = "0.001" if "0.001" in levels else levels[-1]
+    report = {
+        "defenses": entries,
+        "privacy_level": level,
+        "sample_aware_vs_uniform": compare_sample_aware(entries, level),
+        "config": config.model_dump(mode="json"),
+    }
+    write_json(out / DEFENSES_FILE, report)
+    write_text(out / "defenses.html", render_defenses(report))
+    return report
+
+
+def privacy_utility_points(report: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """``(name, test accuracy, TPR at the report's FPR level)`` of every defence."""
+    level = report["privacy_level"]
+    return [
+        (name, e["test_acc"], e["tpr_at_fpr"][level]["value"])
+        for name, e in report["defenses"].items()
+        if np.isfinite(e["test_acc"])
+    ]
