@@ -157,7 +157,12 @@ def test_shipped_configs_validate(path):
 @pytest.mark.parametrize(
     ("raw", "path", "hint", "valid"),
     [
-        ({"datset": {"name": "x"}}, "datset", "dataset", "audit, dataset, executor, model, train"),
+        (
+            {"datset": {"name": "x"}},
+            "datset",
+            "dataset",
+            "analysis, audit, dataset, defenses, executor, model, train",
+        ),
         (_with(dataset={"name": "d", "pth": "x"}), "dataset.pth", "path", "label_column"),
         (_with(model={"hiden": [3]}), "model.hiden", "hidden", "activation, arch, channels"),
         (_with(train={"epoch": 3}), "train.epoch", "epochs", "batch_size"),

@@ -107,6 +107,11 @@ class Attack(ABC):
         """A fresh, unfitted attack with the same parameters."""
         return type(self)(**self.params.model_dump())
 
+    def extra(self) -> dict[str, Any]:
+        """Diagnostics of the fitted (and, for query attacks, scored) attack for the
+        report, e.g. calibrated thresholds or which layers carry the signal; JSON-ready."""
+        return {}
+
     def _check_fitted(self) -> None:
         if not self.fitted_:
             raise RuntimeError(f"call fit() before score() on attack {self.name!r}")
@@ -120,6 +125,10 @@ class Attack(ABC):
 
 class SignalAttack(Attack):
     """An attack on one per-sample statistic of the models' outputs (:meth:`signal`)."""
+
+    chunking: ClassVar[Literal["samples", "whole"]] = "whole"
+    """``samples`` when fit and score are per sample (given any population data), so the
+    engine may score chunks of samples; ``whole`` when fitting needs every sample."""
 
     @abstractmethod
     def signal(self) -> SignalSpec:

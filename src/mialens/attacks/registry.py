@@ -5,16 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from mialens.attacks.base import Attack
-from mialens.attacks.label_only import GapAttack
+from mialens.attacks.boundary import BoundaryAttack
+from mialens.attacks.label_only import AugmentationAttack, GapAttack
 from mialens.attacks.lira import LiRAOffline, LiRAOnline
 from mialens.attacks.loss_percentile import AttackP, AttackR
+from mialens.attacks.quantile import QuantileAttack
 from mialens.attacks.rmia import RMIAOffline, RMIAOnline
+from mialens.attacks.shadow import MLLeaksAttack, MLLeaksTransferAttack, ShokriAttack
 from mialens.attacks.threshold import (
     ConfidenceAttack,
     EntropyAttack,
     LossAttack,
     ModifiedEntropyAttack,
 )
+from mialens.attacks.trajectory import SeqMIA, TrajectoryMIA
+from mialens.attacks.transfer import TransferAttack
+from mialens.attacks.whitebox import GradientNormAttack, NasrAttack
+from mialens.attacks.yoqo import YOQOAttack
 from mialens.errors import ConfigError, unknown_name
 
 ATTACKS: dict[str, type[Attack]] = {
@@ -31,6 +38,18 @@ ATTACKS: dict[str, type[Attack]] = {
         RMIAOnline,
         RMIAOffline,
         GapAttack,
+        AugmentationAttack,
+        BoundaryAttack,
+        TransferAttack,
+        YOQOAttack,
+        GradientNormAttack,
+        NasrAttack,
+        ShokriAttack,
+        MLLeaksAttack,
+        MLLeaksTransferAttack,
+        TrajectoryMIA,
+        SeqMIA,
+        QuantileAttack,
     )
 }
 

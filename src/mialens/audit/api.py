@@ -266,7 +266,10 @@ def _finish(
         members=member[None],
         target_models=[0],
         scores=scored.scores,
-        attacks={a.name: attack_info(a, scored.queries_per_sample[a.name]) for a in attacks},
+        attacks={
+            a.name: attack_info(a, scored.queries_per_sample[a.name], scored.extras.get(a.name))
+            for a in attacks
+        },
         fpr_levels=sorted({float(v) for v in fpr}, reverse=True),
         design={
             "dataset": "user data",

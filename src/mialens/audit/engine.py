@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +134,8 @@ class Scores:
 
     scores: dict[str, np.ndarray]
     queries_per_sample: dict[str, float]
+    extras: dict[str, list[dict]] = field(default_factory=dict)
+    """Per attack, the fitted attack's diagnostics (``Attack.extra()``) for each target."""
 
 
 def chunk_samples(
@@ -188,10 +190,11 @@ def score_targets(
     cache = _ChunkCache(source)
     scores: dict[str, np.ndarray] = {}
     queries: dict[str, float] = {}
+    diagnostics: dict[str, list[dict]] = {}
     for attack in attacks:
         if isinstance(attack, SignalAttack):
             _check_population(attack, source)
-            if getattr(attack, "chunking", None) == "samples":
+            if attack.chunking == "samples":
                 out = None if scores_dir is None else Path(scores_dir) / f"{attack.name}.npy"
                 rows = _score_in_chunks(attack, source, cache, targets, chunks, on_step, out)
             else:
@@ -200,19 +203,22 @@ def score_targets(
         elif isinstance(attack, QueryAttack):
             if not isinstance(outputs, ModelOutputs):
                 raise DataError(f"attack {attack.name!r} queries models; it needs ModelOutputs")
-            rows, counts = [], []
+            rows, counts, extras = [], [], []
             for t in targets:
-                row, n_queries = _score_query_attack(attack, outputs, models, data, t)
+                row, n_queries, extra = _score_query_attack(attack, outputs, models, data, t)
                 rows.append(row)
                 counts.append(n_queries / len(outputs.labels))
+                extras.append(extra)
                 if on_step is not None:
                     on_step()
             rows = np.stack(rows)
             queries[attack.name] = float(np.mean(counts))
+            if any(extras):
+                diagnostics[attack.name] = extras
         else:
             raise TypeError(f"{type(attack).__name__} is neither a signal nor a query attack")
         scores[attack.name] = rows
-    return Scores(scores, queries)
+    return Scores(scores, queries, diagnostics)
 
 
 def _others(m: int, t: int) -> np.ndarray:
@@ -306,7 +312,7 @@ def _score_query_attack(
     models: Sequence[Target] | None,
     data: QueryData | None,
     t: int,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, dict]:
     if models is None or data is None:
         raise DataError(
             f"attack {attack.name!r} queries models itself; it needs the models and the "
@@ -318,7 +324,8 @@ def _score_query_attack(
         refs = QueryReferences([models[i] for i in others], outputs.member[others], data)
     fitted = attack.clone().fit(refs)
     view = restrict(models[t], attack.threat_model)
-    return fitted.score(view, data), view.queries
+    scores = fitted.score(view, data)
+    return scores, view.queries, fitted.extra()
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -28,10 +28,12 @@ def environment() -> dict[str, str]:
     return env
 
 
-def attack_info(attack: Attack, queries_per_sample: float) -> dict[str, Any]:
-    """What the report says about an attack: paper, threat model, parameters, and the
-    number of target queries it made per audited sample."""
-    return {
+def attack_info(
+    attack: Attack, queries_per_sample: float, extra: list[dict] | None = None
+) -> dict[str, Any]:
+    """What the report says about an attack: paper, threat model, parameters, the number
+    of target queries it made per audited sample, and its diagnostics per target."""
+    info = {
         "summary": attack.summary,
         "paper": attack.paper,
         "threat_model": attack.threat_model,
@@ -40,6 +42,9 @@ def attack_info(attack: Attack, queries_per_sample: float) -> dict[str, Any]:
         "params": attack.params.model_dump(),
         "queries_per_sample": queries_per_sample,
     }
+    if extra:
+        info["extra"] = extra
+    return info
 
 
 @dataclass

@@ -237,7 +237,10 @@ def run_audit(
         members=keep,
         target_models=list(range(k_models)),
         scores=scored.scores,
-        attacks={a.name: attack_info(a, scored.queries_per_sample[a.name]) for a in attacks},
+        attacks={
+            a.name: attack_info(a, scored.queries_per_sample[a.name], scored.extras.get(a.name))
+            for a in attacks
+        },
         fpr_levels=list(settings.fpr),
         config=config.model_dump(mode="json"),
         design={
