@@ -75,3 +75,22 @@ def test_bad_config_fails_cleanly(tmp_path):
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and "mialens" in result.output
+
+
+def test_defend_command(tmp_path):
+    config = tmp_path / "defend.yaml"
+    config.write_text(
+        "dataset: {name: digits}\n"
+        "train: {epochs: 3}\n"
+        "audit: {num_models: 4, pool_size: 300, bootstrap: 0, attacks: [loss, lira_offline]}\n"
+        "defenses: {evaluate: [{name: top1, output: {name: top_k, k: 1}}]}\n"
+    )
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["defend", str(config), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "defenses.json").read_text())
+    assert set(report["defenses"]) == {"undefended", "top1"}
+    assert "top1" in result.output and (out / "defenses.html").is_file()
+    config.write_text("dataset: {name: digits}\n")
+    result = runner.invoke(app, ["defend", str(config), "--out", str(out)])
+    assert result.exit_code == 2 and "no `defenses:` section" in result.output

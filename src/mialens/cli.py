@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from mialens import __version__
 from mialens.errors import ConfigError, MialensError
@@ -41,7 +42,8 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _fail(exc: MialensError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    message = Text.assemble(("error: ", "bold red"), str(exc))  # no markup in the message
+    err_console.print(message, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
