@@ -138,3 +138,12 @@ def check_member_mask(mask: object, shape: Sequence[int], name: str = "members")
             raise DataError(f"{name} must be boolean (or 0/1): True marks a training member.")
         arr = arr.astype(bool)
     return arr
+
+
+def check_fpr_levels(rates: Sequence[float]) -> list[float]:
+    """False-positive rates strictly between 0 and 1, deduplicated, largest first."""
+    if not rates or any(not 0 < r < 1 for r in rates):
+        raise ValueError(
+            f"false-positive rates must lie strictly between 0 and 1; got {list(rates)}"
+        )
+    return sorted(set(rates), reverse=True)

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mialens.validation import check_fpr_levels
+
 Space = Literal["input", "features", "logits"]
 
 
@@ -60,9 +62,7 @@ class AnalysisSettings(BaseModel):
     @field_validator("fpr")
     @classmethod
     def _rates(cls, rates: list[float]) -> list[float]:
-        if not rates or any(not 0 < r < 1 for r in rates):
-            raise ValueError(f"false-positive rates must lie strictly between 0 and 1; got {rates}")
-        return sorted(set(rates), reverse=True)
+        return check_fpr_levels(rates)
 
     @field_validator("spaces")
     @classmethod

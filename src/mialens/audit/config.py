@@ -20,6 +20,7 @@ from mialens.errors import ConfigError
 from mialens.models.architectures import ModelConfig
 from mialens.models.training import TrainConfig
 from mialens.signals.queries import QueryConfig
+from mialens.validation import check_fpr_levels
 
 AttackSpec = str | dict[str, Any]
 
@@ -90,9 +91,7 @@ class AuditSettings(BaseModel):
     @field_validator("fpr")
     @classmethod
     def _rates(cls, rates: list[float]) -> list[float]:
-        if not rates or any(not 0 < r < 1 for r in rates):
-            raise ValueError(f"false-positive rates must lie strictly between 0 and 1; got {rates}")
-        return sorted(set(rates), reverse=True)
+        return check_fpr_levels(rates)
 
     @field_validator("attacks")
     @classmethod

@@ -38,7 +38,7 @@ from torch.func import functional_call
 
 from mialens.augment import Transform, random_augment
 from mialens.errors import ConfigError
-from mialens.models.training import TrainConfig, TrainResult, _lr_factor
+from mialens.models.training import TrainConfig, TrainResult, _lr_factor, epoch_record
 from mialens.validation import check_finite
 
 log = logging.getLogger(__name__)
@@ -540,16 +540,7 @@ class _Trainer:
                 )
 
     def _record(self, k, epoch, loss_sum, correct, total, val_logits) -> None:
-        if not math.isfinite(loss_sum):
-            raise ConfigError(
-                f"training diverged (non-finite loss at epoch {epoch}); lower train.lr or "
-                "check the inputs for extreme values"
-            )
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(total, 1),
-            "train_accuracy": correct / max(total, 1),
-        }
+        record = epoch_record(epoch, loss_sum, correct, total)
         if val_logits is not None:
             assert self.val is not None
             yv = self.val[1]

@@ -304,16 +304,7 @@ def _fit(
             loss_sum += F.cross_entropy(logits.detach(), yb).item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             total += len(yb)
-        if not math.isfinite(loss_sum):
-            raise ConfigError(
-                f"training diverged (non-finite loss at epoch {epoch}); lower train.lr or "
-                "check the inputs for extreme values"
-            )
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(total, 1),
-            "train_accuracy": correct / max(total, 1),
-        }
+        record = epoch_record(epoch, loss_sum, correct, total)
         if val is not None:
             record["val_loss"], record["val_accuracy"] = _evaluate(_unwrap(model), *val)
         history.append(record)
@@ -338,6 +329,20 @@ def _fit(
     epsilon = engine.get_epsilon(config.dp.delta) if engine is not None else None
     state = {k: v.detach().cpu().contiguous().clone() for k, v in final.state_dict().items()}
     return TrainResult(state, history, epoch, best_epoch, epsilon)
+
+
+def epoch_record(epoch: int, loss_sum: float, correct: int, total: int) -> dict[str, float]:
+    """The training record of one epoch; a non-finite loss stops training with advice."""
+    if not math.isfinite(loss_sum):
+        raise ConfigError(
+            f"training diverged (non-finite loss at epoch {epoch}); lower train.lr or "
+            "check the inputs for extreme values"
+        )
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / max(total, 1),
+        "train_accuracy": correct / max(total, 1),
+    }
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
