@@ -109,3 +109,39 @@ def test_api_errors(digits):
         mialens.audit_logits(
             bad, [0, 1, 2, 0], [1, 0, 1, 0], np.zeros((2, 4, 3)), np.zeros((2, 4), bool)
         )
+
+
+def test_audit_logits_rejects_misshapen_population_and_references():
+    y, members = [0, 1, 2, 0], [1, 0, 1, 0]
+    target, refs, ref_members = np.zeros((4, 3)), np.zeros((2, 4, 3)), np.zeros((2, 4), bool)
+    pop_labels = [0, 1, 2]
+
+    def call(**kw):
+        args = dict(
+            target_logits=target,
+            y=y,
+            members=members,
+            reference_logits=refs,
+            reference_members=ref_members,
+            attacks=["attack_p"],
+            bootstrap=0,
+        )
+        mialens.audit_logits(**{**args, **kw})
+
+    with pytest.raises(
+        DataError, match="reference_population_logits must have shape \\(2, 3, 3\\)"
+    ):
+        call(population_logits=np.zeros((3, 3)), reference_population_logits=np.zeros((2, 5, 3)),
+             population_labels=pop_labels)  # fmt: skip
+    with pytest.raises(
+        DataError, match="reference_population_logits must have shape \\(2, 3, 3\\)"
+    ):
+        call(population_logits=np.zeros((3, 3)), reference_population_logits=np.zeros((3, 3, 3)),
+             population_labels=pop_labels)  # fmt: skip
+    with pytest.raises(DataError, match="population_logits"):
+        call(population_logits=np.zeros(3), reference_population_logits=np.zeros((2, 3, 3)),
+             population_labels=pop_labels)  # fmt: skip
+    with pytest.raises(DataError, match="reference_logits"):
+        call(reference_logits=[np.zeros((4, 3)), np.zeros((2, 3))])
+    with pytest.raises(DataError, match="target_logits"):
+        call(target_logits=3.0)

@@ -8,7 +8,7 @@ import pytest
 
 from mialens.audit import models as audit_models
 from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
+from mialens.audit.runner import prepare_audit, run_audit
 from mialens.data.registry import load_dataset
 from mialens.metrics import tpr_at_fpr
 from mialens.report.files import read_samples
@@ -171,3 +171,84 @@ def test_label_only_attack_queries_labels_and_counts_them():
         assert gap[t][members].mean() - gap[t][~members].mean() == pytest.approx(
             result.metrics["gap"]["advantage"]["per_target"][t]
         )
+
+
+def test_ids_labels_membership_and_scores_follow_each_sample(tmp_path):
+    """Data whose ids are not its row positions: every row of samples.csv must describe
+    the sample with that id (its label, whether the target trained on it, its loss)."""
+    digits = load_dataset("digits")
+    rng = np.random.default_rng(5)
+    order = rng.permutation(len(digits))
+    ids = np.array([f"s{v}" for v in rng.permutation(10 * len(digits))[: len(digits)]])
+    np.savez(tmp_path / "d.npz", x=digits.x[order], y=digits.y[order], ids=ids)
+    config = validate_config(
+        {
+            "dataset": {"name": "npz", "path": str(tmp_path / "d.npz")},
+            "model": {"hidden": [32]},
+            "train": {"epochs": 2, "batch_size": 32},
+            "audit": {"num_models": 4, "pool_size": 300, "bootstrap": 0, "attacks": ["loss"]},
+        }
+    )
+    setup = prepare_audit(config)
+    result = run_audit(config, tmp_path / "out")
+    table = read_samples(tmp_path / "out" / "samples.csv")
+    by_id = {v: i for i, v in enumerate(ids)}
+    models = audit_models.load_models(setup.plan, setup.store)
+    for t in range(4):
+        rows = table["target"] == t
+        pos = np.array([by_id[v] for v in table["sample_id"][rows]])
+        np.testing.assert_array_equal(table["label"][rows], digits.y[order][pos])
+        trained = set(ids[setup.plan.train_positions[t]].tolist())
+        assert set(table["sample_id"][rows][table["member"][rows] == 1].tolist()) == trained
+        logits = models[t].logits(digits.x[order][pos]).astype(np.float64)
+        logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss = -logp[np.arange(len(pos)), digits.y[order][pos]]
+        np.testing.assert_allclose(-table["loss"][rows], loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(result.sample_ids, table["sample_id"][table["target"] == 0])
+
+
+def _hand_built_result():
+    from mialens.audit.results import AuditResult
+
+    gen = np.random.default_rng(0)
+    members = np.stack([gen.permutation(np.arange(40) < 20) for _ in range(2)])
+    result = AuditResult(
+        sample_ids=np.array([f"id-{v}" for v in gen.permutation(40) * 3]),
+        labels=gen.integers(0, 3, 40),
+        members=members,
+        target_models=[0, 1],
+        scores={"loss": gen.normal(size=(2, 40)) + members},
+        attacks={"loss": {"summary": "loss"}},
+        fpr_levels=[0.1],
+        config={"audit": {"seed": 0}},
+    )
+    result.compute_metrics(0, 0)
+    return result
+
+
+def test_run_folder_round_trip_and_damaged_folders_are_data_errors(tmp_path):
+    from mialens.errors import DataError
+    from mialens.report.files import load_result, samples_table, write_outputs
+
+    result = _hand_built_result()
+    write_outputs(result, tmp_path)
+    loaded = load_result(tmp_path)
+    np.testing.assert_array_equal(loaded.sample_ids, result.sample_ids)
+    np.testing.assert_array_equal(loaded.labels, result.labels)
+    np.testing.assert_array_equal(loaded.members, result.members)
+    np.testing.assert_array_equal(loaded.scores["loss"], result.scores["loss"])  # full precision
+    assert samples_table(loaded) == samples_table(result)
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    samples = (tmp_path / "samples.csv").read_text()
+    damaged = {
+        "no attacks key": ({k: v for k, v in metrics.items() if k != "attacks"}, samples),
+        "header only": (metrics, samples.splitlines()[0] + "\n"),
+        "empty samples": (metrics, ""),
+        "missing score column": (metrics, samples.replace(",loss", ",other", 1)),
+    }
+    for doc, text in damaged.values():
+        (tmp_path / "metrics.json").write_text(json.dumps(doc))
+        (tmp_path / "samples.csv").write_text(text)
+        with pytest.raises(DataError, match="cannot read the audit run"):
+            load_result(tmp_path)

@@ -101,3 +101,25 @@ def test_query_attacks_on_a_scikit_learn_model_through_the_api():
     assert result.attacks["quantile"]["queries_per_sample"] == pytest.approx(2.0)
     with pytest.raises(DataError, match="PyTorch"):
         audit_model(estimator, x[:150], y[:150], members, attacks=["gradient_norm"], **common)
+
+
+def test_shadow_training_attacks_mirror_adversarial_regularisation(tmp_path):
+    """Under AdvReg the shadows hold out their own reference non-members (the audit's
+    validation split is the defender's) instead of failing for lack of one."""
+    config = validate_config(
+        {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "mlp", "hidden": [16]},
+            "train": {"epochs": 2, "adversarial_regularization": {"alpha": 1.0}},
+            "audit": {
+                "num_models": 2,
+                "pool_size": 120,
+                "val_size": 40,
+                "bootstrap": 0,
+                "attacks": ["transfer", {"name": "ml_leaks_transfer", "epochs": 2}],
+            },
+        }
+    )
+    result = run_audit(config, tmp_path)
+    for name in ("transfer", "ml_leaks_transfer"):
+        assert np.isfinite(result.scores[name]).all()

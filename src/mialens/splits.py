@@ -38,7 +38,10 @@ def make_split(
     rest = n - pool_n
     val_n = val_size if val_size is not None else (max(1, rest // 5) if need_validation else 0)
     if need_validation and val_n == 0:
-        raise ConfigError("early stopping needs validation samples: set audit.val_size > 0")
+        raise ConfigError(
+            "early stopping and adversarial regularisation need validation samples: set "
+            "audit.val_size > 0"
+        )
     test_n = test_size if test_size is not None else rest - val_n
     if pool_n < 4 or test_n < 1 or pool_n + val_n + test_n > n:
         raise ConfigError(

@@ -117,3 +117,30 @@ def test_per_class_rows():
     assert sum(r["n"] for r in rows) == len(labels)
     assert sum(r["sets"]["0.01"] for r in rows) == sets["0.01"].sum()
     assert all(r["spearman"]["m3"] > 0.5 for r in rows)
+
+
+def test_spearman_fisher_z_interval_by_hand():
+    gen = np.random.default_rng(8)
+    x = gen.normal(size=40)
+    y = x + gen.normal(size=40)
+    out = spearman(x, y)
+    rho = stats.spearmanr(x, y)[0]
+    # Bonett & Wright (2000): var(atanh r_s) = (1 + r_s^2 / 2) / (n - 3)
+    half = 1.959963984540054 * np.sqrt((1 + rho**2 / 2) / 37)
+    assert out["rho"] == pytest.approx(rho)
+    assert out["ci_low"] == pytest.approx(np.tanh(np.arctanh(rho) - half))
+    assert out["ci_high"] == pytest.approx(np.tanh(np.arctanh(rho) + half))
+
+
+def test_auc_delong_standard_error_by_hand():
+    # positives {3, 1}, negatives {2, 0, 2}: placements of positives (share of negatives
+    # below, ties 1/2): 3 -> 1, 1 -> 1/3; of negatives (share of positives above): 2 -> 1/2,
+    # 0 -> 1, 2 -> 1/2. AUC = 4/6; DeLong var = var(1, 1/3)/2 + var(1/2, 1, 1/2)/3.
+    out = auc_test(np.array([3.0, 2.0, 1.0, 0.0, 2.0]), np.array([1, 0, 1, 0, 0], bool))
+    auc = 4 / 6
+    se = np.sqrt(np.var([1, 1 / 3], ddof=1) / 2 + np.var([0.5, 1, 0.5], ddof=1) / 3)
+    half = 1.959963984540054 * se / (auc * (1 - auc))
+    logit = np.log(auc / (1 - auc))
+    assert out["auc"] == pytest.approx(auc)
+    assert out["ci_low"] == pytest.approx(1 / (1 + np.exp(-(logit - half))))
+    assert out["ci_high"] == pytest.approx(1 / (1 + np.exp(-(logit + half))))

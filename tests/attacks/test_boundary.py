@@ -66,6 +66,21 @@ def test_the_query_budget_is_never_exceeded(budget):
     assert target.queries == used.sum()
 
 
+def test_the_budget_holds_when_starting_points_are_rare():
+    # 64 features: a bisection is 10 queries, so a start found at the 20th uniform draw
+    # (1 + 20 + 10 = 31 queries) would overrun a budget of 30; such draws are skipped
+    def labels(b):
+        return (b.reshape(len(b), -1)[:, :3].min(axis=1) > 0.45).astype(np.int64)
+
+    x = np.random.default_rng(0).uniform(-1, 0, size=(400, 64)).astype(np.float32)
+    y = np.zeros(400, np.int64)
+    dist, used = boundary_distances(
+        labels, x, y, SearchSettings(max_queries=30), seed=0, box=(-1.0, 1.0)
+    )
+    assert used.max() <= 30
+    assert (dist < 16.0).any() and (dist == 16.0).any()  # some found a start, some did not
+
+
 def test_search_is_seeded():
     x, y = samples()
     args = (x, y, SearchSettings(max_queries=120), 7, (-4.0, 4.0))
@@ -99,6 +114,17 @@ def test_references_are_needed_only_for_supervised_calibration():
     assert BoundaryAttack().references == "none"
     assert BoundaryAttack(calibration="none").references == "none"
     assert BoundaryAttack(calibration="supervised").references == "offline"
+
+
+def test_supervised_calibration_needs_only_the_reference_labels():
+    # any queryable reference model will do (here not a torch module): members are the
+    # samples far from the boundary, so the threshold separates them exactly
+    x, y = samples(60)
+    far = np.abs(x @ W - B) / np.linalg.norm(W) > 0.3
+    refs = QueryReferences([linear_target().inner], far[None], QueryData(x, y, seed=2))
+    attack = BoundaryAttack(calibration="supervised", calibration_samples=60).fit(refs)
+    assert attack.extra()["calibration_balanced_accuracy"] == pytest.approx(1.0)
+    assert 0.25 < attack.threshold_ < 0.35
 
 
 def test_boundary_distance_separates_members_on_a_leaky_setup():

@@ -77,6 +77,10 @@ def test_threshold_scorer_is_the_fraction_of_correct_queries():
     target = sign_target()
     scores = attack.score(target, QueryData(x, y))
     assert scores[0] == 1.0 and scores[2] == 0.0 and 0 < scores[1] < 1
+    # exactly the fraction of the seeded views (unmodified first) still labelled 1
+    views = perturbation_views(attack.params, x, seed=0)
+    expected = np.mean([(v(x)[:, 0] > 0) == 1 for v in views], axis=0)
+    np.testing.assert_array_equal(scores, expected)
     assert target.queries == 3 * 10  # the unmodified query and 9 noisy ones per sample
     assert attack.references == "none"
     assert AugmentationAttack().references == "offline"

@@ -100,6 +100,29 @@ def test_scores_average_over_queries():
     np.testing.assert_allclose(scores, single, atol=1e-12)  # both queries shifted alike
 
 
+def test_scores_are_the_mean_of_the_per_query_scores_exact():
+    # query 0 as above; query 1: same references, target observations one higher
+    # sample 0, query 1: logN(3.5; 2, 1) - logN(3.5; 1, 1) = -1.125 + 3.125 = 2
+    # sample 1, query 1: logN(4; 5, 1) - logN(4; 3.5, 2.25) = -0.5 + 1/18 + log(1.5)
+    two = np.concatenate([VALUES, VALUES], axis=2)
+    target = np.concatenate([TARGET, TARGET + 1.0], axis=1)
+    scores = LiRAOnline(variance="per_example").fit(refs(two)).score(TargetSignals(target, LABELS))
+    expected = [(1.0 + 2.0) / 2, (-2.0 - 0.5) / 2 + 1 / 18 + math.log(1.5)]
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12)
+    offline = LiRAOffline(variance="per_example").fit(refs(two))
+    got = offline.score(TargetSignals(target, LABELS))
+    cdf = norm.cdf([[1.5, 2.5], [-1 / 3, 1 / 3]])  # (o - mu_out) / s_out per query
+    np.testing.assert_allclose(got, np.log(cdf).mean(axis=1), rtol=1e-12)
+
+
+def test_offline_global_variance_is_pooled_out_variance():
+    attack = LiRAOffline(variance="global").fit(refs())
+    assert attack.std_out_ == pytest.approx(math.sqrt(1.625))
+    scores = attack.score(TargetSignals(TARGET, LABELS))
+    expected = np.log(norm.cdf([(2.5 - 1) / math.sqrt(1.625), (3.0 - 3.5) / math.sqrt(1.625)]))
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+
 def test_constant_reference_values_do_not_divide_by_zero():
     values = np.ones((4, 2, 1))
     scores = (
@@ -116,3 +139,7 @@ def test_online_needs_in_and_out_models():
     member[:, 0] = True
     with pytest.raises(DataError, match="did not train"):
         LiRAOffline().fit(refs(member=member))
+
+
+def test_signal_is_the_logit_scaled_confidence():
+    assert LiRAOnline().signal().name == LiRAOffline().signal().name == "rescaled_logit"

@@ -64,3 +64,7 @@ def test_attack_r_uses_only_out_reference_losses():
     attack = AttackR().fit(ReferenceSignals(values, member, np.array([0, 1])))
     scores = attack.score(TargetSignals(np.array([[2.0], [0.75]]), np.array([0, 1])))
     np.testing.assert_allclose(scores, [0.5, 0.75])
+
+
+def test_both_read_the_loss():
+    assert AttackP().signal().name == AttackR().signal().name == "loss"

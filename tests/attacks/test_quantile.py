@@ -35,3 +35,36 @@ def test_quantile_regression_on_a_leaky_setup(loss):
     assert result["auc"] > 0.75
     assert result["queries"] == pytest.approx(1 + len(setup.data.population_x) / 160)
     assert QuantileAttack().references == "none"
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected"), [("gaussian", [(3 - 1) / 2, (2 + 1) / 4]), ("pinball", [3 - 1, 2 - 9])]
+)
+def test_score_is_the_hinge_against_the_regressed_quantile_exact(monkeypatch, loss, expected):
+    from mialens.attacks._common import Standardizer
+    from mialens.attacks.base import QueryData
+    from mialens.targets import BlackBoxTarget, CallableTarget
+
+    # features: 4 regressor outputs (class 0: mu, log sigma; class 1: mu, log sigma), then
+    # the 2 target logits; the regressor is replaced by a read-out of the first columns
+    x = np.array([[1, math.log(2), 9, 9, 3, 0], [9, 9, -1, math.log(4), 0, 2]], np.float32)
+    y = np.array([0, 1])
+    pop_x = np.array([[0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 5]], np.float32)
+    pop_y = np.array([1, 1])
+    seen = {}
+
+    def fake_fit(self, xs, ys, s, seed):
+        seen["x"], seen["s"] = xs, s
+        self.scale_ = Standardizer(np.zeros(6), np.ones(6))
+        width = 2 * self._outputs()
+        self.net_ = lambda t: t[:, :width]
+
+    monkeypatch.setattr(QuantileAttack, "_fit_regressor", fake_fit)
+    target = BlackBoxTarget(CallableTarget(lambda b: b[:, 4:], 2, output="logits"))
+    data = QueryData(x, y, pop_x, pop_y, seed=0)
+    scores = QuantileAttack(loss=loss).fit().score(target, data)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    # fitted on the target's hinge scores of the population (non-members) only
+    np.testing.assert_array_equal(seen["x"], pop_x)
+    np.testing.assert_allclose(seen["s"], [0 - 1, 5 - 0])
+    assert target.queries == 4

@@ -38,6 +38,22 @@ def test_online_exact(gamma, expected):
     np.testing.assert_array_equal(attack.score(target()), expected)
 
 
+def test_scores_are_the_mean_of_the_per_query_scores():
+    # query 0 as in test_online_exact (gamma 1: [2/3, 1/3]); query 1: same references,
+    # target Pr(x | theta) = [1.0, 0.25] -> r_x = [2, 0.444..] -> [3/3, 0/3]
+    two = ReferenceSignals(
+        np.concatenate([REF_X, REF_X], axis=2),
+        MEMBER,
+        LABELS,
+        np.concatenate([REF_Z, REF_Z], axis=2),
+        POP_LABELS,
+    )
+    target_x = np.concatenate([TARGET_X, [[1.0], [0.25]]], axis=1)
+    target_z = np.concatenate([TARGET_Z, TARGET_Z], axis=1)
+    scores = RMIAOnline().fit(two).score(TargetSignals(target_x, LABELS, target_z, POP_LABELS))
+    np.testing.assert_allclose(scores, [(2 / 3 + 1) / 2, (1 / 3 + 0) / 2], rtol=1e-15)
+
+
 def test_offline_exact():
     # a = 0.5: Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2
     # Pr_OUT(x0) = 0.25 (model 1), Pr_OUT(x1) = 0.25 (model 0) -> Pr(x) = 0.4375 for both
@@ -78,6 +94,7 @@ def test_dominance_fraction_matches_the_pairwise_definition():
 
 def test_temperature_enters_the_signal():
     assert RMIAOnline(temperature=2.0).signal().kwargs == {"temperature": 2.0}
+    assert RMIAOffline().signal().name == "probability"  # Pr(x | theta), not the loss
 
 
 def test_parameters_are_validated():

@@ -73,3 +73,16 @@ def test_score_rejects_labels_never_seen_when_fitting():
     )
     with pytest.raises(DataError, match="never seen"):
         attack.score(TargetSignals(np.array([[0.5]]), np.array([5])))
+
+
+def test_each_attack_reads_its_own_statistic():
+    names = {
+        cls.name: cls().signal().name
+        for cls in (LossAttack, ConfidenceAttack, EntropyAttack, ModifiedEntropyAttack)
+    }
+    assert names == {
+        "loss": "loss",
+        "confidence": "confidence",
+        "entropy": "entropy",
+        "mentr": "modified_entropy",
+    }

@@ -109,6 +109,9 @@ def test_calibrated_gradient_norm_exact(monkeypatch):
     target = TorchTarget(modules[3], 2)
     np.testing.assert_allclose(attack.score(target, data), [2 / sigma, -0.5 / sigma])
     assert target.queries == 2  # one forward/backward pass per sample
+    all_in = QueryReferences(refs.models, member | np.array([True, False]), data)
+    with pytest.raises(DataError, match="did not train"):  # no OUT model: no NaN scores
+        GradientNormAttack().fit(all_in)
     plain = GradientNormAttack(calibration="none").fit()
     np.testing.assert_allclose(plain.score(TorchTarget(modules[3], 2), data), [0.0, -1.0])
     assert set(attack.extra()["layer_auc"]) == {"(root)"}

@@ -31,6 +31,21 @@ def test_crafted_query_lands_between_the_in_and_out_boundaries():
     assert reached[0] and 1.0 < crafted[0, 0] < 2.0
 
 
+def test_samples_without_in_models_fall_back_to_the_offline_objective():
+    # sample 0 has an IN model, sample 1 none: online, sample 1 is crafted exactly as the
+    # offline variant crafts it (OUT loss plus the L2 penalty), sample 0 differently
+    x = np.array([[0.0], [0.0]], np.float32)
+    y = np.zeros(2, np.int64)
+    member = np.array([[True, False], [False, False]])
+    modules = [step(2.0), step(1.0)]
+    online, _ = craft_queries(modules, member, x, y, YOQOParams(steps=30, penalty=5.0), (-5, 5))
+    offline, _ = craft_queries(
+        modules, member, x, y, YOQOParams(steps=30, penalty=5.0, online=False), (-5, 5)
+    )
+    assert online[1, 0] == offline[1, 0]
+    assert online[0, 0] != offline[0, 0]
+
+
 def test_one_query_per_sample_and_binary_scores():
     x = np.array([[0.0], [0.5], [-4.0], [4.0]], np.float32)
     y = np.zeros(4, np.int64)

@@ -7,7 +7,12 @@ import pytest
 
 from mialens.audit.config import validate_config
 from mialens.audit.runner import run_audit
-from mialens.defenses.dp_audit import clopper_pearson_upper, empirical_epsilon, epsilon_bound
+from mialens.defenses.dp_audit import (
+    clopper_pearson_upper,
+    empirical_epsilon,
+    epsilon_bound,
+    strongest_epsilon,
+)
 from mialens.errors import DataError
 
 
@@ -65,3 +70,20 @@ def test_dp_sgd_empirical_bound_stays_below_the_accountant():
     for name in ("loss", "lira_offline"):
         bound = empirical_epsilon(result.scores[name], result.members, delta=1e-5)
         assert bound["max"] <= accountant, name
+
+
+def test_strongest_epsilon_corrects_for_the_choice_of_attack():
+    rng = np.random.default_rng(4)
+    members = np.stack([rng.permutation(np.arange(400) < 200) for _ in range(4)])
+    scores = {
+        "a": members + rng.normal(0, 0.5, members.shape),
+        "b": members + rng.normal(0, 0.8, members.shape),
+        "c": rng.normal(size=members.shape),
+    }
+    got = strongest_epsilon(scores, members, delta=1e-5)
+    expected = max(
+        empirical_epsilon(s, members, delta=1e-5, confidence=1 - 0.05 / 3)["max"]
+        for s in scores.values()
+    )
+    assert got == pytest.approx(expected)
+    assert got > 0

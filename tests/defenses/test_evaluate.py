@@ -99,3 +99,28 @@ def test_memguard_without_validation_split_says_what_to_do():
 
     with pytest.raises(DataError, match="val_size"):
         run_audit(cfg, defense=DefenseSpec(name="m", output="memguard"))
+
+
+def test_sample_aware_membership_matches_the_training_sets():
+    from mialens.audit.runner import prepare_audit
+
+    spec = DefenseSpec(name="removed", sample_aware={"action": "remove", "fraction": 0.1})
+    plain = prepare_audit(config())
+    setup = prepare_audit(config(), spec)
+    for k in range(setup.keep.shape[0]):
+        # the keep mask (ground truth of the attacks) is exactly the defended training set
+        np.testing.assert_array_equal(
+            setup.split.pool[setup.keep[k]], setup.plan.train_positions[k]
+        )
+        assert not (setup.keep[k] & ~plain.keep[k]).any()  # removal only
+        assert 0 < (plain.keep[k] & ~setup.keep[k]).sum() <= 0.1 * plain.keep[k].sum() + 10
+
+
+def test_sample_aware_removal_skips_the_per_sample_analysis():
+    # removal leaves samples IN for fewer than two models: per_sample_vulnerability would
+    # raise after every model was trained
+    base = config(analysis={})
+    removed = DefenseSpec(name="r", sample_aware={"action": "remove", "fraction": 0.1})
+    smoothed = DefenseSpec(name="s", sample_aware={"action": "smooth", "fraction": 0.1})
+    assert defended_config(base, removed).analysis is None
+    assert defended_config(base, smoothed).analysis is not None

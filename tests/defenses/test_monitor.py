@@ -64,3 +64,18 @@ def test_out_of_distribution_probes_raise_the_alarm(digits):
     out = monitor.logits(noise)
     assert monitor.alarm_at is not None and monitor.alarm_at < 120
     assert np.allclose(out[:, -1], 1.0)  # flag mode keeps answering
+
+
+def test_no_alarm_before_a_full_window_and_earlier_queries_are_answered(digits):
+    x, _ = digits
+    monitor = QueryMonitor(model(), x[:800], MonitorConfig(action="refuse"))
+    # 30 repeats: suspicious, but fewer than min_queries (100) queries so far
+    monitor.logits(np.repeat(x[900:901], 30, axis=0))
+    assert monitor.alarm_at is None
+    # 500 benign queries, then repeats, in one batch: only the queries from the alarm on
+    # are refused
+    fresh = QueryMonitor(model(), x[:800], MonitorConfig(action="refuse"))
+    out = fresh.logits(np.concatenate([x[1000:1500], np.repeat(x[900:901], 300, axis=0)]))
+    assert 500 <= fresh.alarm_at < 800
+    assert np.allclose(out[: fresh.alarm_at, -1], 1.0)
+    assert np.allclose(out[fresh.alarm_at :], 0.0)

@@ -172,3 +172,16 @@ def test_selective_reweighting_touches_only_atypical_queries():
     # about `quantile` of the training members themselves count as atypical
     changed = ~np.isclose(defense.apply(typical), typical, rtol=1e-6).all(axis=1)
     assert 0.05 < changed.mean() < 0.15
+
+
+@pytest.mark.parametrize("name", ["noise", "hamp_output"])
+def test_randomised_defences_draw_independent_noise_per_model(name):
+    from mialens.defenses.apply import fit_per_model
+
+    z = random_logits(200, 5)
+    donors = [random_logits(50, 5, seed=9)] * 3  # the same model three times
+    fitted = fit_per_model(build_output_defense(name), [z] * 3, [z.argmax(1)] * 3, None, donors)
+    a, b, c = (d.apply(z) for d in fitted)
+    assert not np.allclose(a, b) and not np.allclose(b, c)  # target and references differ
+    again = fit_per_model(build_output_defense(name), [z] * 3, [z.argmax(1)] * 3, None, donors)
+    np.testing.assert_array_equal(again[1].apply(z), b)  # still deterministic

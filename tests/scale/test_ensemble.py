@@ -127,6 +127,29 @@ def test_each_model_stops_early_on_its_own(restore_best):
     assert all(r.epochs_run < 25 for r in batched)
 
 
+def test_dropout_layers_keep_their_own_rate_and_unsorted_subsets():
+    # A user's architecture whose dropout rates are not train.dropout (one of them 0,
+    # which nn.Dropout implements without drawing), trained on shuffled, non-contiguous
+    # subsets as the audit's keep mask gives them.
+    def build():
+        return torch.nn.Sequential(
+            torch.nn.Linear(6, 12),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.0),
+            torch.nn.Linear(12, 8),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.5),
+            torch.nn.Linear(8, 3),
+        )
+
+    x, y = _data()
+    rng = np.random.default_rng(2)
+    subsets = [rng.permutation(200)[:size] for size in (97, 64, 70)]
+    _assert_same_as_one_by_one(
+        build, x, y, subsets, TrainConfig(epochs=2, batch_size=16), [7, 8, 9]
+    )
+
+
 def test_cnn_with_augmentation_and_dropout_matches_one_by_one():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 1, 6, 6)).astype(np.float32)

@@ -110,6 +110,15 @@ def test_signal_store_rejects_missing_signals_and_bad_shapes(tmp_path):
         score_targets([build_attack("lira_offline")], store, [0])
     with pytest.raises(DataError, match="shape"):
         store.write(0, loss.signal(), np.zeros((3, 2)), np.zeros((20, 2)))
+    shape = (50, outputs.logits.shape[2])
+    bad = np.zeros(shape)
+    bad[3, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        store.write(0, loss.signal(), bad, np.zeros((20, shape[1])))
+    with pytest.raises(DataError, match="infinite"):
+        store.write(0, loss.signal(), np.full(shape, 1e300), np.zeros((20, shape[1])))
+    with pytest.raises(DataError, match="out of range"):
+        store.write(store.num_models, loss.signal(), np.zeros(shape), np.zeros((20, shape[1])))
     with pytest.raises(DataError, match="not a readable signal store"):
         SignalStore(tmp_path / "nothing")
     with pytest.raises(DataError, match="multiple of"):

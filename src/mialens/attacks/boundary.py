@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from mialens.attacks._common import data_box, module_of, single_threaded
+from mialens.attacks._common import data_box, single_threaded
 from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
 from mialens.attacks.threshold import best_threshold
 from mialens.seeding import int_seed, rng
@@ -167,9 +167,10 @@ def _search_chunk(labels_of, x, y, shape, s: SearchSettings, gen, box):
 
     start = torch.zeros_like(xt)
     found = np.zeros(n, bool)
-    # A starting point on the other side of the boundary: uniform noise in the box.
+    # A starting point on the other side of the boundary: uniform noise in the box, tried
+    # only while the budget still affords the draw and the bisection that follows it.
     for _ in range(s.init_tries):
-        rows = todo[~found[todo]]
+        rows = todo[~found[todo] & (used[todo] + 1 + steps <= s.max_queries)]
         if rows.size == 0:
             break
         noise = torch.rand((rows.size, d), generator=gen) * (hi - lo) + lo
@@ -280,8 +281,7 @@ class BoundaryAttack(QueryAttack):
             return
         assert refs is not None
         data = refs.data
-        ref = refs.models[0]
-        module_of(ref, self.name)  # the adversary's own model: full access
+        ref = refs.models[0]  # the adversary's own model: its labels are read directly
         member = np.asarray(refs.member[0], bool)
         pick = rng(data.seed, "boundary-calibration")
         half = self.params.calibration_samples // 2

@@ -106,7 +106,6 @@ class QuantileAttack(QueryAttack):
             self.net_ = mlp(flat.shape[1], tuple(p.hidden), self.num_classes_ * self._outputs())
         opt = torch.optim.Adam(self.net_.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         gen = torch.Generator().manual_seed(int_seed(seed, "quantile-batches") % (2**63))
-        best, best_state = np.inf, None
         with single_thread():
             best, best_state = self._epochs(xt, yt, st, train, hold, opt, gen)
         if best_state is not None:
@@ -131,8 +130,6 @@ class QuantileAttack(QueryAttack):
                     val = float(self._loss(xt[hold], yt[hold], st[hold]).mean())
                 if val < best:
                     best, best_state = val, copy.deepcopy(self.net_.state_dict())
-        if not len(hold):
-            best_state = None
         return best, best_state
 
     @single_threaded

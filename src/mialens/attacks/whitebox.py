@@ -51,6 +51,7 @@ from mialens.attacks._common import (
     auc,
     balanced_rows,
     count_passes,
+    device_of,
     evaluating,
     module_of,
     predict_logit,
@@ -111,8 +112,9 @@ def per_sample_gradients(
         return F.cross_entropy(out, yi[None])
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-    yt = torch.as_tensor(np.asarray(y, np.int64))
+    device = device_of(net)  # gradients stay on the module's device
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64, device=device)
+    yt = torch.as_tensor(np.asarray(y, np.int64), device=device)
     for i in range(0, len(xt), chunk):
         yield per_sample(chosen, xt[i : i + chunk], yt[i : i + chunk])
 
@@ -146,8 +148,9 @@ def linear_factors(
             raise ValueError(f"layer {name} is not an nn.Linear")
     handles = [subs[name].register_forward_hook(hook(name)) for name in layers]
     try:
-        xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-        yt = torch.as_tensor(np.asarray(y, np.int64))
+        device = device_of(net)  # factors stay on the module's device
+        xt = torch.as_tensor(np.asarray(x), dtype=torch.float64, device=device)
+        yt = torch.as_tensor(np.asarray(y, np.int64), device=device)
         for i in range(0, len(xt), chunk):
             seen.clear()
             out = net(xt[i : i + chunk])
@@ -186,7 +189,7 @@ def layer_gradient_norms(
                 for name, (a, d) in factors.items():
                     bias = 1.0 if subs[name].bias is not None else 0.0
                     sq = d.pow(2).sum(1) * (a.pow(2).sum(1) + bias)
-                    parts[name].append(sq.sqrt())
+                    parts[name].append(sq.sqrt().cpu())
             cols.update({name: torch.cat(v).numpy() for name, v in parts.items()})
         except ValueError:  # e.g. a Linear on 3-D inputs: fall back to torch.func
             slow, cols = layers, {}
@@ -196,7 +199,7 @@ def layer_gradient_norms(
         for g in per_sample_gradients(module, x, y, slow, chunk):
             for name in slow:
                 sq = sum(g[p].flatten(1).pow(2).sum(1) for p in groups[name])
-                parts[name].append(sq.sqrt())
+                parts[name].append(sq.sqrt().cpu())
         cols.update({name: torch.cat(v).numpy() for name, v in parts.items()})
     return np.stack([cols[name] for name in layers], axis=1)
 
@@ -249,6 +252,11 @@ class GradientNormAttack(QueryAttack):
         logs = _total_log_norm(per_layer.reshape(-1, per_layer.shape[-1])).reshape(member.shape)
         out = ~member
         counts = out.sum(axis=0)
+        if (counts == 0).any():
+            raise DataError(
+                f"attack {self.name!r}: {(counts == 0).sum()} samples were members of every "
+                "reference model; each sample needs at least one reference model it did not train"
+            )
         self.mu_out_ = np.where(out, logs, 0.0).sum(axis=0) / counts
         resid = np.where(out, logs - self.mu_out_[None], 0.0)
         self.sigma_ = float(max(np.sqrt((resid**2).sum() / max(counts.sum(), 1)), 1e-6))
@@ -361,23 +369,24 @@ def nasr_features(
                 mat = d[:, :, None] * a[:, None, :]
                 if subs[layer].bias is not None:
                     mat = torch.cat([mat, d[:, :, None]], dim=2)
-                grads[j].append(mat.float().numpy())
+                grads[j].append(mat.float().cpu().numpy())
     except ValueError:  # not all flat Linear layers: per-sample gradients via torch.func
         grads = [[] for _ in grad_layers]
         for g in per_sample_gradients(module, x, y, grad_layers, chunk):
             for j, layer in enumerate(grad_layers):
-                grads[j].append(_gradient_matrix(g, groups[layer]).float().numpy())
+                grads[j].append(_gradient_matrix(g, groups[layer]).float().cpu().numpy())
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in act_layers}
     subs = dict(module.named_modules())
     hooks = [
         subs[name].register_forward_hook(
-            lambda _m, _i, o, name=name: outputs[name].append(o.detach().flatten(1))
+            lambda _m, _i, o, name=name: outputs[name].append(o.detach().flatten(1).cpu())
         )
         for name in act_layers
     ]
     try:
         with evaluating(module), torch.no_grad():
-            logits = module(torch.as_tensor(np.asarray(x, np.float32)))
+            xt = torch.as_tensor(np.asarray(x, np.float32), device=device_of(module))
+            logits = module(xt).cpu()
     finally:
         for h in hooks:
             h.remove()

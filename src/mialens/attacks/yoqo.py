@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from mialens.attacks._common import data_box, evaluating, module_of, single_threaded
+from mialens.attacks._common import data_box, device_of, evaluating, module_of, single_threaded
 from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
 from mialens.seeding import rng
 
@@ -38,7 +38,7 @@ class YOQOParams(AttackParams):
     lr: float = Field(default=0.02, gt=0, description="Adam step, relative to the data range")
     alpha: float = Field(default=2.0, gt=0, description="weight of the OUT models' loss")
     online: bool = True
-    penalty: float = Field(default=1.0, ge=0, description="offline: weight of ||dx||^2")
+    penalty: float = Field(default=1.0, ge=0, description="offline objective: weight of ||dx||^2")
     max_references: int = Field(default=8, ge=1)
     chunk_size: int = Field(default=4096, ge=1)
 
@@ -67,29 +67,31 @@ def craft_queries(
 
 def _craft_chunk(modules, member, x, y, params: YOQOParams, box):
     lo, hi = box
-    x0 = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-    yt = torch.as_tensor(np.asarray(y, np.int64))
-    is_in = torch.as_tensor(np.asarray(member, bool))  # (M, n)
+    device = device_of(modules[0])  # the reference models' device
+    x0 = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
+    yt = torch.as_tensor(np.asarray(y, np.int64), device=device)
+    is_in = torch.as_tensor(np.asarray(member, bool), device=device)  # (M, n)
     if not params.online:
         is_in = torch.zeros_like(is_in)
     is_out = ~is_in
+    no_in = ~is_in.any(0)  # offline objective (with the L2 penalty) for these samples
     n_in = is_in.sum(0).clamp_min(1).float()
     n_out = is_out.sum(0).clamp_min(1).float()
     with torch.no_grad():  # each OUT model's most likely wrong label at x
         wrong = []
         for m in modules:
             z = m(x0).float()
-            z[torch.arange(len(yt)), yt] = -torch.inf
+            z[torch.arange(len(yt), device=device), yt] = -torch.inf
             wrong.append(z.argmax(1))
         wrong_t = torch.stack(wrong)  # (M, n)
     dx = torch.zeros_like(x0, requires_grad=True)
     opt = torch.optim.Adam([dx], lr=params.lr * (hi - lo))
-    active = torch.ones(len(yt), dtype=torch.bool)
+    active = torch.ones(len(yt), dtype=torch.bool, device=device)
     for step in range(params.steps + 1):
         xp = (x0 + dx).clamp(lo, hi)
-        loss_in = torch.zeros(len(yt))
-        loss_out = torch.zeros(len(yt))
-        sweet = torch.ones(len(yt), dtype=torch.bool)
+        loss_in = torch.zeros(len(yt), device=device)
+        loss_out = torch.zeros(len(yt), device=device)
+        sweet = torch.ones(len(yt), dtype=torch.bool, device=device)
         for k, m in enumerate(modules):
             z = m(xp)
             pred = z.argmax(1)
@@ -102,8 +104,7 @@ def _craft_chunk(modules, member, x, y, params: YOQOParams, box):
         if step == params.steps or not active.any():
             break
         per_sample = loss_in / n_in + params.alpha * loss_out / n_out
-        if not params.online:
-            per_sample = per_sample + params.penalty * (dx**2).flatten(1).sum(1)
+        per_sample = per_sample + no_in * params.penalty * (dx**2).flatten(1).sum(1)
         (grad,) = torch.autograd.grad((per_sample * active).sum(), [dx])
         frozen = dx.detach().clone()
         dx.grad = grad
@@ -111,7 +112,7 @@ def _craft_chunk(modules, member, x, y, params: YOQOParams, box):
         with torch.no_grad():  # samples at their sweet spot keep their query
             dx.copy_(torch.where(active.view(-1, *[1] * (dx.dim() - 1)), dx, frozen))
     crafted = (x0 + dx.detach()).clamp(lo, hi)
-    return crafted.numpy(), (~active).numpy()
+    return crafted.cpu().numpy(), (~active).cpu().numpy()
 
 
 class YOQOAttack(QueryAttack):

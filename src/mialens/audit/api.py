@@ -209,17 +209,13 @@ def audit_logits(
     ``reference_members (R, N)``. Population logits (target ``(Z, [Q,] C)``, references
     ``(R, Z, [Q,] C)``) and labels are needed by Attack-P and RMIA. Probabilities may be
     passed instead of logits after :func:`mialens.targets.probabilities_to_logits`."""
+    tgt = check_logits(target_logits, "target_logits", num_classes=num_classes)
     y_arr, member, num_classes, ids = _check_candidates(
-        y, members, num_classes or np.asarray(target_logits).shape[-1], sample_ids
+        y, members, num_classes or tgt.shape[-1], sample_ids
     )
     n = len(y_arr)
-    tgt = check_logits(target_logits, "target_logits", n=n, num_classes=num_classes)
-    refs = np.asarray(reference_logits, dtype=np.float32)
-    if refs.ndim != tgt.ndim + 1 or refs.shape[1:] != tgt.shape:
-        raise DataError(
-            f"reference_logits must have shape (R, {', '.join(map(str, tgt.shape))}); "
-            f"got {refs.shape}"
-        )
+    tgt = check_logits(tgt, "target_logits", n=n, num_classes=num_classes)
+    refs = _stacked_logits(reference_logits, "reference_logits", tgt.shape)
     ref_member = check_member_mask(reference_members, (refs.shape[0], n), "reference_members")
     given = [
         v is not None for v in (population_logits, reference_population_logits, population_labels)
@@ -233,8 +229,19 @@ def audit_logits(
     _check_needs(attack_objs, refs.shape[0], all(given))
     pop_all = None
     if all(given):
-        pop_t = np.asarray(population_logits, dtype=np.float32)
-        pop_all = np.concatenate([pop_t[None], np.asarray(reference_population_logits, np.float32)])
+        pop_t = check_logits(population_logits, "population_logits", num_classes=num_classes)
+        if pop_t.shape[1:] != tgt.shape[1:]:
+            raise DataError(
+                f"population_logits must have shape (Z, {', '.join(map(str, tgt.shape[1:]))}) "
+                f"like target_logits; got {pop_t.shape}"
+            )
+        pop_refs = _stacked_logits(
+            reference_population_logits,
+            "reference_population_logits",
+            pop_t.shape,
+            num_models=refs.shape[0],
+        )
+        pop_all = np.concatenate([pop_t[None], pop_refs])
     outputs = ModelOutputs(
         logits=np.concatenate([tgt[None], refs]),
         member=np.vstack([member[None], ref_member]),
@@ -244,6 +251,22 @@ def audit_logits(
     )
     scored = score_targets(attack_objs, outputs, [0])
     return _finish(outputs, scored, ids, attack_objs, None, fpr, bootstrap, seed, out)
+
+
+def _stacked_logits(
+    values: Any, name: str, shape: tuple[int, ...], num_models: int | None = None
+) -> np.ndarray:
+    """``values`` as float32 logits of shape ``(R, *shape)`` (``R == num_models`` if given)."""
+    wanted = ("R" if num_models is None else str(num_models), *map(str, shape))
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"{name} must be a numeric array of shape ({', '.join(wanted)}): {exc}"
+        ) from exc
+    if arr.shape[1:] != shape or (num_models is not None and arr.shape[0] != num_models):
+        raise DataError(f"{name} must have shape ({', '.join(wanted)}); got {arr.shape}")
+    return arr
 
 
 def _finish(

@@ -97,12 +97,20 @@ class TrainingPlan:
 
     def trainer(self, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray, int], TorchTarget]:
         """The audit's recipe as a function ``(x, y, seed) -> queryable model``, for
-        attacks that train shadow models of their own (without early stopping: the
-        audit's validation split is not the adversary's)."""
+        attacks that train shadow models of their own. The audit's validation split is
+        not the adversary's: early stopping is dropped, and under adversarial
+        regularisation a seeded fifth of the shadow data becomes the shadow's own
+        reference non-members (the adaptive adversary mirrors the defence)."""
         recipe = self.train.model_copy(update={"early_stopping": None})
+        needs_reference = recipe.adversarial_regularization is not None
 
         def train(x: np.ndarray, y: np.ndarray, seed: int) -> TorchTarget:
-            result = train_model(self.build, x, y, recipe, seed, device=device)
+            reference = None
+            if needs_reference:
+                order = np.random.default_rng(seed).permutation(len(x))
+                held, kept = order[: max(1, len(x) // 5)], order[max(1, len(x) // 5) :]
+                reference, x, y = (x[held], y[held]), x[kept], y[kept]
+            result = train_model(self.build, x, y, recipe, seed, device=device, reference=reference)
             model = self.build().to(device)
             model.load_state_dict(result.state_dict)
             return TorchTarget(model, self.dataset.num_classes)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from mialens.defenses.output import DefenderData, OutputDefense
+from mialens.seeding import int_seed
 from mialens.targets.adapters import Target
 
 
@@ -39,16 +40,28 @@ def fit_per_model(
     nonmember_logits: list[np.ndarray] | None,
     random_logits: list[np.ndarray] | None,
 ) -> list[OutputDefense]:
-    """One fitted copy of ``defense`` per model, from that model's own outputs."""
+    """One fitted copy of ``defense`` per model, from that model's own outputs.
+
+    A randomised defence (one with a ``seed``) gets an independent stream per model,
+    derived from its seed: with one shared stream, the target and every reference model
+    would draw the same noise for the same query, and an adaptive attack calibrated per
+    sample on the reference models would cancel it.
+    """
+    params = defense.params.model_dump()
     fitted = []
     for k in range(len(member_logits)):
+        copy = (
+            type(defense)(**{**params, "seed": int_seed(params["seed"], "output-defense", k)})
+            if "seed" in params
+            else defense.clone()
+        )
         data = DefenderData(
             member_logits=member_logits[k],
             member_labels=member_labels[k],
             nonmember_logits=None if nonmember_logits is None else nonmember_logits[k],
             random_logits=None if random_logits is None else random_logits[k],
         )
-        fitted.append(defense.clone().fit(data))
+        fitted.append(copy.fit(data))
     return fitted
 
 

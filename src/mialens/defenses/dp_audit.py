@@ -10,6 +10,12 @@ test with observed error rates therefore certifies
 and replacing FPR and FNR by their Clopper-Pearson upper confidence bounds makes the
 statement hold with the chosen confidence. The threshold is picked on other models'
 scores (never on the audited target's), so that the bound is not overfitted.
+
+Caveats: the Clopper-Pearson step treats the ``N`` samples of one target as independent
+trials, whereas they share one training run (Jagielski et al. and Nasr et al. train one
+model per trial; a one-run audit needs the analysis of Steinke, Nasr & Jagielski 2023),
+and the other targets' scores may have used the audited model as a reference model. The
+bound is therefore a diagnostic lower estimate, not a certificate.
 """
 
 from __future__ import annotations
@@ -95,3 +101,21 @@ def empirical_epsilon(
         "delta": delta,
         "confidence": confidence,
     }
+
+
+def strongest_epsilon(
+    scores: dict[str, np.ndarray], members: np.ndarray, delta: float, confidence: float = 0.95
+) -> float:
+    """The largest :func:`empirical_epsilon` ``max`` over several attacks' scores ``(T, N)``.
+
+    Taking the maximum over ``A`` attacks is one more selection, so each attack's bound is
+    computed at the Bonferroni-corrected confidence ``1 - (1 - confidence) / A``: the
+    result then holds jointly over every attack and target with ``confidence``.
+    """
+    if not scores:
+        raise DataError("no attack scores to bound epsilon with")
+    level = 1 - (1 - confidence) / len(scores)
+    return max(
+        float(empirical_epsilon(s, members, delta=delta, confidence=level)["max"])
+        for s in scores.values()
+    )

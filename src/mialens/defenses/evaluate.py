@@ -23,7 +23,7 @@ from mialens.attacks.registry import build_attack
 from mialens.audit.config import AuditConfig, validate_config
 from mialens.audit.results import AuditResult
 from mialens.defenses.config import DefenseSpec
-from mialens.defenses.dp_audit import empirical_epsilon
+from mialens.defenses.dp_audit import strongest_epsilon
 from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
 
@@ -49,10 +49,18 @@ def _slug(name: str) -> str:
 def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
     """The audit of one defence: the base recipe with the defence's overrides; output
     defences are also attacked label-only, and never white-box (they do not hide the
-    parameters)."""
+    parameters). A sample-aware removal leaves some samples IN for fewer than two models,
+    which the per-sample analysis needs, so its audit skips the ``analysis:`` section."""
     raw = config.model_dump(mode="json")
     raw.pop("defenses", None)
     raw = _merge(raw, {"train": spec.train, "audit": spec.audit})
+    aware = spec.sample_aware
+    if aware is not None and aware.action == "remove" and raw.get("analysis") is not None:
+        log.warning(
+            "defence %r removes training samples: its audit skips the per-sample analysis",
+            spec.name,
+        )
+        raw["analysis"] = None
     if spec.output is not None:
         attacks = [
             a for a in raw["audit"]["attacks"] if build_attack(a).threat_model != "white-box"
@@ -91,9 +99,7 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
     epsilons = [r.get("epsilon") for r in result.training if r.get("epsilon") is not None]
     delta = (result.config.get("train", {}).get("dp") or {}).get("delta", 1e-5)
     empirical = (
-        max(
-            empirical_epsilon(s, result.members, delta=delta)["max"] for s in result.scores.values()
-        )
+        strongest_epsilon(result.scores, result.members, delta=delta)
         if len(result.target_models) > 1
         else None
     )

@@ -66,14 +66,20 @@ class QueryMonitor(Target):
         return int(np.sum(self._flags))
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
+        first = len(self._flags)  # stream index of this batch's first query
         self._audit(x.reshape(len(x), -1).astype(np.float64) @ self._projection)
         logits = self.inner.logits(x)
         if self.alarm_at is None or self.config.action == "flag":
             return logits
+        # only the queries from the alarming one on; earlier queries of the batch are answered
+        after = first + np.arange(len(x)) >= self.alarm_at
+        out = logits.copy()
         if self.config.action == "refuse":
-            return np.zeros_like(logits)
-        out = np.full_like(logits, np.log(PROBABILITY_FLOOR))
-        out[np.arange(len(x)), logits.argmax(axis=1)] = 0.0
+            out[after] = 0.0
+            return out
+        degraded = np.full_like(logits, np.log(PROBABILITY_FLOOR))
+        degraded[np.arange(len(x)), logits.argmax(axis=1)] = 0.0
+        out[after] = degraded[after]
         return out
 
     def _audit(self, sketch: np.ndarray, chunk: int = 1024) -> None:
@@ -91,7 +97,9 @@ class QueryMonitor(Target):
             start = len(self._flags)
             self._flags.extend(((near < self.radius) | far).tolist())
             self._recent = np.vstack([self._recent, batch])[-cfg.window :]
-            if self.alarm_at is None:
+            # a window needs min_queries queries (np.convolve's "valid" would otherwise
+            # swap its arguments and rate a shorter stream against a future window)
+            if self.alarm_at is None and len(self._flags) >= cfg.min_queries:
                 flags = np.asarray(self._flags[max(0, start - cfg.min_queries + 1) :], float)
                 rates = np.convolve(flags, np.ones(cfg.min_queries), "valid") / cfg.min_queries
                 hits = np.flatnonzero(rates > cfg.alarm_rate)

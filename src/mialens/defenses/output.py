@@ -2,7 +2,8 @@
 
 Every defence maps the model's logits ``(n, C)`` to the released output, returned as
 logits again (log-probabilities of the released probability vector, floored like every
-probability output in mialens), so that every attack runs unchanged on defended models.
+probability output in mialens; the logit-reweighting defences release the reweighted
+logits themselves), so that every attack runs unchanged on defended models.
 An adaptive adversary queries its reference models through the same defence; the audit
 does exactly that. Defences that the defender calibrates on its own model (centroids,
 MemGuard's classifier) are fitted per model on that model's training members and on

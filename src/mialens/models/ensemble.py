@@ -17,8 +17,12 @@ one-by-one training up to floating-point rounding (a batched product may sum in 
 order than a single one).
 
 Recipes without a batched implementation (DP-SGD, whose per-sample clipping and privacy
-accounting run per model through Opacus, and any objective added to ``TrainConfig``
-later) are reported by :func:`ensemble_blocker`; the caller then trains one by one.
+accounting run per model through Opacus; RelaxLoss and adversarial regularisation; any
+``TrainConfig`` field not in :data:`_BATCHED_FIELDS`) are reported by
+:func:`ensemble_blocker`, and per-sample loss weights or smoothing (which ``train_ensemble``
+does not take) make :func:`mialens.audit.models.model_groups` train one by one; the caller
+then trains one by one. On CUDA the one-by-one trainer draws dropout masks from the CUDA
+generator, so there the two agree only without dropout.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class _Probe:
 
     dropouts: list[str]  # names of the nn.Dropout modules, in call order
     dropout_shapes: list[tuple[int, ...]]  # their per-sample input shapes
+    dropout_rates: list[float]  # their drop probabilities p
     macs: int  # multiply-adds of Linear and Conv2d layers per sample
     parameters: int
     activations: int  # floats produced by all leaf modules per sample
@@ -96,13 +101,13 @@ def _probe(build: Callable[[], nn.Module], input_shape: tuple[int, ...]) -> _Pro
     with torch.random.fork_rng(devices=[]):
         model = build()
     model.eval()
-    calls: list[tuple[str, tuple[int, ...]]] = []
+    calls: list[tuple[str, tuple[int, ...], float]] = []
     counts = {"macs": 0, "activations": 0}
 
     def hook(name: str):
         def record(module: nn.Module, inputs, output) -> None:
             if isinstance(module, nn.Dropout):
-                calls.append((name, tuple(inputs[0].shape[1:])))
+                calls.append((name, tuple(inputs[0].shape[1:]), float(module.p)))
             if isinstance(module, nn.Linear):
                 counts["macs"] += module.in_features * module.out_features
             elif isinstance(module, nn.Conv2d):
@@ -124,10 +129,10 @@ def _probe(build: Callable[[], nn.Module], input_shape: tuple[int, ...]) -> _Pro
     finally:
         for h in handles:
             h.remove()
-    names = [name for name, _ in calls]
     return _Probe(
-        dropouts=names,
-        dropout_shapes=[shape for _, shape in calls],
+        dropouts=[name for name, _, _ in calls],
+        dropout_shapes=[shape for _, shape, _ in calls],
+        dropout_rates=[p for _, _, p in calls],
         macs=counts["macs"],
         parameters=sum(p.numel() for p in model.parameters()),
         activations=counts["activations"],
@@ -480,17 +485,21 @@ class _Trainer:
 
     def _masks(self, counts: list[int], batch: int) -> list[torch.Tensor]:
         """Dropout masks ``(K, batch, ...)`` per layer, each model's from its own stream,
-        drawn as nn.Dropout draws them (model by model, layer after layer)."""
-        p = self.config.dropout
-        shapes = self.probe.dropout_shapes
+        drawn as nn.Dropout draws them (model by model, layer after layer, with the
+        layer's own ``p``; at ``p`` 0 or 1 nn.Dropout draws nothing)."""
+        shapes, rates = self.probe.dropout_shapes, self.probe.dropout_rates
         masks = [torch.zeros((self.stack.size, batch, *s)) for s in shapes]
         for k, count in enumerate(counts):
-            for mask, shape in zip(masks, shapes, strict=True):
-                if count:
-                    drawn = torch.empty((count, *shape)).bernoulli_(
-                        1 - p, generator=self.dropout_gens[k]
-                    )
-                    mask[k, :count] = drawn.div_(1 - p)
+            for mask, shape, p in zip(masks, shapes, rates, strict=True):
+                if not count or p == 1:
+                    continue
+                if p == 0:
+                    mask[k, :count] = 1.0
+                    continue
+                drawn = torch.empty((count, *shape)).bernoulli_(
+                    1 - p, generator=self.dropout_gens[k]
+                )
+                mask[k, :count] = drawn.div_(1 - p)
         return [m.to(self.device) for m in masks]
 
     def _epoch(self, epoch: int, optimizer: _StackedOptimizer, lr: float) -> None:

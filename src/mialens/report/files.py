@@ -126,15 +126,24 @@ def load_result(run_dir: str | os.PathLike) -> AuditResult:
     try:
         doc = json.loads(paths[0].read_text(encoding="utf-8"))
         table = read_samples(paths[1])
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"cannot read the audit run in {run}: {exc}") from exc
+        return _result_from(doc, table, paths[1])
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # a truncated or foreign file: missing keys or columns, no rows, wrong types
+        raise DataError(f"cannot read the audit run in {run}: {type(exc).__name__}: {exc}") from exc
+
+
+def _result_from(doc: dict[str, Any], table: dict[str, np.ndarray], samples: Path) -> AuditResult:
     targets = list(dict.fromkeys(table["target"].tolist()))
+    if not targets:
+        raise ValueError(f"{samples} has no rows")
     rows = [table["target"] == t for t in targets]
     ids = table["sample_id"][rows[0]]
     if any(not np.array_equal(table["sample_id"][r], ids) for r in rows):
-        raise DataError(f"{paths[1]}: the targets do not list the same samples in one order")
+        raise DataError(f"{samples}: the targets do not list the same samples in one order")
     attacks = doc["attacks"]
-    result = AuditResult(
+    return AuditResult(
         sample_ids=ids,
         labels=table["label"][rows[0]],
         members=np.stack([table["member"][r].astype(bool) for r in rows]),
@@ -152,4 +161,3 @@ def load_result(run_dir: str | os.PathLike) -> AuditResult:
         environment=doc.get("environment", {}),
         created=doc.get("created", ""),
     )
-    return result

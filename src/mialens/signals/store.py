@@ -26,7 +26,7 @@ import numpy as np
 
 from mialens.errors import DataError
 from mialens.signals.statistics import compute_signal
-from mialens.validation import check_labels, check_member_mask
+from mialens.validation import check_finite, check_labels, check_member_mask
 
 if TYPE_CHECKING:  # attacks import this module's block sums; import theirs lazily
     from mialens.attacks.base import SignalSpec
@@ -153,11 +153,20 @@ class SignalStore:
                 if pop and self.has_population:
                     raise DataError("this store holds population signals; pass population")
                 continue
+            if not 0 <= k < self.num_models:
+                raise DataError(f"model {k} is out of range: the store has {self.num_models}")
             mm = np.load(self._path(spec, pop), mmap_mode="r+")
             expected = mm.shape[1:]
-            if arr.shape != expected:
-                raise DataError(f"signal of model {k} has shape {arr.shape}, expected {expected}")
-            mm[k] = arr
+            if np.shape(arr) != expected:
+                del mm
+                raise DataError(
+                    f"signal of model {k} has shape {np.shape(arr)}, expected {expected}"
+                )
+            with np.errstate(over="ignore"):  # a float32 overflow is reported just below
+                arr32 = np.asarray(arr, dtype=np.float32)
+            what = "population signal" if pop else "signal"
+            check_finite(arr32, f"{what} {spec_filename(spec)!r} of model {k}")
+            mm[k] = arr32
             mm.flush()
             del mm
 
