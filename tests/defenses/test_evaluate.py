@@ -8,7 +8,7 @@ import pytest
 from mialens.audit.config import validate_config
 from mialens.audit.runner import run_audit
 from mialens.defenses.config import DefenseSpec
-from mialens.defenses.evaluate import defended_config, evaluate_defenses
+from mialens.defenses.evaluate import compare_sample_aware, defended_config, evaluate_defenses
 
 
 def config(**extra):
@@ -72,6 +72,7 @@ def test_evaluate_defenses_writes_points(tmp_path):
                     "sample_aware": {"action": "smooth", "fraction": 0.1, "counterpart": True},
                 },
             ],
+            "monitor": {"streams": 2, "samples_per_stream": 5, "benign_queries": 200},
         }
     )
     report = evaluate_defenses(cfg, tmp_path)
@@ -88,8 +89,11 @@ def test_evaluate_defenses_writes_points(tmp_path):
     comparison = report["sample_aware_vs_uniform"]
     assert comparison[0]["defense"] == "outliers_smoothed"
     assert comparison[0]["counterpart"] == "random_smoothed"
+    monitor = saved["monitor"]
+    assert set(monitor["attacks"]) == {"gap"} and monitor["benign"]["streams"] == 2
     html = (tmp_path / "defenses.html").read_text()
     assert "data:image/png;base64," in html and "memguard" in html
+    assert "Query monitor in front of the undefended target" in html
     assert (tmp_path / "defenses" / "l2" / "metrics.json").is_file()
 
 
@@ -124,3 +128,80 @@ def test_sample_aware_removal_skips_the_per_sample_analysis():
     smoothed = DefenseSpec(name="s", sample_aware={"action": "smooth", "fraction": 0.1})
     assert defended_config(base, removed).analysis is None
     assert defended_config(base, smoothed).analysis is not None
+
+
+def test_sample_removal_audits_without_online_attacks():
+    # removal can take an outlier out of every training set, leaving it IN for no
+    # reference model, which online attacks cannot score: both variants drop them
+    base = config(audit={**config().audit.model_dump(), "attacks": ["loss", "lira_online"]})
+    for counterpart in (False, True):
+        spec = DefenseSpec(
+            name="r", sample_aware={"action": "remove", "fraction": 0.2, "counterpart": counterpart}
+        )
+        assert defended_config(base, spec).audit.attacks == ["loss"]
+    smoothed = DefenseSpec(name="s", sample_aware={"action": "smooth"})
+    assert defended_config(base, smoothed).audit.attacks == ["loss", "lira_online"]
+    only_online = config(audit={**config().audit.model_dump(), "attacks": ["lira_online"]})
+    from mialens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="offline or reference-free"):
+        defended_config(only_online, DefenseSpec(name="r", sample_aware={"action": "remove"}))
+
+
+def test_removal_of_consistent_outliers_runs_with_online_attacks_configured(tmp_path):
+    cfg = config(
+        audit={**config().audit.model_dump(), "attacks": ["loss", "lira_online"]},
+        defenses={
+            "include_undefended": False,
+            "evaluate": [{"name": "rm", "sample_aware": {"action": "remove", "fraction": 0.2}}],
+        },
+    )
+    spec = DefenseSpec.model_validate(cfg.defenses.evaluate[0].model_dump())
+    from mialens.audit.runner import prepare_audit
+
+    keep = prepare_audit(cfg, spec).keep
+    assert (keep.sum(axis=0) == 0).any()  # some samples are now in no model
+    report = evaluate_defenses(cfg, tmp_path)
+    assert set(report["defenses"]["rm"]["attacks"]) == {"loss"}
+
+
+def test_rerun_reuses_finished_defence_audits(tmp_path, monkeypatch):
+    import mialens.audit.runner as runner
+
+    cfg = config(defenses={"evaluate": [{"name": "l2", "train": {"weight_decay": 0.01}}]})
+    first = evaluate_defenses(cfg, tmp_path)
+    calls = []
+    real = runner.run_audit
+    monkeypatch.setattr(runner, "run_audit", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = evaluate_defenses(cfg, tmp_path)
+    assert calls == []  # both audits were read back from their run folders
+    assert again["defenses"] == first["defenses"]
+    changed = config(defenses={"evaluate": [{"name": "l2", "train": {"weight_decay": 0.02}}]})
+    evaluate_defenses(changed, tmp_path)
+    assert len(calls) == 1  # only the defence whose recipe changed runs again
+    (tmp_path / "defenses" / "l2" / "samples.csv").write_text("truncated")
+    evaluate_defenses(changed, tmp_path)
+    assert len(calls) == 2  # an unreadable run is redone, not trusted
+
+
+def test_sample_aware_comparison_uses_the_defended_audits_attacks():
+    def entry(tprs, acc, sample_aware=None):
+        return {
+            "spec": {"sample_aware": sample_aware} if sample_aware else {},
+            "test_acc": acc,
+            "attacks": {n: {"tpr_at_fpr": {"0.01": v}} for n, v in tprs.items()},
+            "tpr_at_fpr": {"0.01": {"value": max(tprs.values())}},
+        }
+
+    aware = {"action": "remove", "fraction": 0.1, "counterpart": False}
+    entries = {
+        "undefended": entry({"loss": 0.10, "lira_online": 0.40}, 0.80),
+        "rm": entry({"loss": 0.04}, 0.78, aware),
+        "rnd": entry({"loss": 0.09}, 0.79, {**aware, "counterpart": True}),
+    }
+    (row,) = compare_sample_aware(entries, "0.01")
+    assert row["counterpart"] == "rnd"
+    # measured against the undefended model's LOSS (0.10), not its online LiRA (0.40)
+    assert row["sample_aware"]["tpr_reduction"] == pytest.approx(0.06)
+    assert row["sample_aware"]["privacy_per_accuracy_point"] == pytest.approx(0.06 / 0.02)
+    assert row["uniform"]["tpr_reduction"] == pytest.approx(0.01)

@@ -256,7 +256,11 @@ def run_audit(
             "cache_dir": str(store.root.parent),
             **(_canary_design(settings, setup.canaries) if setup.canaries is not None else {}),
             **(
-                {"defense": defense.name, "defense_seconds_per_answer": seconds_per_answer}
+                {
+                    "defense": defense.name,
+                    "defense_spec": defense.model_dump(mode="json"),
+                    "defense_seconds_per_answer": seconds_per_answer,
+                }
                 if defense is not None
                 else {}
             ),

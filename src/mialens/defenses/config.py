@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mialens.defenses.monitor_evaluation import MonitorEvaluation
 from mialens.defenses.output import build_output_defense
 
 
@@ -60,3 +61,6 @@ class DefenseSettings(BaseModel):
         description="attacks added for output defences, which only touch confidences",
     )
     include_undefended: bool = Field(default=True, description="evaluate the plain recipe too")
+    monitor: MonitorEvaluation | None = Field(
+        default=None, description="evaluate the query monitor in front of the undefended target"
+    )

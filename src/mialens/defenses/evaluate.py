@@ -11,6 +11,7 @@ low FPR of the strongest attack, with its cost in training and inference time.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -24,8 +25,10 @@ from mialens.audit.config import AuditConfig, validate_config
 from mialens.audit.results import AuditResult
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.dp_audit import strongest_epsilon
+from mialens.errors import ConfigError, DataError
 from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
+from mialens.report.files import METRICS_FILE, load_result
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +52,35 @@ def _slug(name: str) -> str:
 def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
     """The audit of one defence: the base recipe with the defence's overrides; output
     defences are also attacked label-only, and never white-box (they do not hide the
-    parameters). A sample-aware removal leaves some samples IN for fewer than two models,
-    which the per-sample analysis needs, so its audit skips the ``analysis:`` section."""
+    parameters).
+
+    A sample-aware removal takes a sample that every model flags out of every training
+    set, so it is IN for no reference model: online attacks, which need IN references
+    for every sample, and the per-sample analysis, which needs each sample IN for two
+    models, are left out of both the removal and its uniform counterpart (the same
+    attacks for both keeps the comparison fair).
+    """
     raw = config.model_dump(mode="json")
     raw.pop("defenses", None)
     raw = _merge(raw, {"train": spec.train, "audit": spec.audit})
     aware = spec.sample_aware
-    if aware is not None and aware.action == "remove" and raw.get("analysis") is not None:
-        log.warning(
-            "defence %r removes training samples: its audit skips the per-sample analysis",
-            spec.name,
-        )
+    if aware is not None and aware.action == "remove":
+        attacks = raw["audit"]["attacks"]
+        kept = [a for a in attacks if build_attack(a).references != "online"]
+        if not kept:
+            raise ConfigError(
+                f"defence {spec.name!r} removes training samples, which online attacks cannot "
+                "audit; add an offline or reference-free attack to audit.attacks"
+            )
+        if len(kept) < len(attacks):
+            log.warning(
+                "defence %r removes training samples: its audit skips the online attacks %s",
+                spec.name,
+                ", ".join(build_attack(a).name for a in attacks if a not in kept),
+            )
+        if raw.get("analysis") is not None:
+            log.warning("defence %r removes training samples: no per-sample analysis", spec.name)
+        raw["audit"]["attacks"] = kept
         raw["analysis"] = None
     if spec.output is not None:
         attacks = [
@@ -71,6 +92,24 @@ def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
                 attacks.append(extra)
         raw["audit"]["attacks"] = attacks
     return validate_config(raw)
+
+
+def completed_audit(run_dir: Path, config: AuditConfig, spec: DefenseSpec) -> AuditResult | None:
+    """The finished audit of this defence in ``run_dir`` when it ran with exactly this
+    configuration and defence (a rerun of ``mialens defend`` resumes there), else None."""
+    try:
+        doc = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        same = doc["config"] == config.model_dump(mode="json") and doc["design"].get(
+            "defense_spec"
+        ) == spec.model_dump(mode="json")
+        return load_result(run_dir) if same else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, DataError) as exc:
+        log.warning(
+            "defence %r: the audit in %s is unreadable (%s); rerunning", spec.name, run_dir, exc
+        )
+        return None
 
 
 def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
@@ -140,7 +179,8 @@ def _kind(spec: DefenseSpec) -> str:
 
 def compare_sample_aware(entries: dict[str, dict[str, Any]], level: str) -> list[dict[str, Any]]:
     """Privacy bought per accuracy point by each sample-aware defence and its uniform
-    counterpart (same action, detector and fraction), relative to the undefended model."""
+    counterpart (same action, detector and fraction), relative to the undefended model
+    attacked by the same attacks as the defended one."""
     base = entries.get("undefended")
     if base is None:
         return []
@@ -163,7 +203,7 @@ def compare_sample_aware(entries: dict[str, dict[str, Any]], level: str) -> list
             if key is None:
                 continue
             e = entries[key]
-            privacy = base["tpr_at_fpr"][level]["value"] - e["tpr_at_fpr"][level]["value"]
+            privacy = _strongest_tpr(base, level, e["attacks"]) - e["tpr_at_fpr"][level]["value"]
             cost = base["test_acc"] - e["test_acc"]
             row[label] = {
                 "tpr_reduction": privacy,
@@ -172,6 +212,11 @@ def compare_sample_aware(entries: dict[str, dict[str, Any]], level: str) -> list
             }
         rows.append(row)
     return rows
+
+
+def _strongest_tpr(entry: dict[str, Any], level: str, attacks: dict[str, Any]) -> float:
+    """The highest TPR at ``level`` that the named ``attacks`` reach on ``entry``."""
+    return max(entry["attacks"][n]["tpr_at_fpr"][level] for n in attacks if n in entry["attacks"])
 
 
 def evaluate_defenses(
@@ -189,13 +234,14 @@ def evaluate_defenses(
     out = Path(out_dir)
     entries: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        log.info("defence %r", spec.name)
-        result = run_audit(
-            defended_config(config, spec),
-            out / "defenses" / _slug(spec.name),
-            progress,
-            defense=spec,
-        )
+        run_dir = out / "defenses" / _slug(spec.name)
+        defended = defended_config(config, spec)
+        result = completed_audit(run_dir, defended, spec)
+        if result is None:
+            log.info("defence %r", spec.name)
+            result = run_audit(defended, run_dir, progress, defense=spec)
+        else:
+            log.info("defence %r: reusing its finished audit in %s", spec.name, run_dir)
         entries[spec.name] = summarize_defense(result, spec)
     base_seconds = entries.get("undefended", {}).get("training_seconds")
     for entry in entries.values():
@@ -210,9 +256,48 @@ def evaluate_defenses(
         "sample_aware_vs_uniform": compare_sample_aware(entries, level),
         "config": config.model_dump(mode="json"),
     }
+    if settings.monitor is not None:
+        log.info("query monitor: false alarms and detection")
+        report["monitor"] = monitor_report(config)
     write_json(out / DEFENSES_FILE, report)
     write_text(out / "defenses.html", render_defenses(report))
     return report
+
+
+def monitor_report(config: AuditConfig) -> dict[str, Any]:
+    """The ``defenses.monitor`` evaluation in front of the undefended audit's first model:
+    calibrated on its training set, benign traffic from the held-out test split, attack
+    streams on pool samples with the other models as the attacker's references."""
+    from mialens.attacks.base import QueryData, QueryReferences
+    from mialens.audit.models import load_models
+    from mialens.audit.runner import prepare_audit
+    from mialens.defenses.monitor_evaluation import evaluate_monitor
+
+    settings = config.defenses.monitor
+    plain = defended_config(config, DefenseSpec(name="undefended"))
+    setup = prepare_audit(plain)
+    dataset, split = setup.dataset, setup.split
+    models = load_models(setup.plan, setup.store, plain.audit.device)
+    data = QueryData(
+        x=dataset.x[split.pool],
+        labels=dataset.y[split.pool],
+        population_x=dataset.x[split.population],
+        population_labels=dataset.y[split.population],
+        train_model=setup.plan.trainer(plain.audit.device),
+        build_model=setup.plan.build,
+        seed=plain.audit.seed,
+    )
+    specs = settings.attacks if settings.attacks is not None else config.defenses.label_only_attacks
+    return evaluate_monitor(
+        models[0],
+        dataset.x[setup.plan.train_positions[0]],
+        dataset.x[split.test],
+        [build_attack(a) for a in specs],
+        data,
+        QueryReferences(models[1:], setup.keep[1:], data) if len(models) > 1 else None,
+        settings,
+        plain.audit.seed,
+    )
 
 
 def privacy_utility_points(report: dict[str, Any]) -> list[tuple[str, float, float]]:

@@ -44,5 +44,6 @@ def render_defenses(report: dict[str, Any]) -> str:
         levels=levels,
         rows=list(report["defenses"].items()),
         comparison=report["sample_aware_vs_uniform"],
+        monitor=report.get("monitor"),
         plot=base64.b64encode(privacy_utility_png(report)).decode("ascii"),
     )
