@@ -636,3 +636,73 @@ def test_sample_weights_and_smoothing():
         )  # fmt: skip
     with pytest.raises(ConfigError, match="one value per training sample"):
         train_model(_mlp_builder(), x, y, config, seed=0, sample_weight=np.ones(3))
+
+
+def test_clipped_step_matches_the_hand_computed_gradient():
+    from mialens.models.training import _clipped_step
+
+    # one linear layer, two samples: g_i = (softmax(W x_i + b) - onehot(y_i)) (x_i, 1)
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -1.0], [0.5, 2.0]]))
+        model.bias.copy_(torch.tensor([0.1, -0.2]))
+    x = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    y = torch.tensor([0, 1])
+    clip = torch.tensor([0.5, float("inf")])  # sample 0 clipped to norm 0.5, sample 1 not
+    extras = torch.stack([torch.ones(2), torch.zeros(2), clip], dim=1)
+    _clipped_step(model, x, y, extras, TrainConfig(), noise_std=0.0)
+    expected_w, expected_b = torch.zeros(2, 2), torch.zeros(2)
+    for i in range(2):
+        delta = torch.softmax(model(x[i]).detach(), 0) - torch.nn.functional.one_hot(y[i], 2)
+        g_w, g_b = torch.outer(delta, x[i]), delta
+        norm = torch.sqrt(g_w.pow(2).sum() + g_b.pow(2).sum())
+        c = min(1.0, (clip[i] / norm).item())
+        expected_w += c * g_w / 2
+        expected_b += c * g_b / 2
+    torch.testing.assert_close(model.weight.grad, expected_w)
+    torch.testing.assert_close(model.bias.grad, expected_b)
+    assert (clip[0] / torch.sqrt(sum(g.pow(2).sum() for g in (g_w, g_b)))) < 10  # clip active
+
+
+def test_per_sample_clipping_trains_like_plain_when_unclipped_and_limits_the_flagged():
+    x, y = _separable()
+    config = TrainConfig(epochs=2, batch_size=16)
+    plain = train_model(_mlp_builder(), x, y, config, seed=4)
+    unclipped = train_model(
+        _mlp_builder(), x, y, config, seed=4, sample_clip_norm=np.full(len(x), np.inf)
+    )
+    for key in plain.state_dict:  # no clip, no noise: the plain gradient step
+        torch.testing.assert_close(plain.state_dict[key], unclipped.state_dict[key])
+    # flip the labels of 10 shuffled samples; clipping them hard (no noise) keeps the
+    # model from fitting them, while the plain model memorises them
+    rng = np.random.default_rng(0)
+    flipped = rng.choice(len(x), 10, replace=False)
+    y_noisy = y.copy()
+    y_noisy[flipped] = 1 - y_noisy[flipped]
+    long = TrainConfig(epochs=150, batch_size=16, lr=0.01)
+    clip = np.full(len(x), np.inf)
+    clip[flipped] = 1e-3
+
+    def fitted(result):
+        model = _mlp_builder(hidden=(64,))()
+        model.load_state_dict(result.state_dict)
+        with torch.no_grad():
+            pred = model(torch.as_tensor(x[flipped], dtype=torch.float32)).argmax(1).numpy()
+        return (pred == y_noisy[flipped]).mean()
+
+    free = train_model(_mlp_builder(hidden=(64,)), x, y_noisy, long, seed=1)
+    held = train_model(
+        _mlp_builder(hidden=(64,)), x, y_noisy, long, seed=1, sample_clip_norm=clip,
+        clip_noise=0.0,
+    )  # fmt: skip
+    assert fitted(free) >= 0.5 and fitted(held) <= 0.1
+    noisy = train_model(_mlp_builder(), x, y, config, seed=4, sample_clip_norm=clip, clip_noise=1.0)
+    again = train_model(_mlp_builder(), x, y, config, seed=4, sample_clip_norm=clip, clip_noise=1.0)
+    assert _states_equal(noisy.state_dict, again.state_dict)  # seeded noise
+    with pytest.raises(ConfigError, match="positive"):
+        train_model(_mlp_builder(), x, y, config, seed=0, sample_clip_norm=np.zeros(len(x)))
+    with pytest.raises(ConfigError, match="RelaxLoss"):
+        train_model(
+            _mlp_builder(), x, y, TrainConfig(relaxloss={"alpha": 0.5}), seed=0,
+            sample_clip_norm=clip,
+        )  # fmt: skip

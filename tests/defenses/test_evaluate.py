@@ -205,3 +205,25 @@ def test_sample_aware_comparison_uses_the_defended_audits_attacks():
     assert row["sample_aware"]["tpr_reduction"] == pytest.approx(0.06)
     assert row["sample_aware"]["privacy_per_accuracy_point"] == pytest.approx(0.06 / 0.02)
     assert row["uniform"]["tpr_reduction"] == pytest.approx(0.01)
+
+
+def test_sample_aware_clipping_reaches_every_models_training():
+    from mialens.audit.runner import prepare_audit
+
+    spec = DefenseSpec(
+        name="clipped",
+        sample_aware={"action": "clip", "fraction": 0.1, "clip_norm": 0.2, "noise_multiplier": 2},
+    )
+    plain = prepare_audit(config())
+    setup = prepare_audit(config(), spec)
+    plan = setup.plan
+    assert plan.per_sample and plan.clip_noise == pytest.approx(0.4)
+    np.testing.assert_array_equal(setup.keep, plain.keep)  # nothing removed
+    for k, norms in enumerate(plan.sample_clip_norms):
+        assert norms.shape == plan.train_positions[k].shape
+        assert set(np.unique(norms)) == {0.2, np.inf}
+        assert 0.05 < np.isfinite(norms).mean() < 0.15
+        assert plan.spec(k) != plain.plan.spec(k)  # its own cache key
+    result = run_audit(config(), defense=spec)
+    assert np.isfinite(result.scores["loss"]).all()
+    assert all(r["ensemble"] == 1 for r in result.training)  # trained one by one

@@ -37,13 +37,19 @@ def test_uniform_counterpart_flags_as_many_random_samples():
 
 def test_actions():
     x, y, where = blobs()
-    keep, weight, smooth = training_adjustment(x, y, SampleAwareConfig(action="remove"), 0)
-    assert not keep[where[7]] and keep.sum() == 76 and weight is None and smooth is None
-    keep, weight, smooth = training_adjustment(
+    keep, weight, smooth, clip = training_adjustment(x, y, SampleAwareConfig(action="remove"), 0)
+    assert not keep[where[7]] and keep.sum() == 76
+    assert weight is None and smooth is None and clip is None
+    keep, weight, smooth, clip = training_adjustment(
         x, y, SampleAwareConfig(action="downweight", weight=0.25), 0
     )
     assert keep.all() and weight[where[7]] == 0.25 and (weight == 1).sum() == 76
-    keep, weight, smooth = training_adjustment(
+    keep, weight, smooth, clip = training_adjustment(
         x, y, SampleAwareConfig(action="smooth", smoothing=0.4), 0
     )
     assert smooth[where[60]] == 0.4 and (smooth == 0).sum() == 76 and weight is None
+    keep, weight, smooth, clip = training_adjustment(
+        x, y, SampleAwareConfig(action="clip", clip_norm=0.3), 0
+    )
+    assert keep.all() and weight is None and smooth is None
+    assert clip[where[7]] == 0.3 and np.isinf(clip).sum() == 76

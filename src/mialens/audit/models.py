@@ -23,7 +23,7 @@ from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
 from mialens.models.store import ModelStore, spec_key
-from mialens.models.training import TrainConfig, train_model
+from mialens.models.training import TrainConfig, TrainResult, train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
 
@@ -43,8 +43,10 @@ class TrainingPlan:
     """How to train model ``k`` of the audit: data, recipe and seeds.
 
     ``validation_positions`` serve early stopping and, as the defender's reference set of
-    non-members, adversarial regularisation. ``sample_weights``/``sample_smoothing``
-    (per model, aligned with its training positions) come from sample-aware defences.
+    non-members, adversarial regularisation. ``sample_weights``/``sample_smoothing``/
+    ``sample_clip_norms`` (per model, aligned with its training positions) and
+    ``clip_noise`` come from sample-aware defences (see
+    :func:`mialens.models.training.train_model`).
     """
 
     dataset: Dataset
@@ -55,6 +57,8 @@ class TrainingPlan:
     seeds: list[int]
     sample_weights: list[np.ndarray] | None = None
     sample_smoothing: list[np.ndarray] | None = None
+    sample_clip_norms: list[np.ndarray] | None = None
+    clip_noise: float = 0.0
 
     @property
     def uses_validation(self) -> bool:
@@ -65,8 +69,11 @@ class TrainingPlan:
 
     @property
     def per_sample(self) -> bool:
-        """Whether some model has per-sample loss weights or smoothing."""
-        return self.sample_weights is not None or self.sample_smoothing is not None
+        """Whether some model has per-sample loss weights, smoothing or clipping."""
+        return any(
+            v is not None
+            for v in (self.sample_weights, self.sample_smoothing, self.sample_clip_norms)
+        )
 
     def spec(self, k: int) -> dict[str, Any]:
         """Everything that determines model ``k``'s weights (its store key is a hash of it)."""
@@ -85,9 +92,12 @@ class TrainingPlan:
         for name, values in (
             ("sample_weights", self.sample_weights),
             ("sample_smoothing", self.sample_smoothing),
+            ("sample_clip_norms", self.sample_clip_norms),
         ):
             if values is not None:
                 spec[name] = _digest(np.asarray(values[k], dtype=np.float64))
+        if self.sample_clip_norms is not None:
+            spec["clip_noise"] = self.clip_noise
         return spec
 
     def build(self):
@@ -164,7 +174,7 @@ def model_groups(plan: TrainingPlan, executor: ExecutorConfig, device: str) -> l
     when the recipe, the architecture or ``executor.ensemble`` rule batching out)."""
     k_models = len(plan.train_positions)
     if plan.per_sample:
-        log.info("training models one by one: per-sample weights or smoothing")
+        log.info("training models one by one: per-sample weights, smoothing or clipping")
         return [[k] for k in range(k_models)]
     size, reason = group_size(
         plan.build,
@@ -298,7 +308,7 @@ def _load_or_train_many(
         )
         results = dict(zip(models, trained, strict=True))
     else:
-        results = {k: _train_one(plan, k, device) for k in missing}
+        results = {k: train_one(plan, k, device) for k in missing}
     for k in missing:
         result = results[k]
         training = {
@@ -316,7 +326,8 @@ def _load_or_train_many(
     return states, records
 
 
-def _train_one(plan: TrainingPlan, k: int, device: str):
+def train_one(plan: TrainingPlan, k: int, device: str = "cpu") -> TrainResult:
+    """Train model ``k`` of the plan (one by one, no cache)."""
     ds = plan.dataset
     idx = plan.train_positions[k]
     held_out = _validation(plan)
@@ -331,6 +342,8 @@ def _train_one(plan: TrainingPlan, k: int, device: str):
         reference=held_out if plan.train.adversarial_regularization is not None else None,
         sample_weight=None if plan.sample_weights is None else plan.sample_weights[k],
         sample_smoothing=None if plan.sample_smoothing is None else plan.sample_smoothing[k],
+        sample_clip_norm=None if plan.sample_clip_norms is None else plan.sample_clip_norms[k],
+        clip_noise=plan.clip_noise,
     )
 
 

@@ -121,24 +121,27 @@ def _sample_aware_plan(
 ) -> tuple[TrainingPlan, np.ndarray]:
     """Each model's training set adjusted by a sample-aware defence: flagged samples
     removed (they are then non-members of that model: the keep mask follows), or given
-    their own loss weight or label smoothing."""
+    their own loss weight, label smoothing or gradient clipping."""
     from mialens.defenses.sample_aware import training_adjustment
 
     keep = keep.copy()
-    positions, weights, smoothing = [], [], []
+    positions, weights, smoothing, clip_norms = [], [], [], []
     for k, pos in enumerate(plan.train_positions):
-        kept, weight, smooth = training_adjustment(
+        kept, weight, smooth, clip = training_adjustment(
             plan.dataset.x[pos], plan.dataset.y[pos], config, int_seed(seed, "sample-aware", k)
         )
         keep[k, np.flatnonzero(keep[k])[~kept]] = False
         positions.append(pos[kept])
         weights.append(weight)
         smoothing.append(smooth)
+        clip_norms.append(clip)
     plan = replace(
         plan,
         train_positions=positions,
         sample_weights=None if weights[0] is None else weights,
         sample_smoothing=None if smoothing[0] is None else smoothing,
+        sample_clip_norms=None if clip_norms[0] is None else clip_norms,
+        clip_noise=config.noise_multiplier * config.clip_norm if clip_norms[0] is not None else 0.0,
     )
     return plan, keep
 

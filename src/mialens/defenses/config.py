@@ -15,19 +15,25 @@ class SampleAwareConfig(BaseModel):
 
     The defender flags the ``fraction`` of its training samples (per class) that an
     outlier ``detector`` in input space finds most atypical, the samples Khalil et al.
-    2025 find most vulnerable, and then removes them, down-weights their loss, or
-    smooths their labels more strongly. ``counterpart: true`` applies the same action
+    2025 find most vulnerable, and then removes them, down-weights their loss, smooths
+    their labels more strongly, or clips their per-sample gradients to ``clip_norm``
+    with Gaussian noise of ``noise_multiplier * clip_norm`` on every step's summed
+    gradient (DP-SGD's mechanism for them alone). ``counterpart: true`` applies the same action
     to the same number of *random* training samples instead: the uniform baseline the
     sample-aware defence must beat on privacy per accuracy point.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["remove", "downweight", "smooth"]
+    action: Literal["remove", "downweight", "smooth", "clip"]
     detector: Literal["knn", "lof", "isolation_forest", "centroid"] = "knn"
     fraction: float = Field(default=0.05, gt=0.0, lt=1.0)
     weight: float = Field(default=0.2, ge=0.0, le=1.0, description="downweight: loss weight")
     smoothing: float = Field(default=0.5, gt=0.0, le=1.0, description="smooth: label smoothing")
+    clip_norm: float = Field(default=1.0, gt=0.0, description="clip: per-sample gradient norm")
+    noise_multiplier: float = Field(
+        default=1.0, ge=0.0, description="clip: noise standard deviation / clip_norm"
+    )
     counterpart: bool = Field(default=False, description="same action on random samples")
 
 

@@ -4,8 +4,9 @@ Khalil et al. 2025 find that the samples which leak in well-generalising models 
 intra-class outliers; the defender can find such samples in its own training data
 without any attack. Each model's training set is scored with an input-space outlier
 measure within each class (see :mod:`mialens.analysis.outliers`), the top ``fraction``
-of every class is flagged, and the flagged samples are removed, down-weighted or
-smoothed. The uniform counterpart flags as many samples of each class at random.
+of every class is flagged, and the flagged samples are removed, down-weighted,
+smoothed, or trained with clipped, noised gradients. The uniform counterpart flags as
+many samples of each class at random.
 """
 
 from __future__ import annotations
@@ -48,14 +49,16 @@ def flag_samples(x: np.ndarray, y: np.ndarray, config: SampleAwareConfig, seed: 
 
 def training_adjustment(
     x: np.ndarray, y: np.ndarray, config: SampleAwareConfig, seed: int
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """What the defence does to one model's training set ``(x, y)``: the samples kept
-    (a boolean mask), and per-sample loss weights and label smoothing for the kept ones
-    (None when unchanged)."""
+    (a boolean mask), and for the kept ones per-sample loss weights, label smoothing
+    and gradient clip norms (``inf``: unclipped), each None when unchanged."""
     flags = flag_samples(x, y, config, seed)
     if config.action == "remove":
-        return ~flags, None, None
+        return ~flags, None, None, None
     keep = np.ones(len(y), dtype=bool)
     if config.action == "downweight":
-        return keep, np.where(flags, config.weight, 1.0), None
-    return keep, None, np.where(flags, config.smoothing, 0.0)
+        return keep, np.where(flags, config.weight, 1.0), None, None
+    if config.action == "clip":
+        return keep, None, None, np.where(flags, config.clip_norm, np.inf)
+    return keep, None, np.where(flags, config.smoothing, 0.0), None

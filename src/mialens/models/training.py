@@ -190,24 +190,42 @@ def train_model(
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     sample_weight: np.ndarray | None = None,
     sample_smoothing: np.ndarray | None = None,
+    sample_clip_norm: np.ndarray | None = None,
+    clip_noise: float = 0.0,
 ) -> TrainResult:
     """Train a fresh model from ``build()`` on ``(x, y)`` with the recipe ``config``.
 
     ``validation`` is required for early stopping and otherwise only logged;
     ``reference`` (non-member samples the defender holds) is required for adversarial
-    regularisation. ``sample_weight`` scales each sample's loss and ``sample_smoothing``
-    sets its own label-smoothing strength (sample-aware defences); neither combines with
-    DP-SGD, whose sensitivity analysis assumes equal treatment.
+    regularisation. Sample-aware defences set per-sample treatment: ``sample_weight``
+    scales each sample's loss, ``sample_smoothing`` sets its own label-smoothing
+    strength, and ``sample_clip_norm`` clips its gradient (``inf``: not clipped), with
+    Gaussian noise of standard deviation ``clip_noise`` added to every step's summed
+    gradient (see :func:`_clipped_step`). None of them combines with DP-SGD, whose
+    sensitivity analysis assumes equal treatment.
     ``on_epoch(epoch, model)`` is called after every epoch with the model (in eval mode,
     outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
     """
     if config.early_stopping is not None and validation is None:
         raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
-    per_sample = [a for a in (sample_weight, sample_smoothing) if a is not None]
+    per_sample = [a for a in (sample_weight, sample_smoothing, sample_clip_norm) if a is not None]
     if per_sample and config.dp is not None:
-        raise ConfigError("per-sample weights or smoothing cannot be combined with train.dp")
+        raise ConfigError(
+            "per-sample weights, smoothing or clipping cannot be combined with train.dp"
+        )
     if any(np.shape(a) != (len(x),) for a in per_sample):
-        raise ConfigError("sample_weight and sample_smoothing need one value per training sample")
+        raise ConfigError(
+            "sample_weight, sample_smoothing and sample_clip_norm need one value per "
+            "training sample"
+        )
+    if sample_clip_norm is not None:
+        if config.adversarial_regularization is not None or config.relaxloss is not None:
+            raise ConfigError(
+                "per-sample clipping cannot be combined with adversarial regularisation or "
+                "RelaxLoss"
+            )
+        if not (np.asarray(sample_clip_norm) > 0).all() or not clip_noise >= 0:
+            raise ConfigError("per-sample clip norms must be positive and clip_noise >= 0")
     if config.adversarial_regularization is not None and reference is None:
         raise ConfigError(
             "train.adversarial_regularization needs a reference set of non-members "
@@ -223,12 +241,18 @@ def train_model(
         torch.manual_seed(seed)
         model = build().to(device)
         extras = None
+        clipping = None
         if per_sample:
             ones, zeros = np.ones(len(x)), np.zeros(len(x))
             weight = ones if sample_weight is None else np.asarray(sample_weight, np.float64)
             smooth = zeros if sample_smoothing is None else np.asarray(sample_smoothing, np.float64)
-            extras = torch.as_tensor(np.stack([weight, smooth], axis=1), dtype=torch.float32)
-        result = _fit(model, x, y, config, seed, validation, device, on_epoch, reference, extras)
+            clip = ones * np.inf if sample_clip_norm is None else np.asarray(sample_clip_norm)
+            extras = torch.as_tensor(np.stack([weight, smooth, clip], axis=1), dtype=torch.float32)
+            if sample_clip_norm is not None:
+                clipping = float(clip_noise)
+        result = _fit(
+            model, x, y, config, seed, validation, device, on_epoch, reference, extras, clipping
+        )
     result.seconds = time.perf_counter() - start
     return result
 
@@ -244,6 +268,7 @@ def _fit(
     on_epoch: EpochHook | None,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     extras: torch.Tensor | None = None,
+    clip_noise: float | None = None,
 ) -> TrainResult:
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
@@ -289,6 +314,13 @@ def _fit(
                 regularizer.train_attack(model, config.batch_size)
                 model.train()
             optimizer.zero_grad(set_to_none=True)
+            if clip_noise is not None:
+                logits = _clipped_step(model, xb, yb, per_sample, config, clip_noise)
+                optimizer.step()
+                loss_sum += F.cross_entropy(logits, yb).item() * len(yb)
+                correct += (logits.argmax(1) == yb).sum().item()
+                total += len(yb)
+                continue
             logits = model(xb)
             if len(yb) == 0:
                 # Poisson sampling drew no sample: DP-SGD still takes a (pure-noise) step,
@@ -386,6 +418,47 @@ class _Objective:
         soft = ((1 - p_true) / (c - 1)).expand(-1, c).clone()
         soft.scatter_(1, y[:, None], p_true)
         return -(soft * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def _clipped_step(
+    model: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    per_sample: torch.Tensor,
+    config: TrainConfig,
+    noise_std: float,
+) -> torch.Tensor:
+    """Set ``.grad`` to ``(sum_i c_i g_i + N(0, noise_std^2 I)) / B`` and return the
+    batch's logits (detached).
+
+    ``g_i`` is sample i's gradient of its own (weighted, smoothed) loss and
+    ``c_i = min(1, C_i / ||g_i||)`` clips it to the sample's norm ``C_i`` (``inf``: kept
+    as is): DP-SGD's per-sample clipping and Gaussian noise (Abadi et al. 2016, Alg. 1)
+    applied to the flagged samples only, as individualised clipping does (Boenisch et
+    al. 2023). With every ``C_i = inf`` and no noise it is the plain gradient step.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    live = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    params = {n: p.detach() for n, p in live.items()}
+    buffers = dict(model.named_buffers())
+
+    def one_loss(p, x, y, extra):
+        logits = functional_call(model, (p, buffers), (x[None],))
+        return _weighted_smoothed_ce(logits, y[None], extra[None, 0], extra[None, 1], config)
+
+    grads = vmap(grad(one_loss), in_dims=(None, 0, 0, 0), randomness="different")(
+        params, xb, yb, per_sample
+    )
+    norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))
+    factor = (per_sample[:, 2] / norms.clamp(min=1e-12)).clamp(max=1.0)
+    for name, param in live.items():
+        total = torch.einsum("b,b...->...", factor, grads[name])
+        if noise_std > 0:
+            total = total + noise_std * torch.randn_like(total)
+        param.grad = total / len(yb)
+    with torch.no_grad():
+        return model(xb)
 
 
 def _weighted_smoothed_ce(
