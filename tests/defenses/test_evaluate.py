@@ -197,7 +197,7 @@ def test_sample_aware_comparison_uses_the_defended_audits_attacks():
     entries = {
         "undefended": entry({"loss": 0.10, "lira_online": 0.40}, 0.80),
         "rm": entry({"loss": 0.04}, 0.78, aware),
-        "rnd": entry({"loss": 0.09}, 0.79, {**aware, "counterpart": True}),
+        "rnd": entry({"loss": 0.09}, 0.81, {**aware, "counterpart": True}),
     }
     (row,) = compare_sample_aware(entries, "0.01")
     assert row["counterpart"] == "rnd"
@@ -205,6 +205,9 @@ def test_sample_aware_comparison_uses_the_defended_audits_attacks():
     assert row["sample_aware"]["tpr_reduction"] == pytest.approx(0.06)
     assert row["sample_aware"]["privacy_per_accuracy_point"] == pytest.approx(0.06 / 0.02)
     assert row["uniform"]["tpr_reduction"] == pytest.approx(0.01)
+    assert not row["sample_aware"]["free"]
+    # more accurate than undefended and more private: no ratio, flagged as free
+    assert row["uniform"]["privacy_per_accuracy_point"] is None and row["uniform"]["free"]
 
 
 def test_sample_aware_clipping_reaches_every_models_training():

@@ -48,6 +48,16 @@ def test_boundary_attack_is_detected_early_and_single_queries_are_not(setting):
     # the alarm comes after the first full window, long before the stream ends
     assert 99 <= out["delay_queries"]["max"] < out["queries_per_stream"] / 2
     assert out["samples_before_alarm"] < 10
+    # calibrating on random inputs first: the out-of-distribution probes raise the alarm
+    # before any candidate is attacked; a refusing monitor alarms at the same query, and
+    # the stream is measured uncut (refused answers would end the search early)
+    calibrated = build_attack({"name": "boundary", "max_queries": 60})
+    flagging = attack_streams(model, calib, calibrated, data, None, MonitorConfig(), 2, 10, 0)
+    refusing = attack_streams(
+        model, calib, calibrated, data, None, MonitorConfig(action="refuse"), 2, 10, 0
+    )
+    assert refusing == flagging and flagging["queries_per_stream"] > 100 * 30
+    assert flagging["samples_before_alarm"] < 1
     gap = attack_streams(model, calib, build_attack("gap"), data, None, MonitorConfig(), 2, 10, 0)
     # one query per candidate looks like ordinary traffic: a limit, reported as such
     assert gap["detection_rate"] == 0.0 and gap["delay_queries"] is None

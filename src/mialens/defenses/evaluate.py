@@ -209,6 +209,7 @@ def compare_sample_aware(entries: dict[str, dict[str, Any]], level: str) -> list
                 "tpr_reduction": privacy,
                 "accuracy_cost": cost,
                 "privacy_per_accuracy_point": privacy / cost if cost > 1e-9 else None,
+                "free": privacy > 0 and cost <= 1e-9,  # privacy without losing accuracy
             }
         rows.append(row)
     return rows

@@ -5,7 +5,9 @@ its alarm early in an attack's query stream. Benign traffic is simulated as shuf
 held-out samples (each stream a fresh monitor and a fresh permutation); every attack
 stream is one run of a query attack on a random group of candidate samples against a
 fresh monitor. The alarm time does not depend on the monitor's action (the queries up
-to the alarm are answered either way), so detection and delay are measured as is.
+to the alarm are answered either way), so attack streams run with ``flag``: the attack
+then issues its natural queries, and how many candidates it had finished when the alarm
+came is measured on that stream rather than on one cut short by refusals.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def attack_streams(
     on average, when the alarm came).
     """
     fitted = attack.clone().fit(refs if attack.references != "none" else None)
+    config = config.model_copy(update={"action": "flag"})
     draw = rng(seed, "monitor-attack", attack.name)
     n = len(data.labels)
     size = min(samples_per_stream, n)
