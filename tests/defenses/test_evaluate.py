@@ -180,8 +180,12 @@ def test_rerun_reuses_finished_defence_audits(tmp_path, monkeypatch):
     evaluate_defenses(changed, tmp_path)
     assert len(calls) == 1  # only the defence whose recipe changed runs again
     (tmp_path / "defenses" / "l2" / "samples.csv").write_text("truncated")
-    evaluate_defenses(changed, tmp_path)
+    redone = evaluate_defenses(changed, tmp_path)
     assert len(calls) == 2  # an unreadable run is redone, not trusted
+    # ... from its cached models, whose recorded training time the report marks
+    assert first["defenses"]["l2"]["models_reused"] == 0
+    assert redone["defenses"]["l2"]["models_reused"] == 4
+    assert (tmp_path / "defenses.html").read_text().count("&dagger;") == 2  # cell + note
 
 
 def test_sample_aware_comparison_uses_the_defended_audits_attacks():

@@ -161,6 +161,9 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         "epsilon_empirical": empirical,
         "epsilon_delta": delta,
         "training_seconds": float(sum(r.get("seconds") or 0.0 for r in result.training)),
+        # seconds of reused models were recorded when they were trained, maybe under
+        # other load: overheads are comparable only between freshly trained defences
+        "models_reused": int(sum(bool(r.get("cached")) for r in result.training)),
         "inference_seconds_per_answer": result.design.get("defense_seconds_per_answer", 0.0),
     }
 
