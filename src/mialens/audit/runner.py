@@ -68,6 +68,20 @@ class AuditSetup:
         """Dataset positions whose logits every model computes: pool, then test set."""
         return np.concatenate([self.split.pool, self.split.test])
 
+    def query_data(self) -> QueryData:
+        """The pool and population as an adversary holds them, with the audit's recipe,
+        for attacks that query models."""
+        ds, split, settings = self.dataset, self.split, self.config.audit
+        return QueryData(
+            x=ds.x[split.pool],
+            labels=ds.y[split.pool],
+            population_x=ds.x[split.population],
+            population_labels=ds.y[split.population],
+            train_model=self.plan.trainer(settings.device),
+            build_model=self.plan.build,
+            seed=settings.seed,
+        )
+
 
 def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> AuditSetup:
     """Load the data and derive the split, keep mask, training plan and query views
@@ -215,15 +229,7 @@ def run_audit(
                 models = [
                     DefendedTarget(m, d) for m, d in zip(models, output_defenses, strict=True)
                 ]
-            data = QueryData(
-                x=dataset.x[split.pool],
-                labels=dataset.y[split.pool],
-                population_x=dataset.x[split.population],
-                population_labels=dataset.y[split.population],
-                train_model=plan.trainer(settings.device),
-                build_model=plan.build,
-                seed=settings.seed,
-            )
+            data = setup.query_data()
         task = bar.add_task("attacks", total=k_models * len(attacks)) if bar else None
         scored = score_targets(
             attacks,

@@ -272,7 +272,7 @@ def monitor_report(config: AuditConfig) -> dict[str, Any]:
     """The ``defenses.monitor`` evaluation in front of the undefended audit's first model:
     calibrated on its training set, benign traffic from the held-out test split, attack
     streams on pool samples with the other models as the attacker's references."""
-    from mialens.attacks.base import QueryData, QueryReferences
+    from mialens.attacks.base import QueryReferences
     from mialens.audit.models import load_models
     from mialens.audit.runner import prepare_audit
     from mialens.defenses.monitor_evaluation import evaluate_monitor
@@ -282,15 +282,7 @@ def monitor_report(config: AuditConfig) -> dict[str, Any]:
     setup = prepare_audit(plain)
     dataset, split = setup.dataset, setup.split
     models = load_models(setup.plan, setup.store, plain.audit.device)
-    data = QueryData(
-        x=dataset.x[split.pool],
-        labels=dataset.y[split.pool],
-        population_x=dataset.x[split.population],
-        population_labels=dataset.y[split.population],
-        train_model=setup.plan.trainer(plain.audit.device),
-        build_model=setup.plan.build,
-        seed=plain.audit.seed,
-    )
+    data = setup.query_data()
     specs = settings.attacks if settings.attacks is not None else config.defenses.label_only_attacks
     return evaluate_monitor(
         models[0],
