@@ -316,22 +316,18 @@ def _fit(
             optimizer.zero_grad(set_to_none=True)
             if clip_noise is not None:
                 logits = _clipped_step(model, xb, yb, per_sample, config, clip_noise)
-                optimizer.step()
-                loss_sum += F.cross_entropy(logits, yb).item() * len(yb)
-                correct += (logits.argmax(1) == yb).sum().item()
-                total += len(yb)
-                continue
-            logits = model(xb)
-            if len(yb) == 0:
-                # Poisson sampling drew no sample: DP-SGD still takes a (pure-noise) step,
-                # which the accountant counts, so the reported epsilon stays exact.
-                logits.sum().mul(0.0).backward()
-                optimizer.step()
-                continue
-            loss = objective(logits, yb, epoch, per_sample)
-            if regularizer is not None:
-                loss = loss + regularizer.penalty(logits, yb)
-            loss.backward()
+            else:
+                logits = model(xb)
+                if len(yb) == 0:
+                    # Poisson sampling drew no sample: DP-SGD still takes a (pure-noise)
+                    # step, which the accountant counts, so the reported epsilon stays exact.
+                    logits.sum().mul(0.0).backward()
+                    optimizer.step()
+                    continue
+                loss = objective(logits, yb, epoch, per_sample)
+                if regularizer is not None:
+                    loss = loss + regularizer.penalty(logits, yb)
+                loss.backward()
             optimizer.step()
             loss_sum += F.cross_entropy(logits.detach(), yb).item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
@@ -429,7 +425,7 @@ def _clipped_step(
     noise_std: float,
 ) -> torch.Tensor:
     """Set ``.grad`` to ``(sum_i c_i g_i + N(0, noise_std^2 I)) / B`` and return the
-    batch's logits (detached).
+    batch's logits from the same forward pass (detached).
 
     ``g_i`` is sample i's gradient of its own (weighted, smoothed) loss and
     ``c_i = min(1, C_i / ||g_i||)`` clips it to the sample's norm ``C_i`` (``inf``: kept
@@ -445,11 +441,12 @@ def _clipped_step(
 
     def one_loss(p, x, y, extra):
         logits = functional_call(model, (p, buffers), (x[None],))
-        return _weighted_smoothed_ce(logits, y[None], extra[None, 0], extra[None, 1], config)
+        loss = _weighted_smoothed_ce(logits, y[None], extra[None, 0], extra[None, 1], config)
+        return loss, logits[0].detach()
 
-    grads = vmap(grad(one_loss), in_dims=(None, 0, 0, 0), randomness="different")(
-        params, xb, yb, per_sample
-    )
+    grads, logits = vmap(
+        grad(one_loss, has_aux=True), in_dims=(None, 0, 0, 0), randomness="different"
+    )(params, xb, yb, per_sample)
     norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))
     factor = (per_sample[:, 2] / norms.clamp(min=1e-12)).clamp(max=1.0)
     for name, param in live.items():
@@ -457,8 +454,7 @@ def _clipped_step(
         if noise_std > 0:
             total = total + noise_std * torch.randn_like(total)
         param.grad = total / len(yb)
-    with torch.no_grad():
-        return model(xb)
+    return logits
 
 
 def _weighted_smoothed_ce(
