@@ -6,19 +6,23 @@ from mialens.metrics.intervals import bootstrap_ci, summarize
 from mialens.metrics.leakage import fpr_key, leakage_summary
 from mialens.metrics.roc import (
     AttackMetrics,
+    LevelTies,
     advantage,
     attack_metrics,
     auc,
     batch_metrics,
     fpr_resolvable,
+    level_ties,
     log_fpr_grid,
     mean_roc,
     roc_curve,
+    tie_groups,
     tpr_at_fpr,
 )
 
 __all__ = [
     "AttackMetrics",
+    "LevelTies",
     "advantage",
     "attack_metrics",
     "auc",
@@ -27,9 +31,11 @@ __all__ = [
     "fpr_key",
     "fpr_resolvable",
     "leakage_summary",
+    "level_ties",
     "log_fpr_grid",
     "mean_roc",
     "roc_curve",
     "summarize",
+    "tie_groups",
     "tpr_at_fpr",
 ]

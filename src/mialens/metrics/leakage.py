@@ -7,12 +7,27 @@ from typing import Any
 import numpy as np
 
 from mialens.metrics.intervals import bootstrap_ci, summarize
-from mialens.metrics.roc import attack_metrics, fpr_resolvable
+from mialens.metrics.roc import LevelTies, attack_metrics, fpr_resolvable
 
 
 def fpr_key(level: float) -> str:
     """The JSON key of a false-positive rate: ``0.001 -> "0.001"``."""
     return repr(float(level))
+
+
+def _tie_entry(ties: list[LevelTies]) -> dict[str, Any]:
+    """The tie guard of one FPR level over targets (reachable only if on every target)."""
+    unreachable = sum(not t.reachable for t in ties)
+    return {
+        "reachable": unreachable == 0,
+        "unreachable_targets": unreachable,
+        "ties": {
+            "reachable": [t.reachable for t in ties],
+            "achieved_fpr": [t.achieved_fpr for t in ties],
+            "next_fpr": [t.next_fpr for t in ties],
+            "group_share": [t.group_share for t in ties],
+        },
+    }
 
 
 def leakage_summary(
@@ -29,6 +44,13 @@ def leakage_summary(
     bootstrap interval of the mean over resampled samples. A TPR at an FPR below
     ``1 / n_nonmembers`` of some target is flagged ``resolved: false``: it is then the
     TPR at FPR 0.
+
+    The tie guard (:func:`mialens.metrics.roc.level_ties`): a level is ``reachable:
+    false`` when a tie group makes it unreachable on any target; ``unreachable_targets``
+    counts those targets and ``ties`` lists, per target, ``reachable``, the
+    ``achieved_fpr`` the TPR is read at, the ``next_fpr`` past the level and the
+    straddling tie group's ``group_share`` of the scores. ``tie_share`` gives the
+    largest tie group's share of each target's scores and its maximum over targets.
     """
     per_target = [attack_metrics(s, m, fpr_levels) for s, m in zip(scores, members, strict=True)]
     boot = bootstrap_ci(scores, members, fpr_levels, n_boot=n_boot, seed=seed) if n_boot else None
@@ -44,6 +66,10 @@ def leakage_summary(
         "auc": block([m.auc for m in per_target], boot["auc"] if boot else None),
         "advantage": block([m.advantage for m in per_target], boot["advantage"] if boot else None),
         "tpr_at_fpr": {},
+        "tie_share": {
+            "max": max(m.tie_share for m in per_target),
+            "per_target": [m.tie_share for m in per_target],
+        },
     }
     for level in fpr_levels:
         entry = block(
@@ -51,6 +77,7 @@ def leakage_summary(
             boot["tpr_at_fpr"][float(level)] if boot else None,
         )
         entry["resolved"] = all(fpr_resolvable(m.n_nonmembers, level) for m in per_target)
+        entry.update(_tie_entry([m.ties[level] for m in per_target]))
         result["tpr_at_fpr"][fpr_key(level)] = entry
     if boot:
         result["bootstrap_replicates"] = boot["n_boot"]

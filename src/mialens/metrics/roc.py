@@ -6,7 +6,9 @@ Scores are floats where higher means "more likely a member"; ``members`` is bool
 AUC and membership advantage (Yeom et al. 2018) are secondary.
 
 Tied scores form one ROC point: an attack thresholding its score accepts a tie group
-entirely or not at all, so no metric here interpolates inside a tie group.
+entirely or not at all, so no metric here interpolates inside a tie group. A large tie
+group can straddle a low FPR level: :func:`level_ties` flags the level *unreachable* when
+the best threshold at or below it attains less than half the FPR a tie-free attack would.
 """
 
 from __future__ import annotations
@@ -122,6 +124,66 @@ def fpr_resolvable(n_nonmembers: int, fpr: float) -> bool:
     return n_nonmembers > 0 and 1.0 / n_nonmembers <= fpr
 
 
+REACH_FRACTION = 0.5  # a level is reachable if some threshold attains this share of its FPR
+
+
+def tie_groups(scores: object, members: object) -> tuple[np.ndarray, np.ndarray]:
+    """Member and non-member counts of each group of equal scores, by decreasing score.
+
+    Their cumulative sums over the groups are the ROC's true and false positive counts
+    (the ROC points of :func:`roc_curve` after the origin).
+    """
+    s, m = _check_pair(scores, members)
+    _, group = np.unique(-s, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    return np.bincount(group[m], minlength=n_groups), np.bincount(group[~m], minlength=n_groups)
+
+
+@dataclass(frozen=True)
+class LevelTies:
+    """How the tie groups of one target's scores meet one FPR level.
+
+    ``achieved_fpr``: the largest ROC FPR <= level, where TPR@FPR is read.
+    ``next_fpr``: the smallest ROC FPR > level (None if none), reached by accepting the
+    tie group that straddles the level; ``group_share``: that group's share of all
+    scores (0 if none). ``reachable``: False when the tie group forces the achieved FPR
+    below ``REACH_FRACTION`` of ``floor(level · n) / n``, the FPR a tie-free attack
+    attains on ``n`` non-members (see :func:`level_ties`).
+    """
+
+    reachable: bool
+    achieved_fpr: float
+    next_fpr: float | None
+    group_share: float
+
+
+def level_ties(pos: np.ndarray, neg: np.ndarray, level: float) -> LevelTies:
+    """Whether ties let a threshold come near FPR ``level``, from :func:`tie_groups` counts.
+
+    Without ties every FPR ``k / n`` (``n`` non-members) is a ROC point, so the best
+    threshold at or below the level attains ``k* / n`` with ``k* = floor(level · n)``.
+    A tie group is accepted whole; if one straddles the level, the achieved FPR ``a / n``
+    is the FPR before it. The level is *unreachable* iff ``a < k* / 2``: the reported
+    TPR is then a TPR at an FPR under half the level's, more than 0.3 decades away on
+    the log-FPR axis where low-FPR levels sit a decade apart. This holds in particular
+    whenever ``a = 0 < k*``: a resolved level where the TPR is a TPR at FPR 0. It is
+    independent of :func:`fpr_resolvable` (an unresolved level has ``k* = 0`` and is
+    reachable). Counts are integers, so the comparison ``2 a < k*`` is exact.
+    """
+    n_neg = int(neg.sum())
+    fps = np.concatenate([[0], np.cumsum(neg)])
+    fpr = fps / n_neg
+    j = int(np.searchsorted(fpr, level, side="right")) - 1  # last ROC point with fpr <= level
+    k_star = int(np.searchsorted(np.arange(n_neg + 1) / n_neg, level, side="right")) - 1
+    above = j + 1 < fpr.size
+    return LevelTies(
+        reachable=bool(int(fps[j]) >= REACH_FRACTION * k_star),
+        achieved_fpr=float(fpr[j]),
+        next_fpr=float(fpr[j + 1]) if above else None,
+        group_share=float((pos[j] + neg[j]) / (pos.sum() + n_neg)) if above else 0.0,
+    )
+
+
 @dataclass(frozen=True)
 class AttackMetrics:
     """Leakage metrics of one attack on one target; dicts are keyed by FPR level."""
@@ -130,22 +192,28 @@ class AttackMetrics:
     advantage: float
     tpr_at_fpr: dict[float, float]
     resolved: dict[float, bool]
+    ties: dict[float, LevelTies]
+    tie_share: float
     n_members: int
     n_nonmembers: int
 
 
 def attack_metrics(scores: object, members: object, fpr_levels: object) -> AttackMetrics:
-    """AUC, advantage and TPR at each FPR level, all from one ROC computation."""
+    """AUC, advantage and TPR at each FPR level, all from one ROC computation, with the
+    tie guard of each level (:func:`level_ties`) and the largest tie group's share."""
     levels = [float(v) for v in _check_levels(fpr_levels)]
     s, m = _check_pair(scores, members)
     fpr, tpr, _ = skm.roc_curve(m, s, drop_intermediate=False)
     n_members = int(np.count_nonzero(m))
     n_nonmembers = m.size - n_members
+    pos, neg = tie_groups(s, m)
     return AttackMetrics(
         auc=float(skm.auc(fpr, tpr)),
         advantage=_advantage(fpr, tpr),
         tpr_at_fpr={v: _tpr_at(fpr, tpr, v) for v in levels},
         resolved={v: fpr_resolvable(n_nonmembers, v) for v in levels},
+        ties={v: level_ties(pos, neg, v) for v in levels},
+        tie_share=float(np.max(pos + neg) / m.size),
         n_members=n_members,
         n_nonmembers=n_nonmembers,
     )

@@ -110,7 +110,7 @@ def read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
-_METRIC_KEYS = ("auc", "advantage", "tpr_at_fpr", "bootstrap_replicates", "canaries")
+_METRIC_KEYS = ("auc", "advantage", "tpr_at_fpr", "tie_share", "bootstrap_replicates", "canaries")
 
 
 def load_result(run_dir: str | os.PathLike) -> AuditResult:
