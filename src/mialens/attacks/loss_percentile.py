@@ -74,7 +74,18 @@ class AttackP(SignalAttack):
 
 class AttackR(SignalAttack):
     """Attack-R (Ye et al. 2022, Sec. 4): threshold at a percentile of the sample's
-    losses on reference models that did not train on it (per-sample threshold)."""
+    losses on reference models that did not train on it (per-sample threshold).
+
+    Resolution: with ``R`` OUT references, ``F`` is 0 up to the smallest OUT loss, so a
+    sample whose target loss is below all ``R`` scores exactly 1. For a non-member the
+    target is one more OUT model, so by exchangeability this happens with probability
+    ``1/(R+1)``: about ``1/(R+1)`` of the non-members tie at score 1 with every member
+    that beats its references, and no threshold attains an FPR between 0 and about
+    ``1/(R+1)``. A TPR at a lower FPR is the TPR at FPR 0, i.e. 0; metrics.json marks
+    such levels ``reachable: false`` (:func:`mialens.metrics.roc.level_ties`). This is
+    the paper's percentile test, kept as published; more OUT references (on average
+    half of the reference models per sample) lower the reachable FPR.
+    """
 
     name = "attack_r"
     summary = (

@@ -35,6 +35,7 @@ _DESIGN_LABELS = {
     "seed": "seed",
     "canaries": "canaries (replace pool samples)",
 }
+TIE_FLAG_SHARE = 0.01  # an attack whose largest tie group holds more of its scores is flagged
 _UTILITY_LABELS = {
     "train_accuracy": "train accuracy (on members)",
     "test_accuracy": "test accuracy",
@@ -88,12 +89,39 @@ def _cell(block: dict[str, Any], digits: int) -> dict[str, Any]:
         "boot": f"[{f(boot['low'])}, {f(boot['high'])}]" if boot else None,
         "range": f"{f(block['min'])} – {f(block['max'])}" if several else f(block["min"]),
         "resolved": block.get("resolved", True),
+        "unreachable": None,
         "best": False,
     }
 
 
+def _share(share: float) -> str:
+    """A share of scores as a percentage: ``0.474 -> "47%"``, ``0.042 -> "4.2%"``."""
+    return f"{100 * share:.0f}%" if share >= 0.095 else f"{100 * share:.2g}%"
+
+
+def _unreachable(entry: dict[str, Any]) -> list[int]:
+    """Targets on which ties make an FPR level unreachable (none for older metrics.json)."""
+    ties = entry.get("ties")
+    return [] if ties is None else [t for t, ok in enumerate(ties["reachable"]) if not ok]
+
+
+def _tie_flag(entry: dict[str, Any]) -> str | None:
+    """ "unreachable: 47% of scores tie" for a level that a tie group makes unreachable."""
+    bad = _unreachable(entry)
+    if not bad:
+        return None
+    share = _share(max(entry["ties"]["group_share"][t] for t in bad))
+    n = len(entry["ties"]["reachable"])
+    where = "" if len(bad) == n else f" on {len(bad)} of {n} targets"
+    return f"unreachable{where}: {share} of scores tie"
+
+
 def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Column headers and one row of cells per attack; the best mean of a column is marked."""
+    """Column headers and one row of cells per attack; the best mean of a column is marked.
+
+    A TPR cell at a level that ties make unreachable carries its flag; an attack whose
+    largest tie group holds over :data:`TIE_FLAG_SHARE` of the scores carries ``ties``.
+    """
     columns = [
         {"label": "AUC", "title": "area under the ROC curve"},
         {"label": "advantage", "title": "max over thresholds of TPR − FPR (Yeom et al. 2018)"},
@@ -104,13 +132,40 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
     rows = []
     for name, m in result.metrics.items():
         cells = [_cell(m["auc"], 3), _cell(m["advantage"], 3)]
-        cells += [_cell(m["tpr_at_fpr"][fpr_key(lv)], 4) for lv in result.fpr_levels]
-        rows.append({"name": name, "cells": cells})
+        for lv in result.fpr_levels:
+            entry = m["tpr_at_fpr"][fpr_key(lv)]
+            cells.append({**_cell(entry, 4), "unreachable": _tie_flag(entry)})
+        share = (m.get("tie_share") or {}).get("max", 0.0)
+        ties = f"ties: {_share(share)} of scores at one value" if share > TIE_FLAG_SHARE else None
+        rows.append({"name": name, "cells": cells, "ties": ties})
     for j in range(len(columns)):
         best = max((row["cells"][j]["mean"] for row in rows), default=None)
         for row in rows:
             row["cells"][j]["best"] = len(rows) > 1 and row["cells"][j]["mean"] == best
     return columns, rows
+
+
+def _tie_notes(result: AuditResult) -> list[str]:
+    """Per attack, why its unreachable levels are unreachable: which tie group, which jump."""
+    notes = []
+    for name, m in result.metrics.items():
+        groups: dict[str, list[str]] = {}
+        for lv in result.fpr_levels:
+            entry = m["tpr_at_fpr"][fpr_key(lv)]
+            bad = _unreachable(entry)
+            if not bad:
+                continue
+            ties = entry["ties"]
+            jump = (
+                f"{len(bad)} of {len(ties['reachable'])} targets): a tie group holding "
+                f"{_span([100 * ties['group_share'][t] for t in bad], '{:.3g}')}% of the scores "
+                "straddles it; accepting the group moves the FPR from "
+                f"{_span([100 * ties['achieved_fpr'][t] for t in bad], '{:.3g}')}% to "
+                f"{_span([100 * ties['next_fpr'][t] for t in bad], '{:.3g}')}%"
+            )
+            groups.setdefault(jump, []).append(_pct(lv))
+        notes += [f"{name} at {', '.join(lvs)} FPR ({jump}." for jump, lvs in groups.items()]
+    return notes
 
 
 def _highlights(result: AuditResult) -> list[str]:
@@ -132,6 +187,16 @@ def _highlights(result: AuditResult) -> list[str]:
         out.append(
             f"Highest mean TPR at the lowest resolved FPR ({_pct(min(resolved))}): "
             f"{best} ({tpr:.4f}, i.e. {tpr / min(resolved):.1f}× chance)."
+        )
+    unreachable = [
+        name
+        for name, m in metrics.items()
+        if any(_unreachable(m["tpr_at_fpr"][fpr_key(lv)]) for lv in result.fpr_levels)
+    ]
+    if unreachable:
+        out.append(
+            f"Tied scores leave some FPR levels unreachable for {', '.join(unreachable)}: "
+            "their TPR there is a TPR at a much lower FPR (see † under the table)."
         )
     return out
 
@@ -178,8 +243,8 @@ def _attack_rows(result: AuditResult) -> list[dict[str, Any]]:
 
 
 def _span(values: list[float], fmt: str) -> str:
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)} – {fmt.format(hi)}"
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo} – {hi}"
 
 
 def _training(result: AuditResult) -> dict[str, Any] | None:
@@ -245,9 +310,12 @@ def _figures(result: AuditResult) -> list[dict[str, str]]:
             "caption": (
                 f"Mean over {targets} of each target's TPR on a log-spaced FPR "
                 f"grid from 1/{n_non} (the smallest non-member count of a target) to 1, as "
-                "steps without interpolation inside tied scores. Dotted: chance (TPR = FPR). "
+                "steps without interpolation inside tied scores: a group of tied scores is "
+                "accepted whole, so the curve rises vertically at the FPR where the group "
+                "ends. Dotted: chance (TPR = FPR). "
                 "The legend gives each attack's mean AUC and mean TPR at 1% FPR (n/a when "
-                "a target has fewer than 100 non-members)."
+                "a target has fewer than 100 non-members; 'unreachable: ties' when a tie group "
+                "straddles 1% FPR on some target and the curve jumps past it)."
             ),
         },
         {
@@ -369,6 +437,8 @@ def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -
         "rows": rows,
         "bootstrap": ", ".join(str(b) for b in sorted(boot)),
         "any_unresolved": any(not c["resolved"] for row in rows for c in row["cells"]),
+        "tie_notes": _tie_notes(result),
+        "tie_flag_share": _share(TIE_FLAG_SHARE),
         "min_nonmembers": plots.min_nonmembers(result),
         "attacks": _attack_rows(result),
         "figures": _figures(result),

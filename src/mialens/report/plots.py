@@ -14,7 +14,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mialens.audit.results import AuditResult
-from mialens.metrics.roc import batch_metrics, fpr_resolvable, log_fpr_grid, mean_roc
+from mialens.metrics.roc import (
+    batch_metrics,
+    fpr_resolvable,
+    level_ties,
+    log_fpr_grid,
+    mean_roc,
+    tie_groups,
+)
 
 LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the spread figure
 HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
@@ -54,8 +61,16 @@ def spread_level(result: AuditResult) -> float:
     return max(LEGEND_FPR, 1.0 / min_nonmembers(result))
 
 
+def reachable(scores: np.ndarray, members: np.ndarray, level: float) -> bool:
+    """Whether ties leave FPR ``level`` reachable on every target row (see ``level_ties``)."""
+    rows = zip(scores, members, strict=True)
+    return all(level_ties(*tie_groups(s, m), level).reachable for s, m in rows)
+
+
 def roc_png(result: AuditResult, points: int = 200) -> bytes:
-    """Log-log ROC of every attack: the mean over targets of the TPR on a log FPR grid."""
+    """Log-log ROC of every attack: the mean over targets of the TPR on a log FPR grid.
+
+    The legend marks a TPR at 1% FPR that ties make unreachable on some target."""
     n_non = min_nonmembers(result)
     grid = log_fpr_grid(n_non, points)
     resolved = fpr_resolvable(n_non, LEGEND_FPR)
@@ -67,6 +82,8 @@ def roc_png(result: AuditResult, points: int = 200) -> bytes:
         tpr = mean_roc(scores, result.members, grid)
         summary = batch_metrics(scores, result.members, [LEGEND_FPR])
         at = f"{100 * summary['tpr'][:, 0].mean():.1f}%" if resolved else "n/a"
+        if resolved and not reachable(scores, result.members, LEGEND_FPR):
+            at += ", unreachable: ties"
         label = f"{_text(name)}  (AUC {summary['auc'].mean():.3f}, TPR@1% {at})"
         ls = _LINESTYLES[(i // 10) % len(_LINESTYLES)]
         ax.plot(grid, tpr, drawstyle="steps-post", color=color, ls=ls, lw=1.6, label=label)
