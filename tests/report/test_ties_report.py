@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 
 from mialens.audit.results import AuditResult
+from mialens.report.files import load_result, write_outputs
 from mialens.report.html import render_report
 from mialens.report.plots import reachable
 
@@ -88,3 +89,12 @@ def test_roc_legend_marks_unreachable_one_percent():
     result = _result()
     assert not reachable(result.scores["discrete"], result.members, 0.01)
     assert reachable(result.scores["smooth"], result.members, 0.01)
+
+
+def test_tie_guard_survives_reloading_a_run(tmp_path):
+    result = _result()
+    write_outputs(result, tmp_path)
+    loaded = load_result(tmp_path)
+    assert loaded.metrics["discrete"]["tie_share"] == result.metrics["discrete"]["tie_share"]
+    assert "tie_share" not in loaded.attacks["discrete"]
+    assert loaded.metrics["discrete"]["tpr_at_fpr"]["0.1"]["reachable"] is False
