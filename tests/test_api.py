@@ -223,7 +223,9 @@ def test_audit_without_population_skips_the_default_attacks_that_need_it(digits,
     assert set(result.skipped) == needing
     assert not needing & set(result.scores)
     assert {"loss", "lira_online", "lira_offline"} <= set(result.scores)
-    assert "skipped attacks: attack_p needs population data" in caplog.text
+    assert "skipped attacks attack_p, rmia_online, rmia_offline: each needs population" in (
+        caplog.text
+    )
     assert result.to_dict()["skipped_attacks"] == result.skipped
 
 
@@ -261,7 +263,7 @@ def test_online_attacks_need_an_in_reference_per_sample():
     result = mialens.audit_logits(target, y, members, refs, ref_members, bootstrap=0)
     assert "5 samples are members of none" in result.skipped["lira_online"]
     assert "lira_offline" in result.scores and "lira_online" not in result.scores
-    with pytest.raises(DataError, match="'lira_online' \\(online\\) needs every sample"):
+    with pytest.raises(DataError, match="'lira_online' is online and needs every sample"):
         mialens.audit_logits(target, y, members, refs, ref_members, attacks=["lira_online"])
 
 
@@ -289,3 +291,17 @@ def test_result_repr_summary_and_frame(monkeypatch):
 def test_train_config_is_exported_beside_torch_recipe():
     assert mialens.TrainConfig is TrainConfig and mialens.ModelConfig is ModelConfig
     assert {"TrainConfig", "ModelConfig", "torch_recipe"} <= set(mialens.__all__)
+
+
+def test_result_to_frame_with_pandas():
+    pytest.importorskip("pandas")
+    target, y, members, refs, ref_members = _tiny_logits(n=400)
+    result = mialens.audit_logits(
+        target, y, members, refs, ref_members, bootstrap=20, attacks=["loss", "lira_online"]
+    )
+    frame = result.to_frame()
+    assert list(frame.index) == ["loss", "lira_online"]
+    assert frame.loc["loss", "auc"] == result.metrics["loss"]["auc"]["mean"]
+    assert frame.loc["loss", "auc_low"] == result.metrics["loss"]["auc"]["bootstrap"]["low"]
+    assert np.isnan(frame.loc["loss", "tpr@0.0001"])  # unresolved
+    assert frame.loc["loss", "tpr@0.1"] == result.metrics["loss"]["tpr_at_fpr"]["0.1"]["mean"]

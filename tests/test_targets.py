@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from mialens.augment import Transform, query_transforms
-from mialens.errors import DataError
+from mialens.errors import ConfigError, DataError
 from mialens.signals.queries import QueryConfig, collect_logits, transforms_for
 from mialens.targets import (
     CallableTarget,
@@ -473,3 +473,8 @@ def test_auto_refuses_a_model_whose_batches_disagree():
 def test_callable_returning_non_numbers_is_a_data_error(answer):
     with pytest.raises(DataError, match="the model callable must return numbers"):
         CallableTarget(lambda x: answer).logits(_x(1))
+
+
+def test_unknown_output_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="output must be 'auto', 'logits' or 'probabilities'"):
+        as_target(lambda x: x, output="probs")

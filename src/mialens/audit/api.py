@@ -155,8 +155,8 @@ def _select_attacks(
             remedy = "give population data or drop the attack"
         elif attack.references == "online" and samples_without_in:
             reason = (
-                f"(online) needs every sample to be a member of at least one reference model, "
-                f"and {samples_without_in} samples are members of none"
+                "is online and needs every sample to be a member of at least one reference "
+                f"model, and {samples_without_in} samples are members of none"
             )
             remedy = "add reference models trained on them or drop the attack"
         else:
@@ -165,10 +165,9 @@ def _select_attacks(
         if listed:
             raise DataError(f"attack {attack.name!r} {reason}; {remedy}")
         skipped[attack.name] = reason
-    if skipped:
-        log.warning(
-            "skipped attacks: %s", "; ".join(f"{name} {why}" for name, why in skipped.items())
-        )
+    for reason in dict.fromkeys(skipped.values()):
+        names = [name for name, why in skipped.items() if why == reason]
+        log.warning("skipped attacks %s: each %s", ", ".join(names), reason)
     return runnable, skipped
 
 

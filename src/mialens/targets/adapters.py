@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mialens.errors import DataError
+from mialens.errors import ConfigError, DataError
 from mialens.validation import check_logits
 
 OutputKind = Literal["auto", "logits", "probabilities"]
@@ -40,6 +40,13 @@ SUM_TOLERANCE = 1e-4
 """How far from 1 the row sums of unrounded (float) probabilities may lie."""
 MAX_DECIMALS = 6
 _KIND_NAMES = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers"}
+
+
+def check_output_kind(output: str) -> OutputKind:
+    """``output`` if it names an output kind, else a :class:`ConfigError`."""
+    if output not in ("auto", "logits", "probabilities"):
+        raise ConfigError(f"output must be 'auto', 'logits' or 'probabilities'; got {output!r}")
+    return output
 
 
 def probabilities_to_logits(probs: np.ndarray, floor: float = PROBABILITY_FLOOR) -> np.ndarray:
@@ -149,9 +156,7 @@ class OutputReader:
     """
 
     def __init__(self, output: OutputKind) -> None:
-        if output not in ("auto", "logits", "probabilities"):
-            raise ValueError(f"output must be 'auto', 'logits' or 'probabilities'; got {output!r}")
-        self.output = output
+        self.output = check_output_kind(output)
         self.kind: str | None = None
         self.unit: float | None = None
         self.batches = 0  # probability batches read so far
@@ -184,7 +189,7 @@ class OutputReader:
 def read_outputs(arrays: dict[str, np.ndarray], output: OutputKind) -> dict[str, np.ndarray]:
     """Precomputed outputs of several models as logits, judged together: all must be
     probabilities or all logits, and zeros are floored with the finest rounding unit."""
-    if output == "logits":
+    if check_output_kind(output) == "logits":
         return arrays
     kinds, units = {}, []
     for name, arr in arrays.items():
@@ -383,7 +388,10 @@ def restrict(target: Target, threat_model: str) -> Target:
 
 
 def as_target(model: Any, num_classes: int | None = None, output: OutputKind = "auto") -> Target:
-    """Wrap a torch module, scikit-learn classifier or callable as a :class:`Target`."""
+    """Wrap a torch module, scikit-learn classifier or callable as a :class:`Target`;
+    ``output`` says what a module or callable returns (a classifier's ``predict_proba``
+    gives probabilities)."""
+    check_output_kind(output)
     if isinstance(model, Target):
         return model
     if isinstance(model, nn.Module):
