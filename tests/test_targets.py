@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from mialens.augment import Transform, query_transforms
-from mialens.errors import DataError
+from mialens.errors import ConfigError, DataError
 from mialens.signals.queries import QueryConfig, collect_logits, transforms_for
 from mialens.targets import (
     CallableTarget,
@@ -19,7 +19,14 @@ from mialens.targets import (
     as_target,
     probabilities_to_logits,
 )
-from mialens.targets.adapters import PROBABILITY_FLOOR, looks_like_probabilities
+from mialens.targets.adapters import (
+    PROBABILITY_FLOOR,
+    SUM_TOLERANCE,
+    classify_outputs,
+    looks_like_probabilities,
+    rounding_unit,
+    sum_tolerance,
+)
 
 LOG_FLOOR = float(np.log(np.float64(PROBABILITY_FLOOR)))  # log(1e-30) = -69.0776
 
@@ -61,7 +68,9 @@ def test_probabilities_to_logits_is_floored_log():
 
 def test_looks_like_probabilities():
     assert looks_like_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]))
-    assert not looks_like_probabilities(np.array([[0.2, 0.7]]))  # sums to 0.9
+    # 0.9 is within rounding to 1 decimal of 1 (2 entries x 0.05); 0.8 is not
+    assert looks_like_probabilities(np.array([[0.2, 0.7]]))
+    assert not looks_like_probabilities(np.array([[0.2, 0.6]]))
     assert not looks_like_probabilities(np.array([[-0.5, 1.5]]))  # sums to 1, but negative
     assert not looks_like_probabilities(np.zeros((0, 2)))  # empty
 
@@ -211,12 +220,19 @@ def test_sklearn_target_needs_predict_proba():
 
 
 def test_callable_target_detects_probabilities():
-    probs = np.array([[0.2, 0.8], [0.5, 0.5], [1.0, 0.0]], np.float32)
+    probs = np.array([[0.23, 0.77], [0.5, 0.5], [1.0, 0.0]], np.float32)  # 2 decimals
     target = CallableTarget(lambda x: probs[: len(x)])
     out = target.logits(_x(3))
-    np.testing.assert_allclose(
-        out, [[np.log(0.2), np.log(0.8)], [np.log(0.5)] * 2, [0.0, LOG_FLOOR]], rtol=1e-6
-    )
+    floor = 0.01 / 4  # the middle of [0, 0.005), the values that round to 0.00
+    zero_row = np.log([1, floor]) - np.log1p(floor)  # clipped at the floor, renormalised
+    expected = [[np.log(0.23), np.log(0.77)], [np.log(0.5)] * 2, zero_row]
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_callable_target_exact_probabilities_keep_the_exact_floor():
+    probs = np.array([[0.2345678, 0.7654322], [1.0, 0.0]])  # not rounded to <= 6 decimals
+    out = CallableTarget(lambda x: probs[: len(x)]).logits(_x(2))
+    np.testing.assert_allclose(out, np.log([[0.2345678, 0.7654322], [1, 1e-30]]), rtol=1e-6)
 
 
 def test_callable_target_passes_logits_through():
@@ -247,7 +263,7 @@ def test_callable_target_declared_probabilities():
 
 def test_callable_target_declared_probabilities_that_are_not():
     target = CallableTarget(lambda x: np.array([[2.0, -1.0]]), output="probabilities")
-    with pytest.raises(DataError, match="declared to return probabilities"):
+    with pytest.raises(DataError, match="declared to be probabilities"):
         target.logits(_x(1))
 
 
@@ -380,3 +396,85 @@ def test_label_only_view_refuses_scores_and_counts_label_queries():
     assert scores.logits(_x(2)).shape == (2, 2) and scores.queries == 2
     with pytest.raises(DataError, match="white-box"):
         restrict(inner, "white-box")
+
+
+# --- rounded and truncated probabilities ---------------------------------------------------
+
+
+def test_rounding_unit_detects_decimals_through_float32():
+    assert rounding_unit(np.array([[0.23, 0.77]], np.float32)) == pytest.approx(0.01)
+    assert rounding_unit(np.array([[0.5, 0.5]])) == pytest.approx(0.1)
+    assert rounding_unit(np.array([[0.123457, 0.876543]], np.float32)) == pytest.approx(1e-6)
+    assert rounding_unit(np.array([[0.2345678, 0.7654322]])) is None
+
+
+def test_row_sum_tolerance_grows_with_the_classes_and_the_rounding():
+    # 10 classes rounded to 2 decimals: a row sum may be off by 10 * 0.005 = 0.05
+    assert sum_tolerance(10, 0.01) == pytest.approx(0.05 + SUM_TOLERANCE)
+    assert sum_tolerance(100, 0.01) == pytest.approx(0.5 + SUM_TOLERANCE)
+    assert sum_tolerance(10, None) == SUM_TOLERANCE
+    row = np.full((1, 10), 0.1)
+    row[0, :4] = 0.09  # sums to 0.96: a possible rounding of a probability vector
+    assert classify_outputs(row) == ("probabilities", pytest.approx(0.01))
+    row[0, :8] = 0.09  # sums to 0.92: more than rounding explains
+    assert classify_outputs(row)[0] == "ambiguous"
+    assert classify_outputs(np.array([[0.3, -0.1, 0.8]]))[0] == "logits"
+    assert classify_outputs(np.zeros((2, 3)))[0] == "logits"  # all-zero logits: uniform
+
+
+def test_probabilities_rounded_to_two_decimals_are_detected_and_stay_finite():
+    probs = np.array([[0.97, 0.02, 0.0, 0.0], [0.33, 0.33, 0.33, 0.0]])  # sums 0.99, 0.99
+    out = CallableTarget(lambda x: probs).logits(_x(2))
+    assert np.isfinite(out).all()
+    floor = 0.01 / 4
+    expected = np.maximum(probs, floor)
+    expected = np.log(expected / expected.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    np.testing.assert_allclose(_softmax(out).sum(axis=1), 1, rtol=1e-6)
+
+
+def test_declared_probabilities_with_missing_mass_are_renormalised():
+    top2 = np.array([[0.6, 0.3, 0.0], [0.0, 0.0, 0.0]])  # top-k answers; a row rounded away
+    out = CallableTarget(lambda x: top2, output="probabilities").logits(_x(2))
+    p = np.maximum(top2, 0.1 / 4)
+    np.testing.assert_allclose(out, np.log(p / p.sum(axis=1, keepdims=True)), rtol=1e-5)
+    np.testing.assert_allclose(out[1], np.log(1 / 3), rtol=1e-6)  # nothing known: uniform
+
+
+def test_auto_refuses_outputs_that_are_neither_and_says_both_ways():
+    target = CallableTarget(lambda x: np.array([[0.6, 0.2, 0.0]]))  # 0.8: not from rounding
+    with pytest.raises(DataError, match=r"ambiguous.*sums to 0\.8.*output='probabilities'.*top-k"):
+        target.logits(_x(1))
+
+
+def test_declared_probabilities_summing_beyond_rounding_are_refused():
+    target = CallableTarget(lambda x: np.array([[0.9, 0.8]]), output="probabilities")
+    with pytest.raises(DataError, match=r"a row sums to 1\.7; 2 probabilities rounded to 0\.1 sum"):
+        target.logits(_x(1))
+
+
+def test_rounded_probabilities_declared_are_not_advised_to_be_logits():
+    probs = np.round(_softmax(np.random.default_rng(0).normal(size=(50, 10)) * 3), 2)
+    assert np.abs(probs.sum(axis=1) - 1).max() > 1e-4  # what the old rule refused
+    out = TorchTarget(nn.Identity(), output="probabilities").logits(probs.astype(np.float32))
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out.argmax(axis=1), probs.argmax(axis=1))
+
+
+def test_auto_refuses_a_model_whose_batches_disagree():
+    answers = iter([np.array([[0.2, 0.8]]), np.array([[2.0, -1.0]])])
+    target = CallableTarget(lambda x: next(answers))
+    target.logits(_x(1))
+    with pytest.raises(DataError, match="like probabilities in an earlier batch but like logits"):
+        target.logits(_x(1))
+
+
+@pytest.mark.parametrize("answer", [np.array([["cat", "dog"]]), "logits", {"cat": 0.2}])
+def test_callable_returning_non_numbers_is_a_data_error(answer):
+    with pytest.raises(DataError, match="the model callable must return numbers"):
+        CallableTarget(lambda x: answer).logits(_x(1))
+
+
+def test_unknown_output_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="output must be 'auto', 'logits' or 'probabilities'"):
+        as_target(lambda x: x, output="probs")

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mialens.errors import DataError
+from mialens.errors import ConfigError, DataError
 from mialens.io import atomic_open, load_npy, save_npy, to_json, write_json, write_text
 from mialens.seeding import int_seed, rng, seed_sequence
 from mialens.validation import (
     check_features,
     check_finite,
+    check_fpr_levels,
     check_ids,
     check_labels,
     check_logits,
@@ -206,6 +207,26 @@ def test_check_member_mask_rejects_wrong_shape():
 def test_check_member_mask_rejects_non_binary(mask):
     with pytest.raises(DataError, match="boolean"):
         check_member_mask(mask, (2,))
+
+
+def test_check_member_mask_hints_at_indices_but_reads_zero_one_as_a_mask():
+    with pytest.raises(DataError, match=r"looks like 3 sample indices.*np.zeros\(10, bool\)"):
+        check_member_mask(np.array([7, 2, 5]), (10,))
+    with pytest.raises(DataError, match="looks like 10 sample indices"):
+        check_member_mask(np.random.default_rng(0).permutation(10), (10,))
+    with pytest.raises(DataError, match=r"got \(3,\)\.$"):  # a short 0/1 mask: no hint
+        check_member_mask(np.array([0, 1, 1]), (10,))
+    np.testing.assert_array_equal(check_member_mask([0, 1], (2,)), [False, True])
+
+
+@pytest.mark.parametrize("rates", [[0.0], [1.0], [0.1, 1.5], [], 0.01, ["a"]])
+def test_check_fpr_levels_is_a_config_error(rates):
+    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+        check_fpr_levels(rates)
+
+
+def test_check_fpr_levels_sorts_and_deduplicates():
+    assert check_fpr_levels((0.01, 0.1, 0.01)) == [0.1, 0.01]
 
 
 # --- atomic writes ---------------------------------------------------------------------------

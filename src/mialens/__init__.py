@@ -27,6 +27,8 @@ _EXPORTS = {
     "audit_logits": "mialens.audit.api",
     "sklearn_recipe": "mialens.audit.api",
     "torch_recipe": "mialens.audit.api",
+    "TrainConfig": "mialens.models.training",
+    "ModelConfig": "mialens.models.architectures",
     "analyze": "mialens.analysis.run",
     "analyze_run": "mialens.analysis.run",
 }

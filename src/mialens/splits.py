@@ -44,10 +44,11 @@ def make_split(
         )
     test_n = test_size if test_size is not None else rest - val_n
     if pool_n < 4 or test_n < 1 or pool_n + val_n + test_n > n:
+        test = f"{test_n} test samples" if test_size is not None else "at least 1 test sample"
         raise ConfigError(
-            f"the data set has {n} samples, too few for a pool of {pool_n}, {val_n} validation "
-            f"and {test_n} test samples; lower audit.pool_size (the test set needs at least one "
-            "sample)"
+            f"the data set has {n} samples, too few for a pool of {pool_n} (at least 4), "
+            f"{val_n} validation samples and {test}; lower audit.pool_size, audit.val_size or "
+            "audit.test_size"
         )
     order = rng(seed, "split").permutation(n)
     pool = order[:pool_n]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mialens.errors import DataError
+from mialens.errors import ConfigError, DataError
 
 
 def _describe_bad(values: np.ndarray) -> str:
@@ -128,22 +128,50 @@ def check_logits(
     return check_finite(arr, name)
 
 
+def _index_hint(arr: np.ndarray, shape: Sequence[int]) -> str:
+    """A hint when a membership argument looks like sample indices instead of a mask."""
+    if len(shape) != 1 or arr.ndim != 1 or arr.dtype.kind not in "iu" or not arr.size:
+        return ""
+    n = shape[0]
+    if np.isin(arr, (0, 1)).all() or arr.min() < 0 or arr.max() >= n:
+        return ""  # a 0/1 vector is a mask (of the wrong length, if it is wrong)
+    return (
+        f" It looks like {arr.size} sample indices; pass a boolean mask of length {n} "
+        f"instead: mask = np.zeros({n}, bool); mask[indices] = True."
+    )
+
+
 def check_member_mask(mask: object, shape: Sequence[int], name: str = "members") -> np.ndarray:
-    """Return a boolean membership mask of the given shape."""
+    """Return a boolean membership mask of the given shape.
+
+    A 0/1 integer vector is read as a mask; other integers (sample indices) are refused
+    with a hint, since ``[0, 1]`` could be either.
+    """
     arr = np.asarray(mask)
     if arr.shape != tuple(shape):
-        raise DataError(f"{name} must have shape {tuple(shape)}; got {arr.shape}.")
+        raise DataError(
+            f"{name} must have shape {tuple(shape)}; got {arr.shape}.{_index_hint(arr, shape)}"
+        )
     if arr.dtype != bool:
         if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
-            raise DataError(f"{name} must be boolean (or 0/1): True marks a training member.")
+            raise DataError(
+                f"{name} must be boolean (or 0/1): True marks a training member."
+                f"{_index_hint(arr, shape)}"
+            )
         arr = arr.astype(bool)
     return arr
 
 
 def check_fpr_levels(rates: Sequence[float]) -> list[float]:
-    """False-positive rates strictly between 0 and 1, deduplicated, largest first."""
-    if not rates or any(not 0 < r < 1 for r in rates):
-        raise ValueError(
-            f"false-positive rates must lie strictly between 0 and 1; got {list(rates)}"
-        )
-    return sorted(set(rates), reverse=True)
+    """False-positive rates strictly between 0 and 1, deduplicated, largest first.
+
+    Raises :class:`ConfigError` (a ``ValueError``, so configuration validators report it).
+    """
+    try:
+        shown: object = list(rates)
+        values = [float(r) for r in rates]
+    except (TypeError, ValueError):
+        shown, values = rates, []
+    if not values or any(not 0 < r < 1 for r in values):
+        raise ConfigError(f"false-positive rates must lie strictly between 0 and 1; got {shown}")
+    return sorted(set(values), reverse=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,10 @@ from mialens.signals.queries import (
     transforms_for,
 )
 from mialens.splits import keep_mask
-from mialens.targets.adapters import as_target
+from mialens.targets.adapters import OutputKind, as_target, read_outputs
 from mialens.validation import (
     check_features,
+    check_fpr_levels,
     check_ids,
     check_labels,
     check_logits,
@@ -85,13 +87,35 @@ def torch_recipe(
     return train_fn
 
 
-def _as_pair(data: tuple[Any, Any] | None, name: str, num_classes: int) -> tuple | None:
+def _as_pair(
+    data: tuple[Any, Any] | None, name: str, num_classes: int, features: tuple[int, ...]
+) -> tuple | None:
+    """``(x, y)`` validated, with samples of shape ``features`` like the audited ones."""
     if data is None:
         return None
     if not isinstance(data, tuple | list) or len(data) != 2:
         raise DataError(f"{name} must be a pair (x, y)")
     x = check_features(data[0], f"{name} x")
+    if x.shape[1:] != features:
+        raise DataError(
+            f"{name} x has samples of shape {x.shape[1:]}, but x has samples of shape "
+            f"{features}; {name} samples need the same features as the audited ones"
+        )
     return x, check_labels(data[1], num_classes, f"{name} y", n=len(x))
+
+
+def _check_out(out: str | os.PathLike | None) -> None:
+    """Refuse, before any work, an output folder that cannot be created."""
+    if out is None:
+        return
+    for path in (Path(out), *Path(out).parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(
+                    f"out={os.fspath(out)!r}: {path} is an existing file, not a folder; pass a "
+                    "folder for metrics.json, samples.csv and report.html (created if needed)"
+                )
+            return
 
 
 def _check_candidates(y: Any, members: Any, num_classes: int | None, sample_ids: Any):
@@ -113,6 +137,59 @@ def _attacks(attacks: Sequence[str | dict | Attack] | None) -> list[Attack]:
     return [a if isinstance(a, Attack) else build_attack(a) for a in (attacks or DEFAULT_ATTACKS)]
 
 
+def _select_attacks(
+    attacks: list[Attack], listed: bool, has_population: bool, samples_without_in: int = 0
+) -> tuple[list[Attack], dict[str, str]]:
+    """The attacks to run, and those skipped with the reason (``name -> reason``).
+
+    An attack the data cannot serve is refused when the user ``listed`` it, and skipped
+    with a logged warning when it came from the default list.
+    """
+    runnable, skipped = [], {}
+    for attack in attacks:
+        if attack.uses_population and not has_population:
+            reason = (
+                "needs population data (samples that trained neither the target nor the "
+                "references), and none was given"
+            )
+            remedy = "give population data or drop the attack"
+        elif attack.references == "online" and samples_without_in:
+            reason = (
+                "is online and needs every sample to be a member of at least one reference "
+                f"model, and {samples_without_in} samples are members of none"
+            )
+            remedy = "add reference models trained on them or drop the attack"
+        else:
+            runnable.append(attack)
+            continue
+        if listed:
+            raise DataError(f"attack {attack.name!r} {reason}; {remedy}")
+        skipped[attack.name] = reason
+    for reason in dict.fromkeys(skipped.values()):
+        names = [name for name, why in skipped.items() if why == reason]
+        log.warning("skipped attacks %s: each %s", ", ".join(names), reason)
+    return runnable, skipped
+
+
+def _reference_coverage(ref_member: np.ndarray, attacks: Sequence[Attack]) -> int:
+    """Refuse memberships that leave a sample with no OUT reference (when an attack uses
+    references); return how many samples have no IN reference."""
+    users = [a.name for a in attacks if a.references != "none"]
+    if users and not len(ref_member):
+        raise DataError(
+            f"reference_logits holds no reference model, which {', '.join(users)} need; "
+            "pass reference outputs or attacks that use none (e.g. attacks=['loss'])"
+        )
+    no_out = int(ref_member.all(axis=0).sum())
+    if users and no_out:
+        raise DataError(
+            f"reference_members: {no_out} of {ref_member.shape[1]} samples are members of "
+            "every reference model; every sample needs at least one reference model it did "
+            "not train (an OUT reference). Add reference models or drop those samples"
+        )
+    return int((~ref_member).all(axis=0).sum())
+
+
 def audit_model(
     target: Any,
     x: Any,
@@ -131,6 +208,7 @@ def audit_model(
     bootstrap: int = 200,
     seed: int = 0,
     out: str | os.PathLike | None = None,
+    output: OutputKind = "auto",
 ) -> AuditResult:
     """Attack a trained ``target`` on the candidate samples ``(x, y)`` and measure leakage.
 
@@ -142,26 +220,35 @@ def audit_model(
     by default :func:`sklearn_recipe` for a scikit-learn target (PyTorch users can
     build a recipe with :func:`torch_recipe`). Image inputs ``(n, c, h, w)`` can be
     queried under the augmentations of ``queries`` (use those the target trained with).
+
+    Without population data the default attacks that need it are skipped, with a logged
+    warning and the reason in :attr:`AuditResult.skipped`; listed in ``attacks``, they are
+    refused. ``output`` says whether a callable or PyTorch target (and the references)
+    answers logits or probabilities, possibly rounded; ``"auto"`` decides from the values
+    (see :mod:`mialens.targets.adapters`). ``fpr``: the false-positive rates at which the
+    TPR is reported, strictly between 0 and 1. ``out``: a folder to write metrics.json,
+    samples.csv and report.html into (created if needed); nothing is written without it.
     """
+    fpr = check_fpr_levels(fpr)
+    _check_out(out)
     y_arr, member, num_classes, ids = _check_candidates(y, members, num_classes, sample_ids)
     x_arr = check_features(x, "x")
     if len(x_arr) != len(y_arr):
         raise DataError(f"x has {len(x_arr)} samples but y has {len(y_arr)}")
     if num_references < 2 or num_references % 2:
         raise ConfigError(f"num_references must be even and at least 2; got {num_references}")
-    attack_objs = _attacks(attacks)
-    pop = _as_pair(population, "population", num_classes)
-    test_pair = _as_pair(test, "test", num_classes)
+    pop = _as_pair(population, "population", num_classes, x_arr.shape[1:])
+    test_pair = _as_pair(test, "test", num_classes, x_arr.shape[1:])
     recipe = _default_recipe(target, train_reference)
-    _check_needs(attack_objs, num_references, pop is not None)
+    attack_objs, skipped = _select_attacks(_attacks(attacks), bool(attacks), pop is not None)
 
     transforms = transforms_for(queries or QueryConfig(), "image" if x_arr.ndim == 4 else "tabular")
     keep = keep_mask(num_references, len(y_arr), seed)
-    models = [as_target(target, num_classes)]
+    models = [as_target(target, num_classes, output)]
     for r in range(num_references):
         log.info("training reference model %d/%d", r + 1, num_references)
         trained = recipe(x_arr[keep[r]], y_arr[keep[r]], int_seed(seed, "reference", r))
-        models.append(as_target(trained, num_classes))
+        models.append(as_target(trained, num_classes, output))
     outputs = ModelOutputs(
         logits=np.stack([collect_logits(m, x_arr, transforms) for m in models]),
         member=np.vstack([member[None], keep]),
@@ -179,11 +266,11 @@ def audit_model(
         labels=y_arr,
         population_x=None if pop is None else pop[0],
         population_labels=None if pop is None else pop[1],
-        train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes),
+        train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes, output),
         seed=seed,
     )
     scored = score_targets(attack_objs, outputs, [0], models, data)
-    return _finish(outputs, scored, ids, attack_objs, test_acc, fpr, bootstrap, seed, out)
+    return _finish(outputs, scored, ids, attack_objs, test_acc, fpr, bootstrap, seed, out, skipped)
 
 
 def audit_logits(
@@ -203,12 +290,23 @@ def audit_logits(
     bootstrap: int = 200,
     seed: int = 0,
     out: str | os.PathLike | None = None,
+    output: OutputKind = "auto",
 ) -> AuditResult:
     """Audit from precomputed outputs: the target's logits ``(N, [Q,] C)`` with its
     ``members (N,)``, and ``R`` reference models' logits ``(R, N, [Q,] C)`` with their
     ``reference_members (R, N)``. Population logits (target ``(Z, [Q,] C)``, references
-    ``(R, Z, [Q,] C)``) and labels are needed by Attack-P and RMIA. Probabilities may be
-    passed instead of logits after :func:`mialens.targets.probabilities_to_logits`."""
+    ``(R, Z, [Q,] C)``) and labels are needed by Attack-P and RMIA.
+
+    The references' memberships need not be complementary (independent inclusions, as
+    DP auditing draws them, are fine), but every sample needs at least one reference it
+    did not train; online attacks also need one it trained, and are skipped otherwise
+    (refused when listed in ``attacks``). Without population data, the default attacks
+    that need it are skipped (see :attr:`AuditResult.skipped`). ``output`` says whether
+    the arrays are logits or probabilities (possibly rounded); ``"auto"`` decides from
+    the values (see :mod:`mialens.targets.adapters`). ``out``: a folder to write
+    metrics.json, samples.csv and report.html into (created if needed)."""
+    fpr = check_fpr_levels(fpr)
+    _check_out(out)
     tgt = check_logits(target_logits, "target_logits", num_classes=num_classes)
     y_arr, member, num_classes, ids = _check_candidates(
         y, members, num_classes or tgt.shape[-1], sample_ids
@@ -226,8 +324,9 @@ def audit_logits(
             "population_labels together"
         )
     attack_objs = _attacks(attacks)
-    _check_needs(attack_objs, refs.shape[0], all(given))
-    pop_all = None
+    without_in = _reference_coverage(ref_member, attack_objs)
+    attack_objs, skipped = _select_attacks(attack_objs, bool(attacks), all(given), without_in)
+    arrays = {"target_logits": tgt, "reference_logits": refs}
     if all(given):
         pop_t = check_logits(population_logits, "population_logits", num_classes=num_classes)
         if pop_t.shape[1:] != tgt.shape[1:]:
@@ -241,16 +340,22 @@ def audit_logits(
             pop_t.shape,
             num_models=refs.shape[0],
         )
-        pop_all = np.concatenate([pop_t[None], pop_refs])
+        arrays.update(population_logits=pop_t, reference_population_logits=pop_refs)
+    arrays = read_outputs(arrays, output)
+    pop_all = None
+    if all(given):
+        pop_all = np.concatenate(
+            [arrays["population_logits"][None], arrays["reference_population_logits"]]
+        )
     outputs = ModelOutputs(
-        logits=np.concatenate([tgt[None], refs]),
+        logits=np.concatenate([arrays["target_logits"][None], arrays["reference_logits"]]),
         member=np.vstack([member[None], ref_member]),
         labels=y_arr,
         population_logits=pop_all,
         population_labels=population_labels if all(given) else None,
     )
     scored = score_targets(attack_objs, outputs, [0])
-    return _finish(outputs, scored, ids, attack_objs, None, fpr, bootstrap, seed, out)
+    return _finish(outputs, scored, ids, attack_objs, None, fpr, bootstrap, seed, out, skipped)
 
 
 def _stacked_logits(
@@ -279,6 +384,7 @@ def _finish(
     bootstrap: int,
     seed: int,
     out: str | os.PathLike | None,
+    skipped: dict[str, str],
 ) -> AuditResult:
     """Assemble the result of the target (model 0) scored against the references."""
     member = outputs.member[0]
@@ -306,6 +412,7 @@ def _finish(
             "seed": seed,
         },
         config={"num_references": outputs.num_models - 1, "seed": seed, "bootstrap": bootstrap},
+        skipped=skipped,
     )
     target_logits = outputs.logits[0, :, 0]
     labels = outputs.labels
@@ -321,17 +428,6 @@ def _finish(
 
         write_outputs(result, out)
     return result
-
-
-def _check_needs(attacks: list[Attack], num_references: int, has_population: bool) -> None:
-    for attack in attacks:
-        if attack.uses_population and not has_population:
-            raise DataError(
-                f"attack {attack.name!r} needs population data (samples that trained neither "
-                "the target nor the references); provide it or drop the attack"
-            )
-        if attack.references == "online" and num_references < 2:
-            raise DataError(f"attack {attack.name!r} needs at least 2 reference models")
 
 
 def _default_recipe(target: Any, train_reference: TrainFn | None) -> TrainFn:

@@ -47,12 +47,15 @@ def attack_info(
     return info
 
 
-@dataclass
+@dataclass(repr=False)
 class AuditResult:
     """Scores of every attack on every target, with metrics and provenance.
 
     ``scores[name]`` and ``members`` are ``(T, N)``: row ``t`` is target model
     ``target_models[t]``, column ``n`` the sample with id ``sample_ids[n]``.
+    ``metrics[name]`` holds the attack's AUC, advantage and TPR at each FPR (the content
+    of metrics.json); :meth:`headline`, :meth:`summary` and :meth:`to_frame` give them
+    as rows. ``skipped`` names the default attacks the data could not serve, with why.
     """
 
     sample_ids: np.ndarray
@@ -71,6 +74,19 @@ class AuditResult:
     created: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        aucs = ", ".join(
+            f"{name} {self.metrics[name]['auc']['mean']:.3f}" if name in self.metrics else name
+            for name in self.scores
+        )
+        skipped = f"; skipped {', '.join(self.skipped)}" if self.skipped else ""
+        return (
+            f"AuditResult({len(self.sample_ids)} samples, {len(self.target_models)} "
+            f"target(s); AUC: {aucs or 'no attacks'}{skipped}; FPR levels "
+            f"{', '.join(fpr_key(v) for v in self.fpr_levels)})"
+        )
 
     def compute_metrics(self, n_boot: int, seed: int) -> None:
         """Fill :attr:`metrics` from the scores (bootstrap with ``n_boot`` replicates)."""
@@ -92,7 +108,12 @@ class AuditResult:
         }
 
     def headline(self) -> list[dict[str, Any]]:
-        """One row per attack: mean AUC, advantage and TPR at each FPR (None if unresolved)."""
+        """One row per attack: ``{"attack", "auc", "advantage", "tpr@<fpr>" ...}``.
+
+        Values are means over the targets; a TPR at an FPR below ``1 / non-members`` of
+        some target cannot be resolved and is None (see ``metrics[...]["tpr_at_fpr"]``
+        for the intervals and per-target values).
+        """
         rows = []
         for name, m in self.metrics.items():
             row = {"attack": name, "auc": m["auc"]["mean"], "advantage": m["advantage"]["mean"]}
@@ -101,6 +122,58 @@ class AuditResult:
                 row[f"tpr@{fpr_key(lv)}"] = entry["mean"] if entry["resolved"] else None
             rows.append(row)
         return rows
+
+    def _rows(self) -> list[dict[str, Any]]:
+        """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved)``."""
+        rows = []
+        for name, m in self.metrics.items():
+            row: dict[str, Any] = {"attack": name, "auc": (*_with_interval(m["auc"]), True)}
+            for lv in self.fpr_levels:
+                entry = m["tpr_at_fpr"][fpr_key(lv)]
+                row[f"tpr@{fpr_key(lv)}"] = (*_with_interval(entry), bool(entry["resolved"]))
+            rows.append(row)
+        return rows
+
+    def summary(self) -> str:
+        """A plain-text table: one row per attack, its AUC and TPR at each FPR, each with
+        its 95% interval (bootstrap over samples, else Student-t over targets; none with a
+        single target and no bootstrap). An unresolved TPR (FPR below ``1 / non-members``)
+        is shown as ``unresolved``."""
+        rows = self._rows()
+        header = ["attack", "AUC", *(f"TPR@{fpr_key(lv)}" for lv in self.fpr_levels)]
+        cells = [
+            [row["attack"], *(_cell(*value) for key, value in row.items() if key != "attack")]
+            for row in rows
+        ]
+        widths = [max(len(c) for c in col) for col in zip(header, *cells, strict=True)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                 for line in (header, *cells)]  # fmt: skip
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        if self.skipped:
+            lines.append(f"skipped: {'; '.join(f'{k} {v}' for k, v in self.skipped.items())}")
+        return "\n".join(lines)
+
+    def to_frame(self) -> Any:
+        """The :meth:`summary` table as a pandas DataFrame indexed by attack: columns
+        ``auc``, ``auc_low``, ``auc_high`` and ``tpr@<fpr>`` (NaN when unresolved) with
+        ``_low``/``_high`` (NaN without an interval). Needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "AuditResult.to_frame() needs pandas (pip install pandas); "
+                "AuditResult.summary() and headline() need nothing"
+            ) from None
+        records = []
+        for row in self._rows():
+            record: dict[str, Any] = {"attack": row["attack"]}
+            for key, (mean, low, high, resolved) in list(row.items())[1:]:
+                nan = float("nan")
+                record[key] = mean if resolved else nan
+                record[f"{key}_low"] = low if resolved and low is not None else nan
+                record[f"{key}_high"] = high if resolved and high is not None else nan
+            records.append(record)
+        return pd.DataFrame.from_records(records, index="attack")
 
     def to_dict(self) -> dict[str, Any]:
         """Everything except the per-sample arrays: the content of ``metrics.json``."""
@@ -115,4 +188,20 @@ class AuditResult:
             "fpr_levels": [fpr_key(v) for v in self.fpr_levels],
             "training": self.training,
             "environment": self.environment,
+            **({"skipped_attacks": self.skipped} if self.skipped else {}),
         }
+
+
+def _with_interval(entry: dict[str, Any]) -> tuple[float, float | None, float | None]:
+    """``(mean, low, high)``: the bootstrap interval, else the t interval over targets."""
+    if "bootstrap" in entry:
+        return entry["mean"], entry["bootstrap"]["low"], entry["bootstrap"]["high"]
+    if entry.get("n", 1) > 1:
+        return entry["mean"], entry["ci_low"], entry["ci_high"]
+    return entry["mean"], None, None
+
+
+def _cell(mean: float, low: float | None, high: float | None, resolved: bool) -> str:
+    if not resolved:
+        return "unresolved"
+    return f"{mean:.3f}" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}]"

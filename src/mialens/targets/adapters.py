@@ -3,7 +3,22 @@
 Every adapter returns *logits* of shape ``(n, n_classes)`` for a batch of inputs and
 counts the samples it was asked about. Probability outputs are turned into
 log-probabilities, which are valid logits (softmax maps them back to the
-probabilities), floored at ``1e-30`` so that zero probabilities stay finite.
+probabilities): each row is clipped at a floor, so that zeros stay finite, and
+renormalised to sum to 1.
+
+Probabilities are recognised (``output="auto"``) when every row is non-negative, at most
+1, and sums to 1 within the tolerance of its rounding. Values that are all multiples of
+``u = 10**-d`` (``1 <= d <= 6``) are taken as rounded to ``d`` decimals: rounding moves
+each of the ``C`` entries by at most ``u / 2``, so a row sum by at most ``C * u / 2``
+(plus :data:`SUM_TOLERANCE` for float error); other values get :data:`SUM_TOLERANCE`
+alone. A zero after rounding stands for a probability in ``[0, u / 2)`` and is floored
+at the middle of that interval, ``u / 4``; exact zeros are floored at
+:data:`PROBABILITY_FLOOR`. What stays ambiguous: exact probabilities that happen to be
+multiples of ``10**-d`` (a decision tree's leaf fractions) get the rounded floor, and
+logits that are themselves non-negative, at most 1 and sum to about 1 are taken as
+probabilities; declare ``output`` for such models. Values in ``[0, 1]`` whose rows sum
+to less than 1 beyond rounding (top-k or truncated probabilities, or small logits) are
+refused under ``"auto"`` with a request to declare ``output``.
 """
 
 from __future__ import annotations
@@ -15,26 +30,185 @@ import numpy as np
 import torch
 from torch import nn
 
-from mialens.errors import DataError
+from mialens.errors import ConfigError, DataError
 from mialens.validation import check_logits
 
 OutputKind = Literal["auto", "logits", "probabilities"]
 PROBABILITY_FLOOR = 1e-30
+"""Floor of exact probabilities: ``log(1e-30) = -69`` keeps a zero finite."""
+SUM_TOLERANCE = 1e-4
+"""How far from 1 the row sums of unrounded (float) probabilities may lie."""
+MAX_DECIMALS = 6
+_KIND_NAMES = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers"}
 
 
-def probabilities_to_logits(probs: np.ndarray) -> np.ndarray:
-    """Log-probabilities with a floor, as float32 logits."""
-    return np.log(np.maximum(probs.astype(np.float64), PROBABILITY_FLOOR)).astype(np.float32)
+def check_output_kind(output: str) -> OutputKind:
+    """``output`` if it names an output kind, else a :class:`ConfigError`."""
+    if output not in ("auto", "logits", "probabilities"):
+        raise ConfigError(f"output must be 'auto', 'logits' or 'probabilities'; got {output!r}")
+    return output
+
+
+def probabilities_to_logits(probs: np.ndarray, floor: float = PROBABILITY_FLOOR) -> np.ndarray:
+    """Log-probabilities as float32 logits: rows clipped at ``floor``, renormalised to 1."""
+    p = np.maximum(np.asarray(probs, dtype=np.float64), floor)
+    return np.log(p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def rounding_unit(values: np.ndarray) -> float | None:
+    """The unit ``10**-d`` (largest first, ``1 <= d <= 6``) of which every value is a
+    multiple, up to the float precision of ``values``; None when there is none."""
+    v = np.asarray(values)
+    eps = float(np.finfo(v.dtype).eps) if v.dtype.kind == "f" else 0.0
+    flat = v.ravel().astype(np.float64)
+    for d in range(1, MAX_DECIMALS + 1):
+        scale = 10.0**d
+        tol = scale * eps + 1e-9
+        # a cheap look at the first values before the whole array
+        if all(
+            np.all(np.abs(part * scale - np.rint(part * scale)) <= tol)
+            for part in (flat[:4096], flat)
+        ):
+            return 1 / scale
+    return None
+
+
+def sum_tolerance(num_classes: int, unit: float | None) -> float:
+    """How far from 1 a row of ``num_classes`` probabilities rounded to ``unit`` may sum."""
+    return SUM_TOLERANCE + (num_classes * unit / 2 if unit else 0.0)
+
+
+def probability_floor(unit: float | None) -> float:
+    """The floor of a zero: ``unit / 4`` after rounding, :data:`PROBABILITY_FLOOR` if exact."""
+    return unit / 4 if unit else PROBABILITY_FLOOR
+
+
+def classify_outputs(out: np.ndarray) -> tuple[str, float | None]:
+    """``("probabilities" | "logits" | "ambiguous", rounding unit)`` of model outputs.
+
+    Ambiguous: every value in ``[0, 1]`` and every row sum in ``(0, 1]`` up to rounding,
+    but some row sums to less than 1 beyond rounding.
+    """
+    out = np.asarray(out)
+    if not out.size or not np.isfinite(out).all() or out.min() < 0 or out.max() > 1 + 1e-6:
+        return "logits", None
+    unit = rounding_unit(out)
+    sums = out.sum(axis=-1, dtype=np.float64)
+    tol = sum_tolerance(out.shape[-1], unit)
+    if np.all(np.abs(sums - 1) <= tol):
+        return "probabilities", unit
+    if np.all((sums > 0) & (sums <= 1 + tol)):
+        return "ambiguous", unit
+    return "logits", None
 
 
 def looks_like_probabilities(out: np.ndarray) -> bool:
-    """True when every row is a probability vector (non-negative, summing to 1)."""
-    return bool(
-        out.size
-        and out.min() >= 0
-        and out.max() <= 1
-        and np.allclose(out.sum(axis=-1), 1, atol=1e-4)
+    """True when every row is a probability vector, possibly rounded (see the module)."""
+    return classify_outputs(out)[0] == "probabilities"
+
+
+def check_probabilities(out: np.ndarray, name: str) -> float | None:
+    """Validate outputs declared to be probabilities; returns their rounding unit.
+
+    Rows may sum to less than 1 (top-k or truncated answers): they are renormalised.
+    """
+    out = np.asarray(out)
+    if not np.isfinite(out).all():
+        return None  # reported by check_logits
+    low, high = float(out.min()), float(out.max())
+    if low < 0 or high > 1 + 1e-6:
+        raise DataError(
+            f"{name} was declared to be probabilities, but it holds values outside [0, 1] "
+            f"(min {low:.4g}, max {high:.4g}); if these are logits or other unnormalised "
+            "scores, declare output='logits'"
+        )
+    unit = rounding_unit(out)
+    top = float(out.sum(axis=-1, dtype=np.float64).max())
+    limit = 1 + sum_tolerance(out.shape[-1], unit)
+    if top > limit:
+        rounded = f"rounded to {unit:g} " if unit else ""
+        raise DataError(
+            f"{name} was declared to be probabilities, but a row sums to {top:.4g}; "
+            f"{out.shape[-1]} probabilities {rounded}sum to at most {limit:.4g}. If these are "
+            "scores of another kind, declare output='logits'"
+        )
+    return unit
+
+
+def ambiguous_outputs_error(out: np.ndarray, name: str, unit: float | None) -> DataError:
+    """The error for outputs that are neither clearly probabilities nor clearly logits."""
+    low = float(np.asarray(out).sum(axis=-1, dtype=np.float64).min())
+    tol = sum_tolerance(np.shape(out)[-1], unit)
+    return DataError(
+        f"{name} is ambiguous: all values lie in [0, 1], but a row sums to {low:.4g}, while "
+        f"probabilities sum to 1 within {tol:.3g}. Declare output='probabilities' if they "
+        "are probabilities with mass left out (top-k or truncated answers; rows are "
+        "renormalised), or output='logits' if they are logits"
     )
+
+
+class OutputReader:
+    """Turns one model's answers into logits, remembering what earlier batches were.
+
+    With ``output="auto"`` every batch is classified (:func:`classify_outputs`); a model
+    whose batches disagree is refused rather than read two ways. The rounding unit is
+    the finest seen so far, so that later zeros are floored alike.
+    """
+
+    def __init__(self, output: OutputKind) -> None:
+        self.output = check_output_kind(output)
+        self.kind: str | None = None
+        self.unit: float | None = None
+        self.batches = 0  # probability batches read so far
+
+    def __call__(self, out: np.ndarray, name: str = "model output") -> np.ndarray:
+        if self.output == "logits" or not np.isfinite(out).all():
+            return out  # non-finite values are reported by check_logits
+        if self.output == "probabilities":
+            unit = check_probabilities(out, name)
+        else:
+            kind, unit = classify_outputs(out)
+            if kind == "ambiguous":
+                raise ambiguous_outputs_error(out, name, unit)
+            if self.kind is not None and kind != self.kind:
+                raise DataError(
+                    f"{name} looked like {self.kind} in an earlier batch but like {kind} in "
+                    "this one; declare output='logits' or output='probabilities'"
+                )
+            self.kind = kind
+            if kind == "logits":
+                return out
+        if self.batches == 0 or unit is None or self.unit is None:
+            self.unit = unit if self.batches == 0 else None
+        else:
+            self.unit = min(self.unit, unit)
+        self.batches += 1
+        return probabilities_to_logits(out, probability_floor(self.unit))
+
+
+def read_outputs(arrays: dict[str, np.ndarray], output: OutputKind) -> dict[str, np.ndarray]:
+    """Precomputed outputs of several models as logits, judged together: all must be
+    probabilities or all logits, and zeros are floored with the finest rounding unit."""
+    if check_output_kind(output) == "logits":
+        return arrays
+    kinds, units = {}, []
+    for name, arr in arrays.items():
+        if output == "probabilities":
+            units.append(check_probabilities(arr, name))
+            continue
+        kinds[name], unit = classify_outputs(arr)
+        if kinds[name] == "ambiguous":
+            raise ambiguous_outputs_error(arr, name, unit)
+        units.append(unit)
+    if len(set(kinds.values())) > 1:
+        listing = ", ".join(f"{name} like {kind}" for name, kind in kinds.items())
+        raise DataError(
+            f"the outputs disagree: {listing}; declare output='logits' or output='probabilities'"
+        )
+    if "logits" in kinds.values():
+        return arrays
+    floor = probability_floor(None if None in units else min(units))
+    return {name: probabilities_to_logits(arr, floor) for name, arr in arrays.items()}
 
 
 class Target:
@@ -80,6 +254,7 @@ class TorchTarget(Target):
         super().__init__(num_classes)
         self.module = module
         self.output = output
+        self._read = OutputReader(output)
         self.batch_size = batch_size
         params = list(module.parameters())
         self.device = torch.device(device) if device else (params[0].device if params else "cpu")
@@ -98,7 +273,7 @@ class TorchTarget(Target):
             ]
         finally:
             self.module.train(was_training)
-        return _convert(np.concatenate(chunks), self.output)
+        return self._read(np.concatenate(chunks))
 
 
 class SklearnTarget(Target):
@@ -140,23 +315,28 @@ class CallableTarget(Target):
         super().__init__(num_classes)
         self.fn = fn
         self.output = output
+        self._read = OutputReader(output)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         out = self.fn(x)
         if isinstance(out, torch.Tensor):
             out = out.detach().cpu().numpy()
-        return _convert(np.asarray(out, dtype=np.float32), self.output)
-
-
-def _convert(out: np.ndarray, output: OutputKind) -> np.ndarray:
-    if output == "probabilities" or (output == "auto" and looks_like_probabilities(out)):
-        if output == "probabilities" and not looks_like_probabilities(out):
+        try:
+            arr = np.asarray(out)
+        except ValueError:  # ragged nested lists
+            arr = None
+        if arr is None or arr.dtype.kind not in "fiub":
+            held = ""
+            if arr is not None and arr.ndim > 0:
+                held = f" of {_KIND_NAMES.get(arr.dtype.kind, arr.dtype)}"
             raise DataError(
-                "the model was declared to return probabilities, but its rows are not "
-                "non-negative vectors summing to 1; declare output='logits' instead"
+                "the model callable must return numbers, an array of shape (n_samples, "
+                "n_classes) with logits or probabilities (a numpy array, list or torch "
+                f"tensor); it returned a {type(out).__name__}{held}"
             )
-        return probabilities_to_logits(out)
-    return out
+        # keep float precision: it tells rounding from float error
+        arr = arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+        return self._read(arr)
 
 
 class LabelOnlyTarget(Target):
@@ -208,7 +388,10 @@ def restrict(target: Target, threat_model: str) -> Target:
 
 
 def as_target(model: Any, num_classes: int | None = None, output: OutputKind = "auto") -> Target:
-    """Wrap a torch module, scikit-learn classifier or callable as a :class:`Target`."""
+    """Wrap a torch module, scikit-learn classifier or callable as a :class:`Target`;
+    ``output`` says what a module or callable returns (a classifier's ``predict_proba``
+    gives probabilities)."""
+    check_output_kind(output)
     if isinstance(model, Target):
         return model
     if isinstance(model, nn.Module):
