@@ -22,7 +22,7 @@ from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.training import TrainConfig, train_model
+from mialens.models.training import TrainConfig, fixed_threads, train_model
 from mialens.seeding import int_seed
 from mialens.signals.queries import (
     QueryConfig,
@@ -113,6 +113,7 @@ def _attacks(attacks: Sequence[str | dict | Attack] | None) -> list[Attack]:
     return [a if isinstance(a, Attack) else build_attack(a) for a in (attacks or DEFAULT_ATTACKS)]
 
 
+@fixed_threads()  # the recipe trains and the attacks query models
 def audit_model(
     target: Any,
     x: Any,

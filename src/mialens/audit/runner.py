@@ -26,6 +26,7 @@ from mialens.defenses.apply import DefendedTarget, defend_logits, fit_per_model,
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.models.store import ModelStore, default_cache_dir
+from mialens.models.training import fixed_threads
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
 from mialens.splits import Split, keep_mask, make_split
@@ -160,6 +161,7 @@ def _sample_aware_plan(
     return plan, keep
 
 
+@fixed_threads()  # query attacks and output defences run models too
 def run_audit(
     config: AuditConfig,
     out_dir: str | os.PathLike | None = None,

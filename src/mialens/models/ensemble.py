@@ -42,7 +42,13 @@ from torch.func import functional_call
 
 from mialens.augment import Transform, random_augment
 from mialens.errors import ConfigError
-from mialens.models.training import TrainConfig, TrainResult, _lr_factor, epoch_record
+from mialens.models.training import (
+    TrainConfig,
+    TrainResult,
+    _lr_factor,
+    epoch_record,
+    fixed_threads,
+)
 from mialens.validation import check_finite
 
 log = logging.getLogger(__name__)
@@ -378,6 +384,7 @@ class _StackedOptimizer:
         self.optimizer.step()
 
 
+@fixed_threads()
 def train_ensemble(
     build: Callable[[], nn.Module],
     x: np.ndarray,
@@ -574,6 +581,7 @@ class _Trainer:
                 self.active[k] = False
 
 
+@fixed_threads()
 @torch.no_grad()
 def ensemble_logits(
     build: Callable[[], nn.Module],
