@@ -19,6 +19,7 @@ import numpy as np
 from mialens.attacks.base import Attack, QueryData
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
+from mialens.audit.progress import ProgressHook, progress_hook, step_counter
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.models.architectures import ModelConfig, build_model
@@ -132,6 +133,7 @@ def audit_model(
     bootstrap: int = 200,
     seed: int = 0,
     out: str | os.PathLike | None = None,
+    progress: bool | ProgressHook = False,
 ) -> AuditResult:
     """Attack a trained ``target`` on the candidate samples ``(x, y)`` and measure leakage.
 
@@ -143,7 +145,50 @@ def audit_model(
     by default :func:`sklearn_recipe` for a scikit-learn target (PyTorch users can
     build a recipe with :func:`torch_recipe`). Image inputs ``(n, c, h, w)`` can be
     queried under the augmentations of ``queries`` (use those the target trained with).
+    ``progress`` shows the reference training and the attacks as in
+    :func:`~mialens.audit.runner.run_audit`.
     """
+    with progress_hook(progress) as hook:
+        return _audit_model(
+            target,
+            x,
+            y,
+            members,
+            num_classes,
+            sample_ids,
+            population,
+            test,
+            train_reference,
+            num_references,
+            attacks,
+            queries,
+            fpr,
+            bootstrap,
+            seed,
+            out,
+            hook,
+        )
+
+
+def _audit_model(
+    target,
+    x,
+    y,
+    members,
+    num_classes,
+    sample_ids,
+    population,
+    test,
+    train_reference,
+    num_references,
+    attacks,
+    queries,
+    fpr,
+    bootstrap,
+    seed,
+    out,
+    hook,
+) -> AuditResult:
     y_arr, member, num_classes, ids = _check_candidates(y, members, num_classes, sample_ids)
     x_arr = check_features(x, "x")
     if len(x_arr) != len(y_arr):
@@ -163,6 +208,8 @@ def audit_model(
         log.info("training reference model %d/%d", r + 1, num_references)
         trained = recipe(x_arr[keep[r]], y_arr[keep[r]], int_seed(seed, "reference", r))
         models.append(as_target(trained, num_classes))
+        if hook is not None:
+            hook("models", r + 1, num_references, f"{r + 1}/{num_references} models")
     outputs = ModelOutputs(
         logits=np.stack([collect_logits(m, x_arr, transforms) for m in models]),
         member=np.vstack([member[None], keep]),
@@ -183,7 +230,8 @@ def audit_model(
         train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes),
         seed=seed,
     )
-    scored = score_targets(attack_objs, outputs, [0], models, data)
+    on_step = step_counter(hook, "attacks", len(attack_objs))
+    scored = score_targets(attack_objs, outputs, [0], models, data, on_step=on_step)
     return _finish(outputs, scored, ids, attack_objs, test_acc, fpr, bootstrap, seed, out)
 
 
