@@ -207,16 +207,15 @@ def test_auc_from_histograms_counts_ties_half():
     assert (num, den) == (10, 12)
 
 
-def test_auto_a_needs_two_references_and_both_classes():
+def test_auto_a_falls_back_to_the_released_value_without_a_usable_reference():
     one = ReferenceSignals(REF_X[:1], np.zeros((1, 2), bool), LABELS, REF_Z[:1], POP_LABELS)
-    with pytest.raises(DataError, match="at least two reference models"):
-        RMIAOffline().fit(one)
-    RMIAOffline(a=0.33).fit(one)  # a fixed a needs no second model
-    no_members = ReferenceSignals(
-        AUTO_REF_X, AUTO_MEMBER & [[False], [True], [True]], LABELS, AUTO_REF_Z, POP_LABELS[:1]
-    )
-    with pytest.raises(DataError, match="members and non-members"):
-        RMIAOffline().fit(no_members)
+    # two complementary references: no non-member of reference 0 is OUT of reference 1
+    pair = ReferenceSignals(REF_X, MEMBER, LABELS, REF_Z, POP_LABELS)
+    for refs_ in (one, pair):
+        attack = RMIAOffline().fit(refs_)
+        assert attack.extra()["a"] == 0.33 and attack.extra()["a_reference_auc"] is None
+        assert "too few reference models" in attack.extra()["a_note"]
+        np.testing.assert_array_equal(attack.pr_x_, RMIAOffline(a=0.33).fit(refs_).pr_x_)
 
 
 def test_auto_a_is_chunking_invariant_and_reported_per_target():

@@ -78,3 +78,25 @@ def test_run_audit_logs_progress_when_stdout_is_not_a_terminal(tmp_path, monkeyp
         run_audit(_config({}), progress=True)  # pytest captures stdout: not a terminal
     lines = [r.getMessage() for r in caplog.records if r.name == "mialens.audit.progress"]
     assert [line.split(":")[0] for line in lines] == ["models", "attacks"]
+
+
+def test_audit_model_reports_reference_training_and_attacks():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    import mialens
+
+    x, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(1).permutation(len(y))
+    pool, pop = order[:300], order[300:500]
+    members = np.random.default_rng(2).random(300) < 0.5
+    target = LogisticRegression(max_iter=200).fit(x[pool][members], y[pool][members])
+    events = []
+    mialens.audit_model(
+        target, x[pool], y[pool], members, population=(x[pop], y[pop]), num_references=4,
+        bootstrap=0, attacks=["loss", "rmia_offline"], progress=lambda *e: events.append(e),
+    )  # fmt: skip
+    assert [e for e in events if e[0] == "models"] == [
+        ("models", r, 4, f"{r}/4 models") for r in range(1, 5)
+    ]
+    assert [e[1:3] for e in events if e[0] == "attacks"] == [(0, 2), (1, 2), (2, 2)]

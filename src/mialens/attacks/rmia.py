@@ -50,7 +50,9 @@ paper chooses ``a`` on reference models without training new ones, and the autho
 library (``tune_offline_a``) attacks one reference model with the others for ``a`` in
 ``0, 0.1, ..., 1`` and keeps the ``a`` of highest AUC (first on ties); so does
 :class:`RMIAOffline`, which reports the chosen ``a`` per target in :meth:`extra`. The
-released configurations' fixed ``offline_a: 0.33`` remains available as ``a: 0.33``.
+released configurations' fixed ``offline_a: 0.33`` remains available as ``a: 0.33``,
+and is what ``auto`` falls back to (and says so in ``extra``) when the references are
+too few to attack one of them with the others.
 """
 
 from __future__ import annotations
@@ -68,11 +70,16 @@ from mialens.attacks.base import (
     SignalSpec,
     TargetSignals,
 )
-from mialens.errors import DataError
 
 _TINY = np.finfo(np.float64).tiny
 A_GRID = np.arange(11) / 10
 """Candidate offline slopes for ``a: auto`` (the authors' grid 0, 0.1, ..., 1)."""
+FALLBACK_A = 0.33
+"""``a`` of the released configurations, used by ``a: auto`` when no reference model can
+be attacked with the others (fewer than two references, or, as with one complementary
+pair, no sample that is a member and no sample that is a non-member of the first
+reference has an OUT model among the rest)."""
+_FALLBACK_NOTE = "too few reference models to choose a; the released configurations' 0.33"
 _AUC_BINS = 1024
 """Score histogram bins for choosing ``a`` (exact while queries x population < 1024)."""
 
@@ -196,18 +203,15 @@ class RMIAOffline(_RMIA):
     references = "offline"
     Params = RMIAOfflineParams
 
-    _preset: tuple[float, float] | None = None
+    _preset: dict | None = None
 
     def chunk_summary(self, refs: ReferenceSignals) -> np.ndarray | None:
         """Per candidate ``a``: histograms ``(len(A_GRID), 2, bins)`` of the first
         reference model's summed dominance counts on its non-members and members."""
         if self.params.a != "auto":
             return None
-        if refs.num_models < 2:
-            raise DataError(
-                "rmia_offline with a: auto attacks one reference model with the others; it "
-                "needs at least two reference models (set a to a number, e.g. 0.33)"
-            )
+        if refs.num_models < 2:  # nothing to attack the first reference with
+            return np.zeros((len(A_GRID), 2, 1), dtype=np.int64)
         out = ~refs.member[1:]
         usable = out.any(axis=0)  # samples with an OUT model among the other references
         pr_out_x = _mean_over(refs.values[1:, usable], out[:, usable])
@@ -230,29 +234,24 @@ class RMIAOffline(_RMIA):
         """Fix ``a`` of every later fit from the histograms of all chunks of samples."""
         self._preset = self._choose_a(summaries)
 
-    def _choose_a(self, summaries: list[np.ndarray | None]) -> tuple[float, float] | None:
+    def _choose_a(self, summaries: list[np.ndarray | None]) -> dict | None:
         if self.params.a != "auto":
             return None
         hist = np.sum(summaries, axis=0)
         aucs = [auc_from_histograms(h[0], h[1]) for h in hist]
         if aucs[0][1] == 0:
-            raise DataError(
-                "rmia_offline with a: auto needs members and non-members of the first "
-                "reference model among the samples with OUT references; set a to a number"
-            )
+            return {"a": FALLBACK_A, "a_reference_auc": None, "a_note": _FALLBACK_NOTE}
         best = max(range(len(aucs)), key=lambda i: (aucs[i][0], -i))  # first highest AUC
-        return float(A_GRID[best]), aucs[best][0] / aucs[best][1]
+        return {"a": float(A_GRID[best]), "a_reference_auc": aucs[best][0] / aucs[best][1]}
 
     def _fit(self, refs: ReferenceSignals | None) -> None:
         assert refs is not None
-        preset = self._preset or self._choose_a([self.chunk_summary(refs)])
-        self.a_, self.a_auc_ = preset if preset else (float(self.params.a), None)
+        self.choice_ = self._preset or self._choose_a([self.chunk_summary(refs)])
+        self.a_ = float(self.params.a) if self.choice_ is None else self.choice_["a"]
         super()._fit(refs)
 
     def extra(self) -> dict:
-        if self.a_auc_ is None:
-            return {}
-        return {"a": self.a_, "a_reference_auc": self.a_auc_}
+        return dict(self.choice_ or {})
 
     def _marginals(self, refs: ReferenceSignals) -> tuple[np.ndarray, np.ndarray]:
         pr_out_x = _mean_over(refs.values, ~refs.member)

@@ -40,6 +40,9 @@ def fixed_threads() -> Iterator[None]:
     """Run torch on :data:`TORCH_THREADS` intra-op threads, restoring the caller's count
     afterwards (usable as a decorator)."""
     previous = torch.get_num_threads()
+    if previous == TORCH_THREADS:  # nested or already set: nothing to change
+        yield
+        return
     torch.set_num_threads(TORCH_THREADS)
     try:
         yield
