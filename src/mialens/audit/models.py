@@ -23,7 +23,7 @@ from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
 from mialens.models.store import ModelStore, spec_key
-from mialens.models.training import TrainConfig, TrainResult, fixed_threads, train_model
+from mialens.models.training import TrainConfig, TrainResult, train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
 
@@ -209,7 +209,6 @@ class _GroupContext:
     on_epoch: Callable[[list[int], int], None] | None = None
 
 
-@fixed_threads()  # covers collect_logits too, in this process and in Ray workers
 def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """Logits and records of the models in ``group``: cached logits are reused; the
     others come from cached or newly trained weights. A batched group is the unit of
