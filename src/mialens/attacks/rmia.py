@@ -76,12 +76,12 @@ A_GRID = np.arange(11) / 10
 """Candidate offline slopes for ``a: auto`` (the authors' grid 0, 0.1, ..., 1)."""
 FALLBACK_A = 0.33
 """``a`` of the released configurations, used by ``a: auto`` when no reference model can
-be attacked with the others (fewer than two references, or, as with one complementary
-pair, no sample that is a member and no sample that is a non-member of the first
-reference has an OUT model among the rest)."""
+be attacked with the others: fewer than two references, or (as with one complementary
+pair) the samples that have an OUT model among the others are all members, or all
+non-members, of the first reference."""
 _FALLBACK_NOTE = "too few reference models to choose a; the released configurations' 0.33"
 _AUC_BINS = 1024
-"""Score histogram bins for choosing ``a`` (exact while queries x population < 1024)."""
+"""Score histogram bins for choosing ``a`` (exact while queries x population + 1 <= 1024)."""
 
 
 class RMIAParams(AttackParams):
