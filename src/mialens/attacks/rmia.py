@@ -7,7 +7,7 @@ likelihood ratio against a population sample ``z`` is (Eq. 3)
 
     LR(x, z) = [Pr(x | theta) / Pr(x)] / [Pr(z | theta) / Pr(z)]
 
-and the score is the fraction of population samples it dominates (Eq. 4)
+and the paper's score is the fraction of population samples it dominates (Eq. 4)
 
     Score(x) = Pr_z[ LR(x, z) >= gamma ].
 
@@ -18,16 +18,47 @@ unequal IN/OUT count (as in leave-one-out audits) cannot leak membership. Offlin
 models by a linear function of the OUT average. Population samples trained no model,
 so ``Pr(z)`` is their reference average (offline: passed through the same formula).
 
-The score is computed without the ``N x Z`` matrix of ratios: with
-``r_x = Pr(x | theta) / Pr(x)``, ``LR(x, z) >= gamma`` iff ``r_z <= r_x / gamma``, so
-sorting the ``Z`` population ratios once and binary-searching each sample costs
-``O((N + Z) log Z)`` time and ``O(N + Z)`` memory. With several queries, per-query
-scores are averaged.
+**Ties.** The fraction takes only ``Z + 1`` values, and at gamma > 1 every sample whose
+ratio ``r_x = Pr(x | theta) / Pr(x)`` exceeds ``gamma`` times the largest population
+ratio scores exactly 1: well-fitted members then share one score, and TPR at low FPR
+is decided by how ties are broken. The score here breaks ties of the fraction by the
+ratio itself,
+
+    score(x) = (Z * Score(x) + g(r_x)) / (Z + 1),   g(r) = 1/2 + arctan(log r) / pi,
+
+which stays within ``1 / (Z + 1)`` of the paper's score and is strictly increasing in
+``r_x`` (``g`` maps ``[0, inf)`` into ``[0, 1)``; arctan of the log keeps ratios many
+orders of magnitude apart distinct in float64). With one query per sample and a
+threshold per target, the ranking is therefore that of ``r_x`` alone: gamma and the
+population matter only when several queries are averaged and when thresholds are
+pooled over targets (where ``r_x`` is calibrated against each target's population).
+
+The score is computed without the ``N x Z`` matrix of ratios: ``LR(x, z) >= gamma``
+iff ``r_z <= r_x / gamma``, so sorting the ``Z`` population ratios once and
+binary-searching each sample costs ``O((N + Z) log Z)`` time and ``O(N + Z)`` memory.
+Every score depends on its own sample and the population only, so scoring chunks of
+samples gives the same numbers. With several queries, per-query scores are averaged.
+
+**Defaults** follow the authors' released configurations (privacy_meter,
+``research/2023_rmia/attack_configs``: ``temperature: 2.0``, ``gamma: 2.0``). Not
+adopted from them: the Taylor soft-margin signal and the trimmed mean over references
+(``proportiontocut: 0.2``). The paper reports that the softmax variants perform alike
+(App. B), and the authors' maintained attack (privacy_meter's ``run_rmia``) uses the
+plain softmax and the plain mean; a trimmed mean of the few OUT references a sample
+has offline would also drop most of them. Offline ``a`` defaults to ``auto``: the
+paper chooses ``a`` on reference models without training new ones, and the authors'
+library (``tune_offline_a``) attacks one reference model with the others for ``a`` in
+``0, 0.1, ..., 1`` and keeps the ``a`` of highest AUC (first on ties); so does
+:class:`RMIAOffline`, which reports the chosen ``a`` per target in :meth:`extra`. The
+released configurations' fixed ``offline_a: 0.33`` remains available as ``a: 0.33``,
+and is what ``auto`` falls back to (and says so in ``extra``) when the references are
+too few to attack one of them with the others.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -41,15 +72,29 @@ from mialens.attacks.base import (
 )
 
 _TINY = np.finfo(np.float64).tiny
+A_GRID = np.arange(11) / 10
+"""Candidate offline slopes for ``a: auto`` (the authors' grid 0, 0.1, ..., 1)."""
+FALLBACK_A = 0.33
+"""``a`` of the released configurations, used by ``a: auto`` when no reference model can
+be attacked with the others: fewer than two references, or (as with one complementary
+pair) the samples that have an OUT model among the others are all members, or all
+non-members, of the first reference."""
+_FALLBACK_NOTE = "too few reference models to choose a; the released configurations' 0.33"
+_AUC_BINS = 1024
+"""Score histogram bins for choosing ``a`` (exact while queries x population + 1 <= 1024)."""
 
 
 class RMIAParams(AttackParams):
-    gamma: float = Field(default=1.0, gt=0.0, description="threshold on the pairwise ratio")
-    temperature: float = Field(default=1.0, gt=0.0, description="softmax temperature")
+    gamma: float = Field(default=2.0, gt=0.0, description="threshold on the pairwise ratio")
+    temperature: float = Field(default=2.0, gt=0.0, description="softmax temperature")
 
 
 class RMIAOfflineParams(RMIAParams):
-    a: float = Field(default=0.3, ge=0.0, le=1.0, description="offline IN-approximation slope")
+    a: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = Field(
+        default="auto",
+        description="offline IN-approximation slope in [0, 1], or auto: chosen on the "
+        "reference models (highest AUC attacking one of them with the others)",
+    )
 
 
 def _mean_over(values: np.ndarray, side: np.ndarray) -> np.ndarray:
@@ -58,18 +103,45 @@ def _mean_over(values: np.ndarray, side: np.ndarray) -> np.ndarray:
     return (values * weights).sum(axis=0) / weights.sum(axis=0)
 
 
-def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
-    """``mean_z [ratio_x / ratio_z >= gamma]`` for every x, by sorting, per query column.
+def _offline_marginal(pr_out: np.ndarray, a: float) -> np.ndarray:
+    """``Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2`` (App. B.2)."""
+    return 0.5 * ((1 + a) * pr_out + (1 - a))
+
+
+def dominance_counts(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
+    """``#{z : ratio_x / ratio_z >= gamma}`` for every x, by sorting, per query column.
 
     ``ratio_x`` is ``(N, Q)`` and ``ratio_z`` ``(Z, Q)`` (non-negative); each query column
     of ``x`` is compared with the same column of the population.
     """
-    n_pop = ratio_z.shape[0]
-    scores = np.empty(ratio_x.shape)
+    counts = np.empty(ratio_x.shape, dtype=np.int64)
     for q in range(ratio_x.shape[1]):
         sorted_z = np.sort(ratio_z[:, q])
-        scores[:, q] = np.searchsorted(sorted_z, ratio_x[:, q] / gamma, side="right") / n_pop
-    return scores
+        counts[:, q] = np.searchsorted(sorted_z, ratio_x[:, q] / gamma, side="right")
+    return counts
+
+
+def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
+    """The paper's score per query (Eq. 4): ``mean_z [ratio_x / ratio_z >= gamma]``."""
+    return dominance_counts(ratio_x, ratio_z, gamma) / ratio_z.shape[0]
+
+
+def tie_broken_score(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
+    """``(count + g(ratio_x)) / (Z + 1)`` per sample, averaged over queries (module
+    docstring): the dominance fraction with its ties broken by the ratio."""
+    with np.errstate(divide="ignore"):  # a ratio of 0 has g = 0
+        tie_break = 0.5 + np.arctan(np.log(ratio_x)) / np.pi
+    counts = dominance_counts(ratio_x, ratio_z, gamma)
+    return ((counts + tie_break) / (ratio_z.shape[0] + 1)).mean(axis=1)
+
+
+def auc_from_histograms(negatives: np.ndarray, positives: np.ndarray) -> tuple[int, int]:
+    """AUC of binned scores as the exact fraction ``(numerator, denominator)``: the
+    Mann-Whitney count of (positive, negative) pairs ordered correctly, ties counting
+    half, doubled so that it stays an integer."""
+    below = np.concatenate([[0], np.cumsum(negatives)[:-1]])
+    numerator = int(2 * (positives * below).sum() + (positives * negatives).sum())
+    return numerator, 2 * int(positives.sum()) * int(negatives.sum())
 
 
 class _RMIA(SignalAttack):
@@ -98,7 +170,7 @@ class _RMIA(SignalAttack):
         assert target.population is not None
         ratio_x = target.values / self.pr_x_
         ratio_z = target.population / self.pr_z_
-        return dominance_fraction(ratio_x, ratio_z, self.params.gamma).mean(axis=1)
+        return tie_broken_score(ratio_x, ratio_z, self.params.gamma)
 
 
 class RMIAOnline(_RMIA):
@@ -117,7 +189,12 @@ class RMIAOnline(_RMIA):
 
 
 class RMIAOffline(_RMIA):
-    """RMIA with OUT reference models and the offline ``a`` approximation (module docstring)."""
+    """RMIA with OUT reference models and the offline ``a`` approximation (module
+    docstring). With ``a: auto``, the first reference model is attacked offline with the
+    others (each sample's OUT models among them) for every ``a`` in :data:`A_GRID`; the
+    ``a`` of highest AUC against its known membership is used. The AUC is taken from
+    histograms of the dominance counts, which add up exactly over chunks of samples
+    (:meth:`chunk_summary`), so the choice never depends on the chunk size."""
 
     name = "rmia_offline"
     summary = (
@@ -126,8 +203,57 @@ class RMIAOffline(_RMIA):
     references = "offline"
     Params = RMIAOfflineParams
 
+    _preset: dict | None = None
+
+    def chunk_summary(self, refs: ReferenceSignals) -> np.ndarray | None:
+        """Per candidate ``a``: histograms ``(len(A_GRID), 2, bins)`` of the first
+        reference model's summed dominance counts on its non-members and members."""
+        if self.params.a != "auto":
+            return None
+        if refs.num_models < 2:  # nothing to attack the first reference with
+            return np.zeros((len(A_GRID), 2, 1), dtype=np.int64)
+        out = ~refs.member[1:]
+        usable = out.any(axis=0)  # samples with an OUT model among the other references
+        pr_out_x = _mean_over(refs.values[1:, usable], out[:, usable])
+        pr_out_z = refs.population[1:].mean(axis=0)
+        x, z = refs.values[0, usable], refs.population[0]
+        member = refs.member[0, usable]
+        levels = x.shape[1] * z.shape[0] + 1
+        bins = min(levels, _AUC_BINS)
+        hist = np.zeros((len(A_GRID), 2, bins), dtype=np.int64)
+        for i, a in enumerate(A_GRID):
+            ratio_x = x / np.maximum(_offline_marginal(pr_out_x, a), _TINY)
+            ratio_z = z / np.maximum(_offline_marginal(pr_out_z, a), _TINY)
+            binned = dominance_counts(ratio_x, ratio_z, self.params.gamma).sum(axis=1)
+            binned = binned * bins // levels
+            hist[i, 0] = np.bincount(binned[~member], minlength=bins)
+            hist[i, 1] = np.bincount(binned[member], minlength=bins)
+        return hist
+
+    def use_summaries(self, summaries: list[np.ndarray | None]) -> None:
+        """Fix ``a`` of every later fit from the histograms of all chunks of samples."""
+        self._preset = self._choose_a(summaries)
+
+    def _choose_a(self, summaries: list[np.ndarray | None]) -> dict | None:
+        if self.params.a != "auto":
+            return None
+        hist = np.sum(summaries, axis=0)
+        aucs = [auc_from_histograms(h[0], h[1]) for h in hist]
+        if aucs[0][1] == 0:
+            return {"a": FALLBACK_A, "a_reference_auc": None, "a_note": _FALLBACK_NOTE}
+        best = max(range(len(aucs)), key=lambda i: (aucs[i][0], -i))  # first highest AUC
+        return {"a": float(A_GRID[best]), "a_reference_auc": aucs[best][0] / aucs[best][1]}
+
+    def _fit(self, refs: ReferenceSignals | None) -> None:
+        assert refs is not None
+        self.choice_ = self._preset or self._choose_a([self.chunk_summary(refs)])
+        self.a_ = float(self.params.a) if self.choice_ is None else self.choice_["a"]
+        super()._fit(refs)
+
+    def extra(self) -> dict:
+        return dict(self.choice_ or {})
+
     def _marginals(self, refs: ReferenceSignals) -> tuple[np.ndarray, np.ndarray]:
-        a = self.params.a
         pr_out_x = _mean_over(refs.values, ~refs.member)
         pr_out_z = refs.population.mean(axis=0)
-        return 0.5 * ((1 + a) * pr_out_x + (1 - a)), 0.5 * ((1 + a) * pr_out_z + (1 - a))
+        return _offline_marginal(pr_out_x, self.a_), _offline_marginal(pr_out_z, self.a_)

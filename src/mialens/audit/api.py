@@ -20,10 +20,11 @@ import numpy as np
 from mialens.attacks.base import Attack, QueryData
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
+from mialens.audit.progress import ProgressHook, progress_hook, step_counter
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.training import TrainConfig, train_model
+from mialens.models.training import TrainConfig, fixed_threads, train_model
 from mialens.seeding import int_seed
 from mialens.signals.queries import (
     QueryConfig,
@@ -190,6 +191,7 @@ def _reference_coverage(ref_member: np.ndarray, attacks: Sequence[Attack]) -> in
     return int((~ref_member).all(axis=0).sum())
 
 
+@fixed_threads()  # the recipe trains and the attacks query models
 def audit_model(
     target: Any,
     x: Any,
@@ -209,6 +211,7 @@ def audit_model(
     seed: int = 0,
     out: str | os.PathLike | None = None,
     output: OutputKind = "auto",
+    progress: bool | ProgressHook = False,
 ) -> AuditResult:
     """Attack a trained ``target`` on the candidate samples ``(x, y)`` and measure leakage.
 
@@ -228,9 +231,55 @@ def audit_model(
     (see :mod:`mialens.targets.adapters`). ``fpr``: the false-positive rates at which the
     TPR is reported, strictly between 0 and 1. ``out``: a folder to write metrics.json,
     samples.csv and report.html into (created if needed); nothing is written without it.
+    ``progress`` shows the reference training and the attacks as in
+    :func:`~mialens.audit.runner.run_audit`.
     """
     fpr = check_fpr_levels(fpr)
     _check_out(out)
+    with progress_hook(progress) as hook:
+        return _audit_model(
+            target,
+            x,
+            y,
+            members,
+            num_classes=num_classes,
+            sample_ids=sample_ids,
+            population=population,
+            test=test,
+            train_reference=train_reference,
+            num_references=num_references,
+            attacks=attacks,
+            queries=queries,
+            fpr=fpr,
+            bootstrap=bootstrap,
+            seed=seed,
+            out=out,
+            output=output,
+            hook=hook,
+        )
+
+
+def _audit_model(
+    target: Any,
+    x: Any,
+    y: Any,
+    members: Any,
+    *,
+    num_classes: int | None,
+    sample_ids: Any,
+    population: tuple[Any, Any] | None,
+    test: tuple[Any, Any] | None,
+    train_reference: TrainFn | None,
+    num_references: int,
+    attacks: Sequence[str | dict | Attack] | None,
+    queries: QueryConfig | None,
+    fpr: Sequence[float],
+    bootstrap: int,
+    seed: int,
+    out: str | os.PathLike | None,
+    output: OutputKind,
+    hook: ProgressHook | None,
+) -> AuditResult:
     y_arr, member, num_classes, ids = _check_candidates(y, members, num_classes, sample_ids)
     x_arr = check_features(x, "x")
     if len(x_arr) != len(y_arr):
@@ -249,6 +298,8 @@ def audit_model(
         log.info("training reference model %d/%d", r + 1, num_references)
         trained = recipe(x_arr[keep[r]], y_arr[keep[r]], int_seed(seed, "reference", r))
         models.append(as_target(trained, num_classes, output))
+        if hook is not None:
+            hook("models", r + 1, num_references, f"{r + 1}/{num_references} models")
     outputs = ModelOutputs(
         logits=np.stack([collect_logits(m, x_arr, transforms) for m in models]),
         member=np.vstack([member[None], keep]),
@@ -269,7 +320,8 @@ def audit_model(
         train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes, output),
         seed=seed,
     )
-    scored = score_targets(attack_objs, outputs, [0], models, data)
+    on_step = step_counter(hook, "attacks", len(attack_objs))
+    scored = score_targets(attack_objs, outputs, [0], models, data, on_step=on_step)
     return _finish(outputs, scored, ids, attack_objs, test_acc, fpr, bootstrap, seed, out, skipped)
 
 

@@ -196,10 +196,14 @@ def score_targets(
             _check_population(attack, source)
             if attack.chunking == "samples":
                 out = None if scores_dir is None else Path(scores_dir) / f"{attack.name}.npy"
-                rows = _score_in_chunks(attack, source, cache, targets, chunks, on_step, out)
+                rows, extras = _score_in_chunks(
+                    attack, source, cache, targets, chunks, on_step, out
+                )
             else:
-                rows = _score_whole(attack, source, targets, on_step)
+                rows, extras = _score_whole(attack, source, targets, on_step)
             queries[attack.name] = float(source.num_queries if attack.uses_all_queries else 1)
+            if any(extras):
+                diagnostics[attack.name] = extras
         elif isinstance(attack, QueryAttack):
             if not isinstance(outputs, ModelOutputs):
                 raise DataError(f"attack {attack.name!r} queries models; it needs ModelOutputs")
@@ -260,18 +264,20 @@ def _inputs(
     return refs, target
 
 
-def _score_whole(attack: SignalAttack, source, targets, on_step) -> np.ndarray:
+def _score_whole(attack: SignalAttack, source, targets, on_step) -> tuple[np.ndarray, list]:
     values = source.values(attack.signal())
-    rows = []
+    rows, extras = [], []
     for t in targets:
         refs, target = _inputs(attack, source, values, slice(None), t)
-        rows.append(attack.clone().fit(refs).score(target))
+        fitted = attack.clone().fit(refs)
+        rows.append(fitted.score(target))
+        extras.append(fitted.extra())
         if on_step is not None:
             on_step()
-    return np.stack(rows)
+    return np.stack(rows), extras
 
 
-def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out) -> np.ndarray:
+def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out) -> tuple:
     spec = attack.signal()
     fitted = {t: attack.clone() for t in targets}
     if hasattr(attack, "chunk_summary") and len(chunks) > 1:  # first pass: global numbers
@@ -303,7 +309,8 @@ def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out) -> np
             mapped[:, start:stop] = block
             mapped.flush()
             del mapped
-    return rows if rows is not None else np.load(out, mmap_mode="r")
+    extras = [fitted[t].extra() for t in targets]
+    return (rows if rows is not None else np.load(out, mmap_mode="r")), extras
 
 
 def _score_query_attack(

@@ -5,7 +5,11 @@ compute their logits). A task is a module-level function of a shared context and
 group, and reads and writes nothing but the model store, so every executor gives the
 same results as the local loop: which worker runs a group, and in which order, never
 changes a number. The grouping itself (which models are trained together as one
-batched ensemble) depends on the configuration only, never on the executor.
+batched ensemble) depends on the configuration only, never on the executor. Every
+task runs torch on the same fixed number of threads (see
+:func:`mialens.models.training.fixed_threads`), whatever the machine has or Ray gives a
+worker (``num_cpus``): floating-point reductions split over threads round differently
+for each count.
 
 Ray workers read the audit's data from Ray's object store and its models from the
 model store, whose path they receive as is: on a multi-node cluster the cache
@@ -22,6 +26,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mialens.errors import ConfigError
+from mialens.models.training import fixed_threads
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +94,17 @@ def map_tasks(
         return _map_ray(fn, context, items, config, on_done)
     results = []
     for item in items:
-        result = fn(context, item)
+        result = _run_task(fn, context, item)
         if on_done is not None:
             on_done(item, result)
         results.append(result)
     return results
+
+
+@fixed_threads()
+def _run_task(fn: Callable[[C, I], R], context: C, item: I) -> R:
+    """One task, on the fixed thread count (in this process or in a Ray worker)."""
+    return fn(context, item)
 
 
 def _map_ray(
@@ -114,9 +125,9 @@ def _map_ray(
         ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
         log.info("connected to Ray: %s", ray.cluster_resources())
     try:
-        remote = ray.remote(fn).options(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+        remote = ray.remote(_run_task).options(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
         shared = ray.put(context)
-        pending: dict[Any, int] = {remote.remote(shared, item): i for i, item in enumerate(items)}
+        pending = {remote.remote(fn, shared, item): i for i, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -143,18 +143,22 @@ def models_logits(
     device: str = "cpu",
     executor: ExecutorConfig | None = None,
     on_model: Callable[[int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[list[int], int], None] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Logits ``(K, len(query_positions), len(transforms), C)`` of every planned model.
 
     Returns the logits and one record per model (store key, whether it was cached,
     epochs, seconds, epsilon, and the size of the batched group it was trained in).
     Models are processed in groups (see :func:`model_groups`), each group a task of the
-    configured executor.
+    configured executor. ``on_model(k, record)`` is called as each model is done;
+    ``on_epoch(models, epoch)`` after every training epoch of ``models`` (local executor
+    only: Ray workers report per group, through ``on_model``).
     """
     executor = executor or ExecutorConfig()
     groups = model_groups(plan, executor, device)
     batched = max(map(len, groups)) > 1  # then even a group of one trains as an ensemble
-    context = _GroupContext(plan, store, query_positions, transforms, device, batched)
+    hook = on_epoch if executor.kind == "local" else None
+    context = _GroupContext(plan, store, query_positions, transforms, device, batched, hook)
 
     def done(group: list[int], results: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
         if on_model is not None:
@@ -202,6 +206,7 @@ class _GroupContext:
     transforms: list[Transform]
     device: str
     batched: bool
+    on_epoch: Callable[[list[int], int], None] | None = None
 
 
 def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, dict[str, Any]]]:
@@ -224,7 +229,9 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
     if not todo:
         return [results[k] for k in group]
     needed = group if ctx.batched else todo
-    states, records = _load_or_train_many(plan, store, needed, keys, ctx.device, ctx.batched)
+    states, records = _load_or_train_many(
+        plan, store, needed, keys, ctx.device, ctx.batched, ctx.on_epoch
+    )
     x_query = plan.dataset.x[ctx.query_positions]
     if ctx.batched:
         stacked = [states[k] for k in needed]
@@ -280,6 +287,7 @@ def _load_or_train_many(
     keys: dict[int, str],
     device: str,
     batched: bool,
+    on_epoch: Callable[[list[int], int], None] | None = None,
 ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
     """Weights and records of ``models``: from the store, else trained and stored. When
     ``batched`` and any model must be trained, all of ``models`` are trained together as
@@ -305,10 +313,11 @@ def _load_or_train_many(
             [plan.seeds[k] for k in models],
             _validation(plan),
             device,
+            None if on_epoch is None else lambda epoch: on_epoch(models, epoch),
         )
         results = dict(zip(models, trained, strict=True))
     else:
-        results = {k: train_one(plan, k, device) for k in missing}
+        results = {k: train_one(plan, k, device, on_epoch) for k in missing}
     for k in missing:
         result = results[k]
         training = {
@@ -326,8 +335,14 @@ def _load_or_train_many(
     return states, records
 
 
-def train_one(plan: TrainingPlan, k: int, device: str = "cpu") -> TrainResult:
-    """Train model ``k`` of the plan (one by one, no cache)."""
+def train_one(
+    plan: TrainingPlan,
+    k: int,
+    device: str = "cpu",
+    on_epoch: Callable[[list[int], int], None] | None = None,
+) -> TrainResult:
+    """Train model ``k`` of the plan (one by one, no cache); ``on_epoch([k], epoch)``
+    after every epoch."""
     ds = plan.dataset
     idx = plan.train_positions[k]
     held_out = _validation(plan)
@@ -344,6 +359,7 @@ def train_one(plan: TrainingPlan, k: int, device: str = "cpu") -> TrainResult:
         sample_smoothing=None if plan.sample_smoothing is None else plan.sample_smoothing[k],
         sample_clip_norm=None if plan.sample_clip_norms is None else plan.sample_clip_norms[k],
         clip_noise=plan.clip_noise,
+        on_epoch=None if on_epoch is None else lambda epoch, _model: on_epoch([k], epoch),
     )
 
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mialens.analysis.canaries import canary_metrics, inject_canaries
 from mialens.attacks.base import QueryAttack, QueryData
@@ -18,6 +15,7 @@ from mialens.attacks.registry import build_attack
 from mialens.audit.config import AuditConfig, AuditSettings
 from mialens.audit.engine import ModelOutputs, accuracy, score_targets
 from mialens.audit.models import TrainingPlan, load_models, models_logits
+from mialens.audit.progress import ProgressHook, TrainingProgress, progress_hook, step_counter
 from mialens.audit.results import AuditResult, attack_info
 from mialens.augment import Transform
 from mialens.data.dataset import Dataset
@@ -26,26 +24,12 @@ from mialens.defenses.apply import DefendedTarget, defend_logits, fit_per_model,
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.models.store import ModelStore, default_cache_dir
+from mialens.models.training import fixed_threads
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
 from mialens.splits import Split, keep_mask, make_split
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress | None]:
-    if not enabled:
-        yield None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=False) as progress:
-        yield progress
 
 
 @dataclass(frozen=True)
@@ -160,10 +144,11 @@ def _sample_aware_plan(
     return plan, keep
 
 
+@fixed_threads()  # query attacks and output defences run models too
 def run_audit(
     config: AuditConfig,
     out_dir: str | os.PathLike | None = None,
-    progress: bool = False,
+    progress: bool | ProgressHook = False,
     defense: DefenseSpec | None = None,
 ) -> AuditResult:
     """Train (or reuse) the audit's models, attack each in turn, and measure leakage.
@@ -172,7 +157,10 @@ def run_audit(
     written there, and the leakage analysis into ``out_dir/analysis`` when the
     configuration has an ``analysis:`` section. ``defense`` (from a defence evaluation)
     may adjust the training sets (sample-aware) and put an output defence in front of
-    every model; its training overrides are already part of ``config``.
+    every model; its training overrides are already part of ``config``. ``progress``
+    shows the training (per epoch) and the attacks: True for a bar on a terminal, else
+    log lines (see :mod:`mialens.audit.progress`); a callable receives
+    ``(stage, done, total, note)`` instead.
     """
     settings = config.audit
     attacks = [build_attack(spec) for spec in settings.attacks]
@@ -195,8 +183,8 @@ def run_audit(
         len(split.population),
         len(setup.transforms),
     )
-    with _progress(progress) as bar:
-        task = bar.add_task("models", total=k_models) if bar else None
+    with progress_hook(progress) as hook:
+        training = TrainingProgress(hook, k_models, plan.train.epochs) if hook else None
         logits, records = models_logits(
             plan,
             store,
@@ -204,7 +192,8 @@ def run_audit(
             setup.transforms,
             device=settings.device,
             executor=config.executor,
-            on_model=(lambda k, r: bar.advance(task)) if bar else None,
+            on_model=(lambda k, r: training.model_done(k)) if training else None,
+            on_epoch=training.epoch if training else None,
         )
         n_cached = sum(r["cached"] for r in records)
         log.info("%d of %d models reused from the cache at %s", n_cached, k_models, store.root)
@@ -230,14 +219,13 @@ def run_audit(
                     DefendedTarget(m, d) for m, d in zip(models, output_defenses, strict=True)
                 ]
             data = setup.query_data()
-        task = bar.add_task("attacks", total=k_models * len(attacks)) if bar else None
         scored = score_targets(
             attacks,
             outputs,
             range(k_models),
             models,
             data,
-            on_step=(lambda: bar.advance(task)) if bar else None,
+            on_step=step_counter(hook, "attacks", k_models * len(attacks)),
         )
 
     result = AuditResult(

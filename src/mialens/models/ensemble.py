@@ -42,7 +42,13 @@ from torch.func import functional_call
 
 from mialens.augment import Transform, random_augment
 from mialens.errors import ConfigError
-from mialens.models.training import TrainConfig, TrainResult, _lr_factor, epoch_record
+from mialens.models.training import (
+    TrainConfig,
+    TrainResult,
+    _lr_factor,
+    epoch_record,
+    fixed_threads,
+)
 from mialens.validation import check_finite
 
 log = logging.getLogger(__name__)
@@ -378,6 +384,7 @@ class _StackedOptimizer:
         self.optimizer.step()
 
 
+@fixed_threads()
 def train_ensemble(
     build: Callable[[], nn.Module],
     x: np.ndarray,
@@ -387,10 +394,12 @@ def train_ensemble(
     seeds: Sequence[int],
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     device: str = "cpu",
+    on_epoch: Callable[[int], None] | None = None,
 ) -> list[TrainResult]:
     """Train model ``k`` on ``(x[subsets[k]], y[subsets[k]])`` with seed ``seeds[k]``,
     all models at once; the same results as :func:`train_model` one by one (up to
-    floating-point rounding). ``result.seconds`` is each model's share of the time."""
+    floating-point rounding). ``result.seconds`` is each model's share of the time;
+    ``on_epoch(epoch)`` is called after every epoch of the group (for progress)."""
     blocker = ensemble_blocker(build, config, tuple(x.shape[1:]))
     if blocker is not None:
         raise ConfigError(f"this recipe cannot be trained as an ensemble: {blocker}")
@@ -403,7 +412,7 @@ def train_ensemble(
     start = time.perf_counter()
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        results = _Trainer(build, x, y, subsets, config, seeds, validation, device).run()
+        results = _Trainer(build, x, y, subsets, config, seeds, validation, device).run(on_epoch)
     share = (time.perf_counter() - start) / len(seeds)
     for result in results:
         result.seconds = share
@@ -447,7 +456,7 @@ class _Trainer:
             self.best = {n: p.detach().clone() for n, p in self.stack.params.items()}
         self.has_best = [False] * k
 
-    def run(self) -> list[TrainResult]:
+    def run(self, on_epoch: Callable[[int], None] | None = None) -> list[TrainResult]:
         params = [self.stack.params[n] for n in self.stack.names]
         bs = self.config.batch_size
         # every model steps at every step when all have as many batches and none stops early
@@ -458,6 +467,8 @@ class _Trainer:
         for epoch in range(1, self.config.epochs + 1):
             lr = self.config.lr * _lr_factor(self.config, epoch - 1)
             self._epoch(epoch, optimizer, lr)
+            if on_epoch is not None:
+                on_epoch(epoch)
             if not any(self.active):
                 break
         results = []
@@ -574,6 +585,7 @@ class _Trainer:
                 self.active[k] = False
 
 
+@fixed_threads()
 @torch.no_grad()
 def ensemble_logits(
     build: Callable[[], nn.Module],

@@ -11,7 +11,8 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +26,28 @@ from mialens.augment import random_augment
 from mialens.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+TORCH_THREADS = 1
+"""Intra-op threads of every training and inference run. Floating-point reductions
+split over threads round differently for each thread count, so the count is fixed
+rather than left to the machine (or to Ray, which gives a worker ``num_cpus``
+threads): same seed, same numbers, on any executor and any machine. Parallelism
+comes from batched ensembles and from executor tasks instead."""
+
+
+@contextmanager
+def fixed_threads() -> Iterator[None]:
+    """Run torch on :data:`TORCH_THREADS` intra-op threads, restoring the caller's count
+    afterwards (usable as a decorator)."""
+    previous = torch.get_num_threads()
+    if previous == TORCH_THREADS:  # nested or already set: nothing to change
+        yield
+        return
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class EarlyStoppingConfig(BaseModel):
@@ -154,6 +177,7 @@ def _lr_factor(config: TrainConfig, epoch: int) -> float:
     return 1.0
 
 
+@fixed_threads()
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 2048
@@ -178,6 +202,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
     return loss, acc
 
 
+@fixed_threads()
 def train_model(
     build: Callable[[], nn.Module],
     x: np.ndarray,
