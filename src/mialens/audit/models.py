@@ -241,12 +241,25 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
     return [results[k] for k in group]
 
 
-def load_models(plan: TrainingPlan, store: ModelStore, device: str = "cpu") -> list[TorchTarget]:
-    """Every planned model as a queryable target (trained first if not in the store)."""
+def load_models(
+    plan: TrainingPlan,
+    store: ModelStore,
+    device: str = "cpu",
+    executor: ExecutorConfig | None = None,
+) -> list[TorchTarget]:
+    """Every planned model as a queryable target. A model missing from the store (or
+    damaged there) is trained in the groups :func:`models_logits` trains it in under the
+    same ``executor`` configuration, so that it gets the same weights."""
+    groups = model_groups(plan, executor or ExecutorConfig(), device)
+    batched = max(map(len, groups)) > 1
+    keys = {k: spec_key(plan.spec(k)) for k in range(len(plan.train_positions))}
     targets = []
-    for k in range(len(plan.train_positions)):
-        model, _ = _load_or_train(plan, store, k, spec_key(plan.spec(k)), device)
-        targets.append(TorchTarget(model, plan.dataset.num_classes))
+    for group in groups:
+        states, _ = _load_or_train_many(plan, store, group, keys, device, batched)
+        for k in group:
+            model = plan.build().to(device)
+            model.load_state_dict(states[k])
+            targets.append(TorchTarget(model, plan.dataset.num_classes))
     return targets
 
 
@@ -345,10 +358,3 @@ def train_one(plan: TrainingPlan, k: int, device: str = "cpu") -> TrainResult:
         sample_clip_norm=None if plan.sample_clip_norms is None else plan.sample_clip_norms[k],
         clip_noise=plan.clip_noise,
     )
-
-
-def _load_or_train(plan: TrainingPlan, store: ModelStore, k: int, key: str, device: str):
-    states, records = _load_or_train_many(plan, store, [k], {k: key}, device, False)
-    model = plan.build().to(device)
-    model.load_state_dict(states[k])
-    return model, records[k]
