@@ -287,3 +287,32 @@ def test_nothing_is_written_outside_the_store_root(tmp_path, monkeypatch):
     assert all(tmp_path / "root" in p.parents for p in new), new
     assert not (tmp_path / "default-cache").exists()
     assert os.listdir(tmp_path / "root") == ["k.corrupt"]
+
+
+# --- file modes ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[0o022, 0o002, 0o027])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_cache_files_and_folders_follow_the_umask(tmp_path: Path, umask: int):
+    from mialens.io import save_npy, write_json
+
+    store = ModelStore(tmp_path / "cache" / "models")
+    store.save("k", _state(), {})
+    store.save_array("k", "logits-abc", np.zeros(3))
+    write_json(tmp_path / "cache" / "out" / "metrics.json", {"a": 1})
+    save_npy(tmp_path / "cache" / "data" / "x.npy", np.zeros(2))
+    folders = [p for p in (tmp_path / "cache").rglob("*") if p.is_dir()]
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert store.entry("k") in folders and len(files) == 6
+    assert {p.name: _mode(p) for p in folders} == {p.name: 0o777 & ~umask for p in folders}
+    assert {p.name: _mode(p) for p in files} == {p.name: 0o666 & ~umask for p in files}
