@@ -209,3 +209,31 @@ def test_rerun_on_a_damaged_cache_gives_the_clean_numbers(
     assert "model cache entry" not in caplog.text
     assert all(r["cached"] for r in result.training)
     assert _numbers(tmp_path / "again") == expected
+
+
+# --- signal store ----------------------------------------------------------------------------
+
+
+def _signal_store(root: Path):
+    from mialens.attacks.base import SignalSpec
+    from mialens.signals.store import SignalStore
+
+    member = np.zeros((2, 6), bool)
+    member[0, [4, 1, 5]] = member[1, [0, 2, 3]] = True
+    labels = np.array([2, 0, 1, 1, 0, 2])
+    return SignalStore.create(root, [SignalSpec("loss", ())], member, labels, 1, labels[::-1])
+
+
+@pytest.mark.parametrize("name", ["member.npy", "labels.npy", "population_labels.npy"])
+def test_damaged_signal_store_design_is_an_error(tmp_path, name):
+    from mialens.errors import DataError
+    from mialens.signals.store import SignalStore
+
+    store = _signal_store(tmp_path / "signals")
+    np.testing.assert_array_equal(SignalStore(store.root).member, store.member)
+    path = store.root / name
+    array = np.load(path)
+    array.flat[0] = ~array.flat[0] if array.dtype == bool else array.flat[0] + 1
+    np.save(path, array)  # a valid file, but not the design the signals were written for
+    with pytest.raises(DataError, match=f"{name} does not match the checksum"):
+        SignalStore(store.root)
