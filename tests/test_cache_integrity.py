@@ -62,6 +62,14 @@ def test_damaged_cached_array_is_set_aside_and_reported(store, caplog, damage):
     np.testing.assert_array_equal(store.load_array("k", "logits-abc"), logits)
 
 
+def test_verified_nan_is_kept_as_the_models_output(store, caplog):
+    # NaN that was cached as computed is a diverged model, reported as such by the audit
+    logits = np.array([[np.nan, 1.0]], np.float32)
+    store.save_array("k", "logits-abc", logits)
+    np.testing.assert_array_equal(store.load_array("k", "logits-abc"), logits)
+    assert "model cache entry" not in caplog.text
+
+
 def test_cached_array_without_checksum_is_recomputed(store, caplog):
     store.save("k", _state(), {})
     np.save(store.entry("k") / "old.npy", np.zeros(3))  # an older mialens, or a killed write
