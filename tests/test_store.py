@@ -130,7 +130,7 @@ def test_load_of_corrupted_weights_is_a_cache_error(store: ModelStore):
 def test_load_with_missing_weights_is_a_cache_error(store: ModelStore):
     store.save("k", _state(), {})
     (store.entry("k") / "model.safetensors").unlink()
-    with pytest.raises(CacheError, match="model.safetensors is missing"):
+    with pytest.raises(CacheError, match=r"model\.safetensors is missing"):
         store.load("k")
 
 
