@@ -250,16 +250,23 @@ def load_models(
     """Every planned model as a queryable target. A model missing from the store (or
     damaged there) is trained in the groups :func:`models_logits` trains it in under the
     same ``executor`` configuration, so that it gets the same weights."""
-    groups = model_groups(plan, executor or ExecutorConfig(), device)
-    batched = max(map(len, groups)) > 1
     keys = {k: spec_key(plan.spec(k)) for k in range(len(plan.train_positions))}
+    states = {}
+    for k, key in keys.items():
+        entry = _load_cached(store, key)
+        if entry is not None:
+            states[k] = entry[0]
+    if len(states) < len(keys):
+        groups = model_groups(plan, executor or ExecutorConfig(), device)
+        batched = max(map(len, groups)) > 1
+        for group in groups:
+            if any(k not in states for k in group):
+                states.update(_load_or_train_many(plan, store, group, keys, device, batched)[0])
     targets = []
-    for group in groups:
-        states, _ = _load_or_train_many(plan, store, group, keys, device, batched)
-        for k in group:
-            model = plan.build().to(device)
-            model.load_state_dict(states[k])
-            targets.append(TorchTarget(model, plan.dataset.num_classes))
+    for k in keys:
+        model = plan.build().to(device)
+        model.load_state_dict(states[k])
+        targets.append(TorchTarget(model, plan.dataset.num_classes))
     return targets
 
 
