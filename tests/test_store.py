@@ -123,14 +123,14 @@ def test_load_of_corrupted_weights_is_a_cache_error(store: ModelStore):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # flip the bits of one byte of tensor data
     weights.write_bytes(bytes(data))
-    with pytest.raises(CacheError, match="corrupt"):
+    with pytest.raises(CacheError, match="does not match the sha256"):
         store.load("k")
 
 
 def test_load_with_missing_weights_is_a_cache_error(store: ModelStore):
     store.save("k", _state(), {})
     (store.entry("k") / "model.safetensors").unlink()
-    with pytest.raises(CacheError, match="corrupt"):
+    with pytest.raises(CacheError, match=r"model\.safetensors is missing"):
         store.load("k")
 
 
@@ -287,3 +287,32 @@ def test_nothing_is_written_outside_the_store_root(tmp_path, monkeypatch):
     assert all(tmp_path / "root" in p.parents for p in new), new
     assert not (tmp_path / "default-cache").exists()
     assert os.listdir(tmp_path / "root") == ["k.corrupt"]
+
+
+# --- file modes ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[0o022, 0o002, 0o027])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_cache_files_and_folders_follow_the_umask(tmp_path: Path, umask: int):
+    from mialens.io import save_npy, write_json
+
+    store = ModelStore(tmp_path / "cache" / "models")
+    store.save("k", _state(), {})
+    store.save_array("k", "logits-abc", np.zeros(3))
+    write_json(tmp_path / "cache" / "out" / "metrics.json", {"a": 1})
+    save_npy(tmp_path / "cache" / "data" / "x.npy", np.zeros(2))
+    folders = [p for p in (tmp_path / "cache").rglob("*") if p.is_dir()]
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert store.entry("k") in folders and len(files) == 6
+    assert {p.name: _mode(p) for p in folders} == {p.name: 0o777 & ~umask for p in folders}
+    assert {p.name: _mode(p) for p in files} == {p.name: 0o666 & ~umask for p in files}

@@ -19,7 +19,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results get the usual mode
+    os.chmod(tmp, file_mode())  # mkstemp creates 0600; results get the usual mode
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
@@ -31,7 +31,26 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def file_mode() -> int:
+    """The mode ``open`` gives a new file under the process's umask (``0o666 & ~umask``)."""
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder under the process's umask (``0o777 & ~umask``)."""
+    return 0o777 & ~_umask()
+
+
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (setting it, even
+    briefly, would race with files that other threads create)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -67,6 +86,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write text atomically."""
     with atomic_open(path, "w") as fh:
         fh.write(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes atomically."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

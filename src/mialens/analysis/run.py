@@ -154,7 +154,7 @@ def _pool_logits(setup: AuditSetup) -> np.ndarray:
 def _features(setup: AuditSetup, models: list[int]) -> list[np.ndarray]:
     """Penultimate-layer features of the chosen models on the pool."""
     device = setup.config.audit.device
-    targets = load_models(setup.plan, setup.store, device)
+    targets = load_models(setup.plan, setup.store, device, setup.config.executor)
     x = setup.dataset.x[setup.split.pool]
     out = []
     with torch.no_grad():

@@ -248,11 +248,31 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
     return [results[k] for k in group]
 
 
-def load_models(plan: TrainingPlan, store: ModelStore, device: str = "cpu") -> list[TorchTarget]:
-    """Every planned model as a queryable target (trained first if not in the store)."""
+def load_models(
+    plan: TrainingPlan,
+    store: ModelStore,
+    device: str = "cpu",
+    executor: ExecutorConfig | None = None,
+) -> list[TorchTarget]:
+    """Every planned model as a queryable target. A model missing from the store (or
+    damaged there) is trained in the groups :func:`models_logits` trains it in under the
+    same ``executor`` configuration, so that it gets the same weights."""
+    keys = {k: spec_key(plan.spec(k)) for k in range(len(plan.train_positions))}
+    states = {}
+    for k, key in keys.items():
+        entry = _load_cached(store, key)
+        if entry is not None:
+            states[k] = entry[0]
+    if len(states) < len(keys):
+        groups = model_groups(plan, executor or ExecutorConfig(), device)
+        batched = max(map(len, groups)) > 1
+        for group in groups:
+            if any(k not in states for k in group):
+                states.update(_load_or_train_many(plan, store, group, keys, device, batched)[0])
     targets = []
-    for k in range(len(plan.train_positions)):
-        model, _ = _load_or_train(plan, store, k, spec_key(plan.spec(k)), device)
+    for k in keys:
+        model = plan.build().to(device)
+        model.load_state_dict(states[k])
         targets.append(TorchTarget(model, plan.dataset.num_classes))
     return targets
 
@@ -361,10 +381,3 @@ def train_one(
         clip_noise=plan.clip_noise,
         on_epoch=None if on_epoch is None else lambda epoch, _model: on_epoch([k], epoch),
     )
-
-
-def _load_or_train(plan: TrainingPlan, store: ModelStore, k: int, key: str, device: str):
-    states, records = _load_or_train_many(plan, store, [k], {k: key}, device, False)
-    model = plan.build().to(device)
-    model.load_state_dict(states[k])
-    return model, records[k]

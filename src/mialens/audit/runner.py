@@ -213,7 +213,7 @@ def run_audit(
         )
         models = data = None
         if any(isinstance(a, QueryAttack) for a in attacks):
-            models = load_models(plan, store, settings.device)
+            models = load_models(plan, store, settings.device, config.executor)
             if output_defenses is not None:  # every answer goes through the defence
                 models = [
                     DefendedTarget(m, d) for m, d in zip(models, output_defenses, strict=True)
@@ -304,7 +304,7 @@ def _fit_output_defenses(
     on its training members, on the validation split (non-members) and on random inputs."""
     dataset, split, keep = setup.dataset, setup.split, setup.keep
     n_pool = len(split.pool)
-    models = load_models(setup.plan, setup.store, settings.device)
+    models = load_models(setup.plan, setup.store, settings.device, setup.config.executor)
     labels = dataset.y[split.pool]
     held_out = dataset.x[split.validation]
     noise = random_inputs(dataset.x[split.pool], 1000, int_seed(settings.seed, "random-inputs"))

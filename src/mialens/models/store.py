@@ -2,14 +2,23 @@
 
 An entry is a folder named by a hash of everything that determines the weights (the
 training data, architecture, recipe and seed). It holds ``model.safetensors``, a
-``manifest.json`` (the spec, the training record and the weights' sha256) and cached
-arrays such as logits on query sets. Entries are written to a temporary folder and
-renamed into place, so a killed run leaves either a complete entry or none.
+``manifest.json`` (the spec, the training record, the weights' sha256 and its own) and
+cached arrays such as logits on query sets, each ``<name>.npy`` with the sha256 of its
+bytes in ``<name>.npy.sha256``. Entries are written to a temporary folder and renamed
+into place, and arrays are written atomically, so a killed run leaves either a complete
+file or none.
+
+Everything is verified when read: an entry whose manifest or weights do not match their
+checksums is moved aside (``<key>.corrupt``) and its model retrained; a cached array that
+does not match its checksum is moved aside (``<name>.npy.corrupt``) and recomputed. Either
+is logged as a warning naming the entry and the file. Files and folders get the modes
+that the process's umask gives (a cache can be shared between users or nodes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -23,13 +32,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mialens.errors import CacheError
-from mialens.io import load_npy, save_npy, to_json
+from mialens.io import dir_mode, file_mode, to_json, write_bytes, write_text
 
 log = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
 _WEIGHTS = "model.safetensors"
 _MANIFEST = "manifest.json"
+_MANIFEST_SHA = "manifest_sha256"
+_CHECKSUM = ".sha256"
 
 
 def default_cache_dir() -> Path:
@@ -44,6 +55,12 @@ def spec_key(spec: dict[str, Any]) -> str:
     """The store key of a model spec: sha256 of its canonical JSON (first 32 hex digits)."""
     canonical = json.dumps({"format": STORE_FORMAT, **spec}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _manifest_sha256(manifest: dict[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON (without its own checksum field)."""
+    body = {k: v for k, v in json.loads(to_json(manifest)).items() if k != _MANIFEST_SHA}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -64,16 +81,29 @@ class ModelStore:
         return self.root / key
 
     def has(self, key: str) -> bool:
-        return (self.entry(key) / _MANIFEST).is_file()
+        """Whether ``key`` is stored with an intact manifest (weights are checked by
+        :meth:`load`); an entry whose manifest is damaged is moved aside."""
+        if not (self.entry(key) / _MANIFEST).is_file():
+            return False
+        try:
+            self.manifest(key)
+        except CacheError as exc:
+            log.warning("%s", exc)
+            self.discard(key)
+            return False
+        return True
 
     def save(self, key: str, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
         """Store weights and manifest atomically (an existing complete entry is kept)."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))
         try:
+            os.chmod(tmp, dir_mode())  # mkdtemp creates 0700
             weights = tmp / _WEIGHTS
             save_file({k: v.contiguous() for k, v in state_dict.items()}, str(weights))
+            os.chmod(weights, file_mode())  # safetensors creates 0600
             full = {**manifest, "key": key, "weights_sha256": _sha256(weights)}
+            full[_MANIFEST_SHA] = _manifest_sha256(full)
             (tmp / _MANIFEST).write_text(to_json(full), encoding="utf-8")
             try:
                 os.replace(tmp, self.entry(key))
@@ -86,22 +116,36 @@ class ModelStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def manifest(self, key: str) -> dict[str, Any]:
+        """The manifest of ``key``; :class:`CacheError` if unreadable or not the one written
+        (manifests written before checksums were recorded are accepted as they are)."""
         path = self.entry(key) / _MANIFEST
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CacheError(
-                f"model cache entry {self.entry(key)} has an unreadable manifest: {exc}"
+                f"model cache entry {key}: unreadable manifest {path} ({exc})"
             ) from exc
+        if not isinstance(manifest, dict):
+            raise CacheError(
+                f"model cache entry {key}: unreadable manifest {path} (a JSON "
+                f"{type(manifest).__name__}, not an object)"
+            )
+        recorded = manifest.get(_MANIFEST_SHA)
+        if recorded is not None and recorded != _manifest_sha256(manifest):
+            raise CacheError(
+                f"model cache entry {key}: manifest {path} does not match its checksum"
+            )
+        return manifest
 
     def load(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Weights and manifest of ``key``; :class:`CacheError` if the entry is corrupt."""
         manifest = self.manifest(key)
         weights = self.entry(key) / _WEIGHTS
-        if not weights.is_file() or _sha256(weights) != manifest.get("weights_sha256"):
+        if not weights.is_file():
+            raise CacheError(f"model cache entry {key}: {_WEIGHTS} is missing")
+        if _sha256(weights) != manifest.get("weights_sha256"):
             raise CacheError(
-                f"model cache entry {self.entry(key)} is corrupt (weights missing or their "
-                "sha256 differs from the manifest)"
+                f"model cache entry {key}: {_WEIGHTS} does not match the sha256 in its manifest"
             )
         return load_file(str(weights)), manifest
 
@@ -111,20 +155,56 @@ class ModelStore:
         if entry.exists():
             aside = entry.with_name(f"{key}.corrupt")
             shutil.rmtree(aside, ignore_errors=True)
-            os.replace(entry, aside)
-            log.warning("moved corrupt cache entry to %s; it will be rebuilt", aside)
+            try:
+                os.replace(entry, aside)
+            except FileNotFoundError:  # another process moved it first
+                return
+            log.warning(
+                "model cache entry %s moved aside to %s; its model is retrained and its "
+                "cached outputs recomputed",
+                key,
+                aside,
+            )
 
     def load_array(self, key: str, name: str) -> np.ndarray | None:
-        """A cached array of entry ``key``, or None if absent or unreadable."""
+        """A cached array of entry ``key``, or None if absent; one that does not match its
+        checksum, or cannot be read, is moved aside (and so recomputed by the caller)."""
         path = self.entry(key) / f"{name}.npy"
         if not path.is_file():
             return None
         try:
-            return load_npy(path)
+            recorded = path.with_name(path.name + _CHECKSUM).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return self._set_aside(key, path, "has no checksum (written by an older mialens?)")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != recorded:
+            return self._set_aside(key, path, "does not match its checksum")
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
-            log.warning("ignoring unreadable cached array %s (%s); recomputing", path, exc)
-            path.unlink(missing_ok=True)
-            return None
+            return self._set_aside(key, path, f"is unreadable ({exc})")
 
     def save_array(self, key: str, name: str, array: np.ndarray) -> None:
-        save_npy(self.entry(key) / f"{name}.npy", array)
+        """Cache ``array`` in entry ``key`` as ``name`` (never pickled), with its checksum."""
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        data = buf.getvalue()
+        path = self.entry(key) / f"{name}.npy"
+        # the checksum first: a killed write leaves a checksum without its array (so the
+        # array is recomputed), never an array that cannot be verified
+        write_text(path.with_name(path.name + _CHECKSUM), hashlib.sha256(data).hexdigest())
+        write_bytes(path, data)
+
+    def _set_aside(self, key: str, path: Path, problem: str) -> None:
+        aside = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:  # another process set it aside first
+            return
+        log.warning(
+            "model cache entry %s: cached array %s %s; moved it aside to %s, it is recomputed",
+            key,
+            path.name,
+            problem,
+            aside.name,
+        )

@@ -7,6 +7,9 @@ outputs become available, and attacks read chunks of samples across all models, 
 neither the logits nor the signals of all models need to fit in memory: 10^6 samples x
 64 models take 256 MB of disk per signal and a chunk's worth of memory.
 
+The design (``member.npy``, ``labels.npy``, ``population_labels.npy``) is written
+atomically with its sha256 in ``signals.json`` and verified when the store is opened.
+
 Signals are computed in float64 from the logits and stored as float32, the precision
 of the logits they derive from. Chunks are multiples of :data:`SAMPLE_BLOCK` samples;
 sums over all samples (e.g. LiRA's pooled variance) are taken block by block
@@ -15,6 +18,8 @@ sums over all samples (e.g. LiRA's pooled variance) are taken block by block
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mialens.errors import DataError
+from mialens.io import write_bytes, write_json
 from mialens.signals.statistics import compute_signal
 from mialens.validation import check_finite, check_labels, check_member_mask
 
@@ -58,6 +64,14 @@ def spec_filename(spec: SignalSpec) -> str:
     return "-".join([spec.name, *(f"{k}={float(v)!r}" for k, v in spec.params)])
 
 
+def _save_design(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` atomically as ``.npy``; returns the sha256 of the file."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    write_bytes(path, buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
 class SignalStore:
     """Per-model signals of ``M`` models on ``N`` samples (and ``Z`` population samples).
 
@@ -79,10 +93,31 @@ class SignalStore:
         self.specs = [SignalSpec(s["name"], tuple(map(tuple, s["params"]))) for s in meta["specs"]]
         self.num_models, self.num_samples = meta["num_models"], meta["num_samples"]
         self.num_queries, self.num_population = meta["num_queries"], meta["num_population"]
-        self.member = np.load(self.root / "member.npy")
-        self.labels = np.load(self.root / "labels.npy")
-        pop_labels = self.root / "population_labels.npy"
-        self.population_labels = np.load(pop_labels) if pop_labels.is_file() else None
+        checksums = meta.get("checksums", {})  # stores written before checksums: none
+        self.member = self._design("member.npy", checksums)
+        self.labels = self._design("labels.npy", checksums)
+        has_pop = (self.root / "population_labels.npy").is_file()
+        self.population_labels = (
+            self._design("population_labels.npy", checksums) if has_pop else None
+        )
+
+    def _design(self, name: str, checksums: dict[str, str]) -> np.ndarray:
+        """A design array, verified against the checksum recorded when it was written."""
+        path = self.root / name
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{self.root} is not a readable signal store: {exc}") from exc
+        recorded = checksums.get(name)
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+            raise DataError(
+                f"signal store {self.root}: {name} does not match the checksum recorded when "
+                "the store was created (the file was damaged or replaced); create the store again"
+            )
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"signal store {self.root}: {name} is unreadable ({exc})") from exc
 
     @classmethod
     def create(
@@ -103,13 +138,12 @@ class SignalStore:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         m, n = member.shape
-        z = 0
-        np.save(root / "member.npy", member)
-        np.save(root / "labels.npy", labels)
+        design = {"member.npy": member, "labels.npy": labels}
         if population_labels is not None:
             population_labels = check_labels(population_labels, name="population labels")
-            z = len(population_labels)
-            np.save(root / "population_labels.npy", population_labels)
+            design["population_labels.npy"] = population_labels
+        z = 0 if population_labels is None else len(population_labels)
+        checksums = {name: _save_design(root / name, arr) for name, arr in design.items()}
         for spec in specs:
             name = spec_filename(spec)
             np.lib.format.open_memmap(
@@ -126,8 +160,9 @@ class SignalStore:
             "num_queries": num_queries,
             "num_population": z,
             "specs": [{"name": s.name, "params": [list(p) for p in s.params]} for s in specs],
+            "checksums": checksums,
         }
-        (root / "signals.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_json(root / "signals.json", meta)  # last: a store without it is incomplete
         return cls(root)
 
     @property
