@@ -90,6 +90,10 @@ class Attack(ABC):
     uses_population: ClassVar[bool] = False
     uses_all_queries: ClassVar[bool] = False
     """True when the attack reads every augmented query; else only the first (unmodified)."""
+    discrete_scores: ClassVar[bool] = False
+    """True when the score takes few values by construction (a label's correctness, a
+    percentile among few references): large tie groups are expected, and the metrics'
+    tie guard flags the FPR levels they make unreachable."""
     Params: ClassVar[type[AttackParams]] = AttackParams
 
     def __init__(self, **params: Any) -> None:

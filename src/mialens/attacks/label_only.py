@@ -26,6 +26,7 @@ class GapAttack(QueryAttack):
     correctly. Its advantage equals the train-test accuracy gap."""
 
     name = "gap"
+    discrete_scores = True
     summary = "gap: a correctly classified sample is called a member (label-only, 1 query)"
     paper = "Yeom et al. 2018 (CSF), Sec. 3.3; Choquette-Choo et al. 2021 (ICML), Sec. 3"
     threat_model = "label"
@@ -116,6 +117,7 @@ class AugmentationAttack(QueryAttack):
     """
 
     name = "augmentation"
+    discrete_scores = True
     summary = (
         "augmentation: correctness under shifts (images) or noise/bit flips (tabular), "
         "thresholded or scored by a logistic regression on reference models (label-only)"

@@ -88,6 +88,7 @@ class AttackR(SignalAttack):
     """
 
     name = "attack_r"
+    discrete_scores = True
     summary = (
         "Ye et al. Attack-R: target loss vs. the sample's loss percentiles on OUT reference models"
     )

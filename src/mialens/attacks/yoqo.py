@@ -119,6 +119,7 @@ class YOQOAttack(QueryAttack):
     """YOQO (see the module docstring): one crafted label query per sample."""
 
     name = "yoqo"
+    discrete_scores = True
     summary = (
         "YOQO: one query per sample, crafted on IN/OUT reference models so that only a "
         "model that trained on it keeps the label (label-only)"
