@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +24,7 @@ from mialens.data.registry import load_dataset
 from mialens.defenses.apply import DefendedTarget, defend_logits, fit_per_model, random_inputs
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
+from mialens.folders import writable_folder
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
@@ -87,6 +87,10 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
     """Load the data and derive the split, keep mask, training plan and query views
     (with a sample-aware ``defense``, each model's training set adjusted by it)."""
     settings = config.audit
+    cache_dir = writable_folder(
+        settings.cache_dir or default_cache_dir(),
+        "audit.cache_dir" if settings.cache_dir else "the cache folder ($MIALENS_CACHE_DIR)",
+    )
     dataset = load_dataset(config.dataset)
     split = make_split(
         len(dataset),
@@ -117,7 +121,6 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
     )
     if defense is not None and defense.sample_aware is not None:
         plan, keep = _sample_aware_plan(plan, keep, split.pool, defense.sample_aware, settings.seed)
-    cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     return AuditSetup(
         config=config,
         dataset=dataset,
@@ -174,6 +177,8 @@ def run_audit(
     may adjust the training sets (sample-aware) and put an output defence in front of
     every model; its training overrides are already part of ``config``.
     """
+    if out_dir is not None:  # before any training
+        writable_folder(out_dir, "the output folder")
     settings = config.audit
     attacks = [build_attack(spec) for spec in settings.attacks]
     setup = prepare_audit(config, defense)
