@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mialens.analysis.canaries import canary_metrics, inject_canaries
 from mialens.attacks.base import QueryAttack, QueryData
 from mialens.attacks.registry import build_attack
+from mialens.audit.budget import check_design_cost
 from mialens.audit.config import AuditConfig, AuditSettings
 from mialens.audit.engine import ModelOutputs, accuracy, score_targets
 from mialens.audit.models import TrainingPlan, load_models, models_logits
@@ -102,15 +103,18 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
         need_validation=config.train.early_stopping is not None
         or config.train.adversarial_regularization is not None,
     )
-    canaries = None
-    if settings.canaries is not None:
-        dataset, canaries = inject_canaries(dataset, split.pool, settings.canaries, settings.seed)
-    k_models = settings.num_models
-    keep = keep_mask(k_models, len(split.pool), settings.seed)
     queries = settings.queries
     if queries is None:  # query the views the models were trained on
         augment = config.train.augment
         queries = QueryConfig(flip=augment.flip, shift=augment.shift) if augment else QueryConfig()
+    transforms = transforms_for(queries, dataset.modality)
+    check_design_cost(config, dataset, split, len(transforms))
+    canaries = None
+    if settings.canaries is not None:
+        injected, canaries = inject_canaries(dataset, split.pool, settings.canaries, settings.seed)
+        dataset = replace(injected, label_values=dataset.label_values)
+    k_models = settings.num_models
+    keep = keep_mask(k_models, len(split.pool), settings.seed)
     plan = TrainingPlan(
         dataset=dataset,
         model=config.model,
@@ -128,7 +132,7 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
         keep=keep,
         plan=plan,
         store=ModelStore(cache_dir / "models"),
-        transforms=transforms_for(queries, dataset.modality),
+        transforms=transforms,
         canaries=canaries,
     )
 
@@ -268,6 +272,7 @@ def run_audit(
             "queries_per_sample": len(setup.transforms),
             "seed": settings.seed,
             "cache_dir": str(store.root.parent),
+            **({"label_values": list(dataset.label_values)} if dataset.label_values else {}),
             **(_canary_design(settings, setup.canaries) if setup.canaries is not None else {}),
             **(
                 {
