@@ -20,7 +20,6 @@ from mialens.data.sources.idx import parse_idx
 from mialens.errors import ChecksumError, ConfigError, DataError, UnknownNameError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REAL_LOCATION = Path(__file__).resolve().parents[3] / "shared" / "data" / "dataset_location.tgz"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -512,10 +511,9 @@ def test_csv_errors(tmp_path: Path) -> None:
 # --- the real files, when this machine has them ------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_LOCATION.is_file(), reason="no ../shared/data/dataset_location.tgz")
-def test_real_location30(data_home: Path) -> None:
+def test_real_location30(data_home: Path, location30_archive: Path) -> None:
     data_home.mkdir()
-    (data_home / "dataset_location.tgz").symlink_to(REAL_LOCATION)
+    (data_home / "dataset_location.tgz").symlink_to(location30_archive)
     ds = load_dataset(DatasetConfig(name="location30", download=False))
     assert ds.x.shape == (5010, 446)
     assert ds.num_classes == 30
