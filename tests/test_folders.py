@@ -10,9 +10,10 @@ from mialens.folders import writable_folder
 CONFIG = {"dataset": {"name": "digits"}, "audit": {"num_models": 2, "attacks": ["loss"]}}
 
 
-def test_writable_folder_creates_missing_parents(tmp_path):
+def test_writable_folder_accepts_a_folder_to_be_created_and_creates_nothing(tmp_path):
     assert writable_folder(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
-    assert (tmp_path / "a" / "b").is_dir() and list((tmp_path / "a" / "b").iterdir()) == []
+    assert writable_folder(tmp_path, "--out") == tmp_path
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_writable_folder_refuses_a_file_and_a_path_under_a_file(tmp_path):

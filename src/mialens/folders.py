@@ -10,17 +10,17 @@ from mialens.errors import ConfigError
 
 
 def writable_folder(path: str | os.PathLike, what: str) -> Path:
-    """Create the folder ``path`` if needed and prove it writable by writing a temporary
-    file in it; ``what`` names it in the error (e.g. ``--out``). Returns the path."""
+    """Check that the folder ``path`` exists or can be created, and is writable, by writing
+    a temporary file into it (or into its nearest existing parent); ``what`` names it in
+    the error (e.g. ``--out``). Creates nothing. Returns the path."""
     folder = Path(path).expanduser()
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocker == folder:
+    existing = next(p for p in (folder, *folder.parents, Path.cwd()) if p.exists())
+    if existing == folder and not folder.is_dir():
         raise ConfigError(f"{what} {folder} is a file, not a folder; give a folder path")
-    if blocker is not None:
-        raise ConfigError(f"{what} {folder} cannot be created: {blocker} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {folder} cannot be created: {existing} is a file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise ConfigError(
