@@ -1,7 +1,10 @@
 """The command line: listings, the demo, audits with overrides and clean errors."""
 
 import json
+import tempfile
 
+import pytest
+import yaml
 from typer.testing import CliRunner
 
 from mialens.attacks import ATTACKS
@@ -94,3 +97,78 @@ def test_defend_command(tmp_path):
     config.write_text("dataset: {name: digits}\n")
     result = runner.invoke(app, ["defend", str(config), "--out", str(out)])
     assert result.exit_code == 2 and "no `defenses:` section" in result.output
+
+
+def test_demo_show_config_round_trips_into_an_audit(tmp_path):
+    from mialens.audit.config import load_config, validate_config
+    from mialens.cli import demo_config
+
+    result = runner.invoke(app, ["demo", "--show-config"], terminal_width=40)
+    assert result.exit_code == 0
+    shown = tmp_path / "demo.yaml"
+    shown.write_text(result.stdout, encoding="utf-8")
+    assert yaml.safe_load(result.stdout) == demo_config()
+    assert load_config(shown) == validate_config(demo_config())
+
+
+def _run_with_out(tmp_path, command: str, out) -> str:
+    config = tmp_path / "audit.yaml"
+    config.write_text(
+        "dataset: {name: digits}\naudit: {num_models: 4}\n"
+        "defenses: {evaluate: [{name: top1, output: {name: top_k, k: 1}}]}\n"
+    )
+    study = tmp_path / "study.yaml"
+    study.write_text("name: s\nbase: {dataset: {name: digits}}\nsettings: [{name: original}]\n")
+    args = {
+        "audit": ["audit", str(config)],
+        "demo": ["demo"],
+        "defend": ["defend", str(config)],
+        "study": ["study", str(study)],
+    }[command]
+    result = runner.invoke(app, [*args, "--out", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.mark.parametrize("command", ["audit", "demo", "defend", "study"])
+def test_out_that_is_a_file_fails_before_training(tmp_path, command):
+    out = tmp_path / "out.txt"
+    out.write_text("not a folder")
+    message = _run_with_out(tmp_path, command, out)
+    assert f"--out {out} is a file, not a folder" in message
+    message = _run_with_out(tmp_path, command, out / "run")
+    assert f"--out {out / 'run'} cannot be created: {out} is a file" in message
+
+
+def test_out_that_is_not_writable_fails_before_training(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    message = _run_with_out(tmp_path, "audit", tmp_path / "out")
+    assert f"--out {tmp_path / 'out'} is not writable (Permission denied)" in message
+
+
+def test_analyze_of_a_run_folder_that_is_not_writable(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    result = runner.invoke(app, ["analyze", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"RUN_DIR {tmp_path} is not writable (Permission denied)" in result.output
+
+
+def test_cache_dir_that_is_a_file_fails_before_training(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.write_text("")
+    monkeypatch.setenv("MIALENS_CACHE_DIR", str(cache))
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 2
+    assert f"the cache folder ($MIALENS_CACHE_DIR) {cache} is a file, not a folder" in result.output
+    result = runner.invoke(
+        app, ["demo", "--out", str(tmp_path / "o"), "-q", "--set", f"audit.cache_dir={cache}/m"]
+    )
+    assert result.exit_code == 2
+    assert f"audit.cache_dir {cache}/m cannot be created: {cache} is a file" in result.output

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
 import pytest
+import torch
 
+from mialens.analysis.study import load_study
 from mialens.attacks.registry import DEFAULT_ATTACKS
 from mialens.audit.config import AuditConfig, apply_overrides, load_config, validate_config
 from mialens.errors import ConfigError
@@ -135,6 +138,65 @@ def test_binary_file_is_a_config_error(tmp_path):
     path.write_bytes(b"\x80\x81\xfe\xff" * 8)  # not UTF-8
     with pytest.raises(ConfigError, match=str(path.name)):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        ("dataset: {name: digits}\naudit:\n  num_models: 4\n  seed: 1\n  num_models: 8\n",
+         "num_models", (3, 5)),
+        ("dataset: {name: digits}\ndataset: {name: location30}\n", "dataset", (1, 2)),
+        ("dataset: {name: digits, name: location30}\n", "name", (1, 1)),
+    ],
+)  # fmt: skip
+def test_duplicate_yaml_key_is_refused_with_key_and_lines(tmp_path, text, key, lines):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text, encoding="utf-8")
+    expected = f"key '{key}' is given twice in one mapping (line {lines[0]} and line {lines[1]})"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(path)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("common: &common {name: location30}\ndataset:\n  <<: *common\n  name: digits\n")
+    with pytest.raises(ConfigError, match="common: unknown key"):  # merged, not refused
+        load_config(path)
+
+
+def test_duplicate_key_in_a_study_file_is_refused(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: s\nbase: {dataset: {name: digits}}\nsettings: []\nname: t\n")
+    with pytest.raises(ConfigError, match=r"key .name. is given twice .*line 1 and line 4"):
+        load_study(path)
+
+
+def test_study_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"cannot read study .*study\.yaml: not UTF-8 text"):
+        load_study(path)
+
+
+@pytest.mark.parametrize("device", ["gpu0", "cuda0", "", "cpu:x"])
+def test_unknown_device_is_a_config_error(device):
+    message = _error(_with(audit={"device": device}))
+    assert f"audit.device: {device!r} is not a torch device" in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_cuda_says_to_use_the_cpu(device):
+    message = _error(_with(audit={"device": device}))
+    assert "which this machine does not have" in message
+    assert "--set audit.device=cpu" in message
+
+
+def test_cuda_index_beyond_the_devices_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert validate_config(_with(audit={"device": "cuda:1"})).audit.device == "cuda:1"
+    assert "this machine has 2 CUDA device(s)" in _error(_with(audit={"device": "cuda:2"}))
 
 
 @pytest.mark.parametrize(

@@ -128,10 +128,15 @@ def test_population_is_a_sorted_subset_of_test():
     assert np.all(np.diff(split.population) > 0)
 
 
-@pytest.mark.parametrize("size", [30, 31, 1000])
-def test_population_at_least_the_test_set_is_the_test_set(size):
-    split = make_split(100, seed=0, population_size=size)
+def test_population_of_the_test_set_size_is_the_test_set():
+    split = make_split(100, seed=0, population_size=30)
     np.testing.assert_array_equal(split.population, split.test)
+
+
+@pytest.mark.parametrize("size", [31, 1000])
+def test_population_larger_than_the_test_set_is_refused_not_clipped(size):
+    with pytest.raises(ConfigError, match=f"population_size is {size} but the test set .* has 30"):
+        make_split(100, seed=0, population_size=size)
 
 
 def test_make_split_is_deterministic_by_seed():
@@ -167,6 +172,15 @@ def test_split_is_shuffled():
 def test_sizes_exceeding_the_data_are_a_config_error(kwargs):
     with pytest.raises(ConfigError, match="the data set has 100 samples"):
         make_split(100, seed=0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(val_size=128), dict(pool_size=150), dict(pool_size=60, val_size=50)]
+)
+def test_size_errors_never_report_negative_counts(kwargs):
+    with pytest.raises(ConfigError, match="the data set has 100 samples") as info:
+        make_split(100, seed=0, **kwargs)
+    assert "-" not in str(info.value).replace("audit.", "")
 
 
 def test_validation_needed_but_zero_is_a_config_error():

@@ -32,9 +32,21 @@ def make_split(
     """Shuffle ``n`` positions with ``seed`` and cut the pool, validation and test sets.
 
     Defaults: pool 70% of the data; validation 20% of the rest when ``need_validation``
-    (else none); test everything left; population the whole test set.
+    (else none); test everything left; population the whole test set. Sizes that do not fit
+    (including a population larger than the test set) are a :class:`ConfigError`.
     """
     pool_n = pool_size if pool_size is not None else round(0.7 * n)
+    if n < 5:
+        raise ConfigError(
+            f"the data set has {n} samples, too few for an audit (it needs at least 5: a pool "
+            "of 4 and one test sample)"
+        )
+    if not 4 <= pool_n < n:
+        raise ConfigError(
+            f"the data set has {n} samples; a pool of {pool_n} does not fit (the pool needs at "
+            f"least 4 samples and the test set at least one): set audit.pool_size between 4 "
+            f"and {n - 1}"
+        )
     rest = n - pool_n
     val_n = val_size if val_size is not None else (max(1, rest // 5) if need_validation else 0)
     if need_validation and val_n == 0:
@@ -43,18 +55,23 @@ def make_split(
             "audit.val_size > 0"
         )
     test_n = test_size if test_size is not None else rest - val_n
-    if pool_n < 4 or test_n < 1 or pool_n + val_n + test_n > n:
-        test = f"{test_n} test samples" if test_size is not None else "at least 1 test sample"
+    if val_n + max(test_n, 1) > rest:
         raise ConfigError(
-            f"the data set has {n} samples, too few for a pool of {pool_n} (at least 4), "
-            f"{val_n} validation samples and {test}; lower audit.pool_size, audit.val_size or "
-            "audit.test_size"
+            f"the data set has {n} samples: a pool of {pool_n} leaves {rest}, too few for "
+            f"{val_n} validation and {max(test_n, 1)} test samples (the test set needs at "
+            "least one); lower audit.pool_size, audit.val_size or audit.test_size"
+        )
+    if population_size is not None and population_size > test_n:
+        raise ConfigError(
+            f"audit.population_size is {population_size} but the test set it is drawn from "
+            f"has {test_n} samples; lower audit.population_size (or leave it unset for the "
+            "whole test set)"
         )
     order = rng(seed, "split").permutation(n)
     pool = order[:pool_n]
     validation = order[pool_n : pool_n + val_n]
     test = order[pool_n + val_n : pool_n + val_n + test_n]
-    if population_size is None or population_size >= test_n:
+    if population_size is None or population_size == test_n:
         population = test
     else:
         population = np.sort(rng(seed, "population").choice(test, population_size, replace=False))

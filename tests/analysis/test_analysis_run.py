@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from mialens.analysis import epochs as epochs_module
@@ -202,7 +203,9 @@ settings:
 
 
 @pytest.mark.parametrize("name", ["location30", "fashion_mnist", "purchase100", "cifar10"])
-def test_example_studies_are_valid(name):
+def test_example_studies_are_valid(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on the GPU they ask for
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     study, configs = load_study(REPO / "examples" / f"beyond_overfitting_{name}.yaml")
     names = [s.name for s, _ in configs]
     assert names[0] == "original" and "dp_sgd" in names and "label_smoothing" in names

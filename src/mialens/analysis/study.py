@@ -27,14 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import stats
 
 from mialens.analysis.figures import study_png
 from mialens.analysis.outliers import MEMBERSHIP_DEPENDENT
 from mialens.analysis.run import ANALYSIS_DIR, json_safe
-from mialens.audit.config import AuditConfig, _format_errors, apply_overrides, validate_config
+from mialens.audit.config import (
+    AuditConfig,
+    _format_errors,
+    apply_overrides,
+    read_yaml,
+    validate_config,
+)
 from mialens.audit.results import AuditResult
 from mialens.errors import ConfigError, DataError
 from mialens.io import write_json, write_text
@@ -86,12 +91,7 @@ def load_study(
     ``overrides`` (``KEY=VALUE``) apply to every setting after its own; ``only`` keeps
     the named settings.
     """
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read study {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    raw = read_yaml(path, "study") or {}
     try:
         study = StudyConfig.model_validate(raw)
     except ValidationError as exc:

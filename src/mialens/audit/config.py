@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -88,6 +89,11 @@ class AuditSettings(BaseModel):
             )
         return k
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)
+
     @field_validator("fpr")
     @classmethod
     def _rates(cls, rates: list[float]) -> list[float]:
@@ -118,6 +124,37 @@ class AuditSettings(BaseModel):
                     "attacks also need it to train one)"
                 )
         return self
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch parses it and this machine has it, else a ValueError saying why."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{device!r} is not a torch device; use cpu, cuda, cuda:N or mps "
+            "(e.g. --set audit.device=cpu)"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"{device!r} asks for CUDA, which this machine does not have (torch "
+                f"{torch.__version__}); run on the CPU with --set audit.device=cpu"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"{device!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}; use one of them (or --set audit.device=cpu)"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"{device!r}: Apple MPS is not available on this machine; run on the CPU with "
+            "--set audit.device=cpu"
+        )
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{device!r}: mialens runs on cpu, cuda or mps")
+    return device
 
 
 class AuditConfig(BaseModel):
@@ -163,6 +200,59 @@ class AuditConfig(BaseModel):
         return self
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    """A mapping gives the same key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe YAML loader, refusing a key given twice in one mapping (PyYAML would keep
+    the last value silently; YAML 1.2 requires unique keys)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<` keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    raise _DuplicateKeyError(
+                        f"key {key!r} is given twice in one mapping (line {first_line[key]} "
+                        f"and line {line}); keep one of them"
+                    )
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text safely (no Python objects), refusing duplicate keys; ``source``
+    names the text in error messages."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+
+
+def read_yaml(path: str | os.PathLike, what: str) -> Any:
+    """The parsed YAML file ``path`` (a ``what``: configuration, study), with clear errors
+    for a missing, unreadable or non-UTF-8 file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read {what} {path}: not UTF-8 text (byte {exc.start} is "
+            f"{exc.object[exc.start : exc.start + 1]!r}); save it as UTF-8"
+        ) from None
+    return parse_yaml(text, str(path))
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``KEY=VALUE`` overrides on dotted paths; values are parsed as YAML."""
     for item in overrides:
@@ -171,10 +261,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(
                 f"override {item!r} must look like KEY=VALUE, e.g. audit.num_models=8"
             )
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from exc
+        value = parse_yaml(text, f"the value of override {item!r}") if text.strip() else None
         node = raw
         parts = key.strip().split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -199,7 +286,7 @@ def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
             valid = f"; valid keys here: {', '.join(known)}" if known else ""
             lines.append(f"  {path}: unknown key{hint}{valid}")
         else:
-            lines.append(f"  {path}: {err['msg']}")
+            lines.append(f"  {path}: {err['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
@@ -234,16 +321,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Au
     """Read a YAML file (or start empty), apply overrides and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"cannot read configuration {path}: not UTF-8 text") from exc
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raw = read_yaml(path, "configuration") or {}
         if not isinstance(raw, dict):  # checked before overrides are applied to it
             raise ConfigError(
                 f"{path}: an audit configuration is a mapping; got {type(raw).__name__}"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from mialens.analysis.canaries import canary_metrics, inject_canaries
 from mialens.attacks.base import QueryAttack, QueryData
 from mialens.attacks.registry import build_attack
+from mialens.audit.budget import check_design_cost
 from mialens.audit.config import AuditConfig, AuditSettings
 from mialens.audit.engine import ModelOutputs, accuracy, score_targets
 from mialens.audit.models import TrainingPlan, load_models, models_logits
@@ -23,6 +23,7 @@ from mialens.data.registry import load_dataset
 from mialens.defenses.apply import DefendedTarget, defend_logits, fit_per_model, random_inputs
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
+from mialens.folders import writable_folder
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.models.training import fixed_threads
 from mialens.seeding import int_seed
@@ -71,6 +72,10 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
     """Load the data and derive the split, keep mask, training plan and query views
     (with a sample-aware ``defense``, each model's training set adjusted by it)."""
     settings = config.audit
+    cache_dir = writable_folder(
+        settings.cache_dir or default_cache_dir(),
+        "audit.cache_dir" if settings.cache_dir else "the cache folder ($MIALENS_CACHE_DIR)",
+    )
     dataset = load_dataset(config.dataset)
     split = make_split(
         len(dataset),
@@ -82,15 +87,18 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
         need_validation=config.train.early_stopping is not None
         or config.train.adversarial_regularization is not None,
     )
-    canaries = None
-    if settings.canaries is not None:
-        dataset, canaries = inject_canaries(dataset, split.pool, settings.canaries, settings.seed)
-    k_models = settings.num_models
-    keep = keep_mask(k_models, len(split.pool), settings.seed)
     queries = settings.queries
     if queries is None:  # query the views the models were trained on
         augment = config.train.augment
         queries = QueryConfig(flip=augment.flip, shift=augment.shift) if augment else QueryConfig()
+    transforms = transforms_for(queries, dataset.modality)
+    check_design_cost(config, dataset, split, len(transforms))
+    canaries = None
+    if settings.canaries is not None:
+        injected, canaries = inject_canaries(dataset, split.pool, settings.canaries, settings.seed)
+        dataset = replace(injected, label_values=dataset.label_values)
+    k_models = settings.num_models
+    keep = keep_mask(k_models, len(split.pool), settings.seed)
     plan = TrainingPlan(
         dataset=dataset,
         model=config.model,
@@ -101,7 +109,6 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
     )
     if defense is not None and defense.sample_aware is not None:
         plan, keep = _sample_aware_plan(plan, keep, split.pool, defense.sample_aware, settings.seed)
-    cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     return AuditSetup(
         config=config,
         dataset=dataset,
@@ -109,7 +116,7 @@ def prepare_audit(config: AuditConfig, defense: DefenseSpec | None = None) -> Au
         keep=keep,
         plan=plan,
         store=ModelStore(cache_dir / "models"),
-        transforms=transforms_for(queries, dataset.modality),
+        transforms=transforms,
         canaries=canaries,
     )
 
@@ -162,6 +169,8 @@ def run_audit(
     log lines (see :mod:`mialens.audit.progress`); a callable receives
     ``(stage, done, total, note)`` instead.
     """
+    if out_dir is not None:  # before any training
+        writable_folder(out_dir, "the output folder")
     settings = config.audit
     attacks = [build_attack(spec) for spec in settings.attacks]
     setup = prepare_audit(config, defense)
@@ -251,6 +260,7 @@ def run_audit(
             "queries_per_sample": len(setup.transforms),
             "seed": settings.seed,
             "cache_dir": str(store.root.parent),
+            **({"label_values": list(dataset.label_values)} if dataset.label_values else {}),
             **(_canary_design(settings, setup.canaries) if setup.canaries is not None else {}),
             **(
                 {

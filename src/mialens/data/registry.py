@@ -24,10 +24,17 @@ class DatasetConfig(BaseModel):
         "or the folder holding it (skips the data directory and the download)",
     )
     label_column: str | int | None = Field(
-        default=None, description="csv: name or index of the label column (default: the last)"
+        default=None,
+        description="csv: name or index of the label column (default: the one column named "
+        "label, target or y)",
     )
     id_column: str | int | None = Field(
         default=None, description="csv: name or index of a sample-id column (default: row index)"
+    )
+    allow_many_classes: bool = Field(
+        default=False,
+        description="npz/csv: accept labels with more distinct values than half the samples "
+        "(refused by default: such a column is usually a feature or an id)",
     )
     download: bool = Field(
         default=True, description="allow downloading files missing from the data directory"

@@ -55,7 +55,8 @@ def _id_cells(ids: np.ndarray) -> list[str]:
 def samples_table(result: AuditResult) -> str:
     """The per-sample table as CSV text, one row per (sample, target).
 
-    Columns: ``sample_id``, ``label``, ``target`` (model index), ``member`` (0/1), then
+    Columns: ``sample_id``, ``label`` (the user's original label when the data set's
+    labels were remapped to classes 0..C-1), ``target`` (model index), ``member`` (0/1), then
     one column per attack holding that attack's score of the sample against the target
     (higher = more likely member). Scores keep full float64 precision; text ids are
     neutralised for spreadsheets (:func:`text_cell`).
@@ -66,6 +67,9 @@ def samples_table(result: AuditResult) -> str:
     writer.writerow(["sample_id", "label", "target", "member", *map(text_cell, names)])
     ids = _id_cells(np.asarray(result.sample_ids))
     labels = result.labels.tolist()
+    values = result.design.get("label_values")
+    if values is not None:
+        labels = [values[c] for c in labels]
     for row, target in enumerate(result.target_models):
         member = result.members[row].astype(int).tolist()
         cols = [[repr(float(v)) for v in result.scores[n][row]] for n in names]
@@ -137,11 +141,28 @@ def read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for name, col in zip(header, columns, strict=True):
         if name == "sample_id":
             out[name] = np.array([read_text_cell(v) for v in col], dtype=str)
-        elif name in ("label", "target", "member"):
+        elif name == "label":  # class indices, or the user's original labels
+            out[name] = _ints_or_strings(col)
+        elif name in ("target", "member"):
             out[name] = np.array(col, dtype=np.int64)
         else:
             out[name] = np.array(col, dtype=np.float64)
     return out
+
+
+def _ints_or_strings(col: tuple[str, ...]) -> np.ndarray:
+    try:
+        return np.array(col, dtype=np.int64)
+    except ValueError:
+        return np.array(col, dtype=str)
+
+
+def _class_indices(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
+    """The class index of each label of samples.csv (original labels mapped back)."""
+    if values is None:
+        return labels.astype(np.int64)
+    index = {v: c for c, v in enumerate(values)}
+    return np.array([index[str(v)] for v in labels.tolist()], dtype=np.int64)
 
 
 _METRIC_KEYS = ("auc", "advantage", "tpr_at_fpr", "tie_share", "bootstrap_replicates", "canaries")
@@ -179,7 +200,7 @@ def _result_from(doc: dict[str, Any], table: dict[str, np.ndarray], samples: Pat
     attacks = doc["attacks"]
     return AuditResult(
         sample_ids=ids,
-        labels=table["label"][rows[0]],
+        labels=_class_indices(table["label"][rows[0]], doc.get("design", {}).get("label_values")),
         members=np.stack([table["member"][r].astype(bool) for r in rows]),
         target_models=targets,
         scores={name: np.stack([table[name][r] for r in rows]) for name in attacks},

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mialens.data.dataset import Dataset
+from mialens.data.dataset import Dataset, encode_labels
 from mialens.data.registry import DatasetConfig, register_dataset
 from mialens.errors import ConfigError, DataError
+
+_LABEL_NAMES = ("label", "target", "y")
 
 
 def _column(header: list[str], column: str | int, what: str, path: Path) -> int:
@@ -33,6 +35,10 @@ def _read(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             rows = [(reader.line_num, row) for row in reader if row]
     except FileNotFoundError as exc:
         raise DataError(f"csv file {path} does not exist.") from exc
+    except IsADirectoryError:
+        raise DataError(f"csv path {path} is a folder, not a file.") from None
+    except OSError as exc:
+        raise DataError(f"cannot read csv file {path}: {exc.strerror}.") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path} is not a readable UTF-8 CSV file ({exc}).") from exc
     if len(rows) < 2:
@@ -47,27 +53,35 @@ def _read(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, rows[1:]
 
 
-def _encode_labels(values: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map sorted unique labels (numerically if all are integers) to 0..C-1."""
-    keys: list[int] | list[str] = [int(v) for v in values] if _all_int(values) else values
-    classes = sorted(set(keys))
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index[k] for k in keys], dtype=np.int64), tuple(str(c) for c in classes)
+def _label_column(header: list[str], config: DatasetConfig, path: Path) -> int:
+    """The label column: ``label_column``, else the one column named label, target or y."""
+    if config.label_column is not None:
+        return _column(header, config.label_column, "label_column", path)
+    named = [i for i, name in enumerate(header) if name.lower() in _LABEL_NAMES]
+    if len(named) == 1:
+        return named[0]
+    which = "several columns are" if named else "no column is"
+    raise ConfigError(
+        f"{path}: which column is the label? {which} named label, target or y; set "
+        f"dataset.label_column (e.g. --set dataset.label_column={header[-1]}); its columns "
+        f"are: {', '.join(header)}."
+    )
 
 
 @register_dataset("csv", "your table from a CSV file with a header row, given as `path`", "tabular")
 def load_csv(config: DatasetConfig) -> Dataset:
-    """Features are every column but the label (``label_column``, default last) and id columns.
+    """Features are every column but the label and id columns. The label column is
+    ``label_column``, else the one column named ``label``, ``target`` or ``y``.
 
     Labels may be strings or integers; sorted unique labels become classes 0..C-1 and keep
-    their original text as class names. Ids come from ``id_column`` or the row index.
+    their original text as class names and label values (see
+    :func:`~mialens.data.dataset.encode_labels`). Ids come from ``id_column`` or the row index.
     """
     if config.path is None:
         raise ConfigError("the csv data set needs `path`: the CSV file to load.")
     path = config.path.expanduser()
     header, rows = _read(path)
-    label_column = -1 if config.label_column is None else config.label_column
-    label = _column(header, label_column, "label_column", path)
+    label = _label_column(header, config, path)
     id_col = None
     if config.id_column is not None:
         id_col = _column(header, config.id_column, "id_column", path)
@@ -86,7 +100,13 @@ def load_csv(config: DatasetConfig) -> Dataset:
                 f"{path}: line {line}, column {header[bad]!r} holds {row[bad]!r}, which is not "
                 "a number. Every column except the label and id columns must be numeric."
             ) from None
-    y, class_names = _encode_labels([row[label].strip() for _, row in rows])
+    raw = [row[label].strip() for _, row in rows]
+    y, label_values = encode_labels(
+        np.array([int(v) for v in raw] if _all_int(raw) else raw),
+        f"{path}: label column {header[label]!r}",
+        config.allow_many_classes,
+    )
+    class_names = label_values or tuple(str(c) for c in range(int(y.max()) + 1))
     ids: np.ndarray = np.arange(len(rows))
     if id_col is not None:
         raw_ids = [row[id_col].strip() for _, row in rows]
@@ -99,6 +119,7 @@ def load_csv(config: DatasetConfig) -> Dataset:
         num_classes=len(class_names),
         modality="tabular",
         class_names=class_names,
+        label_values=label_values,
     )
 
 

@@ -1,0 +1,70 @@
+"""The cost of an audit design, estimated before training (mialens.audit.budget)."""
+
+import logging
+
+import pytest
+import torch
+
+from mialens.audit import budget
+from mialens.audit.budget import DesignSize, check_memory, forward_flops, training_seconds
+from mialens.audit.config import validate_config
+from mialens.audit.runner import prepare_audit
+from mialens.errors import ConfigError
+
+SIZE = DesignSize(num_models=4, pool=10, queried=15, queries=2, classes=3, attacks=5)
+
+
+def test_memory_parts_by_hand():
+    assert SIZE.memory_parts() == {
+        "logits": 2 * 4 * 15 * 2 * 3 * 4,  # 2880
+        "attacks": 5 * 4 * 10 * 3 * 8,  # 4800
+        "design": 4 * 10 * 5,  # 200
+    }
+
+
+def test_check_memory_refuses_with_the_numbers():
+    check_memory(SIZE, available=7880)  # exactly fits
+    with pytest.raises(ConfigError) as info:
+        check_memory(SIZE, available=7879)
+    message = str(info.value)
+    assert "needs about 0.00 GB of memory but this machine has 0.00 GB available" in message
+    assert "logits of 4 models x 15 query samples x 2 queries x 3 classes" in message
+    assert "lower audit.num_models" in message
+
+
+def test_forward_flops_of_an_mlp_by_hand():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    assert forward_flops(model, (6,)) == 2 * (6 * 4 + 4 * 3)
+
+
+def test_training_seconds_by_hand():
+    # 8 models x 5 epochs x 100/2 samples x 3 x 1e6 FLOPs at 1e10 FLOP/s, + 0.05 s per model
+    assert training_seconds(8, 5, 100, 10**6, "cpu") == pytest.approx(0.6 + 0.4)
+    assert training_seconds(8, 5, 100, 10**6, "cuda") == pytest.approx(0.006 + 0.4)
+
+
+def test_long_training_is_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="mialens.audit.budget"):
+        budget.warn_long_training(3600.0, 16, "cpu")
+        assert not caplog.records
+        budget.warn_long_training(7200.0, 16, "cpu")
+    assert "training the 16 models is estimated at 2.0 hours on cpu" in caplog.text
+
+
+def test_a_million_models_are_refused_before_anything_is_built(monkeypatch):
+    monkeypatch.setattr(budget, "available_memory", lambda: 8 * 10**9)
+    raw = {"dataset": {"name": "digits"}, "audit": {"num_models": 10**6, "pool_size": 100}}
+    with pytest.raises(ConfigError, match=r"this audit needs about 160\.26 GB .* has 8\.00 GB"):
+        prepare_audit(validate_config(raw))
+
+
+def test_a_long_design_warns_before_training(monkeypatch, caplog):
+    raw = {
+        "dataset": {"name": "digits"},
+        "audit": {"num_models": 4, "pool_size": 100},
+        "train": {"epochs": 10**7},
+    }
+    with caplog.at_level(logging.WARNING, logger="mialens.audit.budget"):
+        setup = prepare_audit(validate_config(raw))
+    assert setup.keep.shape == (4, 100)
+    assert "training the 4 models is estimated at" in caplog.text
