@@ -14,7 +14,6 @@ import copy
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,6 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "defense"
 
 
 def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
@@ -238,7 +233,7 @@ def evaluate_defenses(
     out = Path(out_dir)
     entries: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        run_dir = out / "defenses" / _slug(spec.name)
+        run_dir = out / "defenses" / spec.folder
         defended = defended_config(config, spec)
         result = completed_audit(run_dir, defended, spec)
         if result is None:
