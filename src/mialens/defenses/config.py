@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mialens.defenses.monitor_evaluation import MonitorEvaluation
-from mialens.errors import ConfigError
 from mialens.defenses.output import build_output_defense
+from mialens.errors import ConfigError
 
 
 class SampleAwareConfig(BaseModel):
@@ -109,10 +109,10 @@ class DefenseSettings(BaseModel):
             if key in seen:
                 if seen[key] == spec.name:
                     raise ConfigError(
-                        f"defences: two defences are named {spec.name!r}; give each its own name"
+                        f"two defences are named {spec.name!r}; give each its own name"
                     )
                 raise ConfigError(
-                    f"defences: {seen[key]!r} and {spec.name!r} would share the run folder "
+                    f"{seen[key]!r} and {spec.name!r} would share the run folder "
                     f"{spec.folder!r} (names differing only in case); rename one"
                 )
             seen[key] = spec.name
