@@ -234,3 +234,55 @@ def test_sample_aware_clipping_reaches_every_models_training():
     result = run_audit(config(), defense=spec)
     assert np.isfinite(result.scores["loss"]).all()
     assert all(r["ensemble"] == 1 for r in result.training)  # trained one by one
+
+
+def test_defences_audited_with_fewer_attacks_are_marked_with_the_restricted_baseline():
+    from mialens.defenses.evaluate import mark_comparable
+
+    def entry(tprs):
+        return {
+            "attacks": {
+                n: {"tpr_at_fpr": {"0.01": v}, "tpr_interval": {"0.01": [v / 2, 2 * v]}}
+                for n, v in tprs.items()
+            },
+            "tpr_at_fpr": {"0.01": {"value": max(tprs.values())}},
+        }
+
+    entries = {
+        "undefended": entry({"loss": 0.10, "lira_offline": 0.15, "lira_online": 0.40}),
+        "rm": entry({"loss": 0.04, "lira_offline": 0.05}),
+        "top_1": entry({"loss": 0.30, "lira_offline": 0.1, "lira_online": 0.3, "gap": 0.2}),
+    }
+    mark_comparable(entries)
+    assert entries["top_1"]["comparable"] and entries["undefended"]["comparable"]
+    assert entries["top_1"]["undefended_same_attacks"] is None
+    rm = entries["rm"]
+    assert not rm["comparable"] and rm["missing_attacks"] == ["lira_online"]
+    # the undefended model's strongest among the attacks both ran: offline LiRA, not 0.40
+    assert rm["undefended_same_attacks"]["0.01"] == {
+        "value": 0.15, "attack": "lira_offline", "ci_low": 0.075, "ci_high": 0.3,
+    }  # fmt: skip
+
+
+def test_defences_page_separates_incomparable_defences_and_links_every_audit(tmp_path):
+    from mialens.defenses.report import comparable_groups
+
+    cfg = config(
+        audit={**config().audit.model_dump(), "attacks": ["loss", "lira_online"]},
+        defenses={
+            "evaluate": [
+                {"name": "rm", "sample_aware": {"action": "remove", "fraction": 0.1}},
+                {"name": "top 1", "output": {"name": "top_k", "k": 1}},
+            ]
+        },
+    )
+    report = evaluate_defenses(cfg, tmp_path)
+    entries = report["defenses"]
+    assert not entries["rm"]["comparable"] and entries["rm"]["missing_attacks"] == ["lira_online"]
+    assert entries["top 1"]["comparable"] and entries["undefended"]["comparable"]
+    assert comparable_groups(report) == [((), ["undefended", "top 1"]), (("lira_online",), ["rm"])]
+    html = (tmp_path / "defenses.html").read_text()
+    for entry in entries.values():
+        assert (tmp_path / entry["report"]).is_file()  # relative to the page
+        assert f'href="{entry["report"]}"' in html
+    assert "without lira_online" in html and "undefended: " in html

@@ -67,20 +67,29 @@ def fit_per_model(
 
 def defend_logits(defenses: list[OutputDefense], logits: np.ndarray) -> tuple[np.ndarray, float]:
     """Released outputs of every model, ``logits (K, n, Q, C)`` in and out, and the
-    defence's mean time per answer in seconds (its inference overhead)."""
+    defence's mean time per answer in seconds (its inference overhead).
+
+    Each model's ``n * Q`` answers are one batch, query by query (the order in which a
+    randomised defence draws its noise)."""
+    k_models, n, q, c = logits.shape
     out = np.empty_like(logits)
     start = time.perf_counter()
     for k, defense in enumerate(defenses):
-        for q in range(logits.shape[2]):
-            out[k, :, q] = defense.apply(logits[k, :, q])
-    per_answer = (time.perf_counter() - start) / max(
-        logits.shape[0] * logits.shape[1] * logits.shape[2], 1
-    )
+        batch = defense.apply(logits[k].transpose(1, 0, 2).reshape(q * n, c))
+        out[k] = batch.reshape(q, n, c).transpose(1, 0, 2)
+    per_answer = (time.perf_counter() - start) / max(k_models * n * q, 1)
     return out, per_answer
 
 
 class DefendedTarget(Target):
-    """A model answering through its output defence (for attacks that query it)."""
+    """A model answering through its output defence (for attacks that query it).
+
+    Every query batch goes through the defence at once. A label query to a
+    label-preserving defence (whose released arg-max is the model's, see
+    :meth:`OutputDefense.apply`) is answered by the model's own label: the same answer
+    without the defence's work, which for MemGuard is an optimisation per answer. Such
+    queries draw no noise from a randomised defence's stream.
+    """
 
     def __init__(self, inner: Target, defense: OutputDefense) -> None:
         super().__init__(inner.num_classes)
@@ -88,3 +97,10 @@ class DefendedTarget(Target):
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         return self.defense.apply(self.inner.logits(x))
+
+    def labels(self, x: np.ndarray) -> np.ndarray:
+        if not self.defense.label_preserving:
+            return super().labels(x)
+        out = self.inner.labels(x)
+        self.queries += len(x)
+        return out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mialens.defenses.monitor_evaluation import MonitorEvaluation
 from mialens.defenses.output import build_output_defense
+from mialens.errors import ConfigError
 
 
 class SampleAwareConfig(BaseModel):
@@ -43,7 +46,9 @@ class DefenseSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="label of this defence in defenses.json and the report")
+    name: str = Field(
+        min_length=1, description="label of this defence in defenses.json and the report"
+    )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train:`")
     audit: dict[str, Any] = Field(default_factory=dict, description="overrides of `audit:`")
     output: str | dict[str, Any] | None = Field(default=None, description="an output defence")
@@ -54,6 +59,29 @@ class DefenseSpec(BaseModel):
         if self.output is not None:
             build_output_defense(self.output)  # raises a ConfigError naming the problem
         return self
+
+    @property
+    def folder(self) -> str:
+        """The name of this defence's run folder, see :func:`defense_folder`."""
+        return defense_folder(self.name)
+
+
+_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_HASHED = re.compile(r".*-[0-9a-f]{10}")
+
+
+def defense_folder(name: str) -> str:
+    """A safe folder name for the defence ``name``, one-to-one with the name.
+
+    A name made of letters, digits, ``_``, ``.`` and ``-`` that does not start with a dot
+    is its own folder; any other name (``..``, ``wd a``, ``a/b``) becomes a restricted
+    slug plus the first 10 hex digits of the SHA-256 of the exact name, which never
+    equals a kept name (kept names ending in ``-`` and 10 hex digits are hashed too).
+    """
+    if _SAFE.fullmatch(name) and not _HASHED.fullmatch(name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")[:48] or "defense"
+    return f"{slug}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
 class DefenseSettings(BaseModel):
@@ -70,3 +98,22 @@ class DefenseSettings(BaseModel):
     monitor: MonitorEvaluation | None = Field(
         default=None, description="evaluate the query monitor in front of the undefended target"
     )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DefenseSettings:
+        """Every defence has its own name and run folder (case-insensitively, for file
+        systems that ignore case)."""
+        seen: dict[str, str] = {}
+        for spec in self.evaluate:
+            key = spec.folder.lower()
+            if key in seen:
+                if seen[key] == spec.name:
+                    raise ConfigError(
+                        f"two defences are named {spec.name!r}; give each its own name"
+                    )
+                raise ConfigError(
+                    f"{seen[key]!r} and {spec.name!r} would share the run folder "
+                    f"{spec.folder!r} (names differing only in case); rename one"
+                )
+            seen[key] = spec.name
+        return self

@@ -14,7 +14,6 @@ import copy
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from mialens.defenses.dp_audit import strongest_epsilon
 from mialens.errors import ConfigError, DataError
 from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
-from mialens.report.files import METRICS_FILE, load_result
+from mialens.report.files import METRICS_FILE, REPORT_FILE, load_result
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,6 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "defense"
 
 
 def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
@@ -120,6 +115,7 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         attacks[name] = {
             "auc": m["auc"]["mean"],
             "tpr_at_fpr": {k: v["mean"] for k, v in m["tpr_at_fpr"].items()},
+            "tpr_interval": {k: [v["ci_low"], v["ci_high"]] for k, v in m["tpr_at_fpr"].items()},
             "threat_model": result.attacks[name]["threat_model"],
         }
     strongest_auc = max(result.metrics, key=lambda n: result.metrics[n]["auc"]["mean"])
@@ -165,6 +161,7 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         # other load: overheads are comparable only between freshly trained defences
         "models_reused": int(sum(bool(r.get("cached")) for r in result.training)),
         "inference_seconds_per_answer": result.design.get("defense_seconds_per_answer", 0.0),
+        "report": f"defenses/{spec.folder}/{REPORT_FILE}",
     }
 
 
@@ -218,6 +215,38 @@ def compare_sample_aware(entries: dict[str, dict[str, Any]], level: str) -> list
     return rows
 
 
+def mark_comparable(entries: dict[str, dict[str, Any]]) -> None:
+    """Flag, in place, the defences whose audit left out attacks of the undefended one.
+
+    The strongest attack of a defence audited with fewer attacks (a removal skips the
+    online attacks) is not comparable with the undefended model's strongest attack: its
+    privacy would look better only because the strongest attacks never ran. Such an
+    entry gets ``comparable: false``, the ``missing_attacks`` and
+    ``undefended_same_attacks``: per FPR level, the undefended model's strongest TPR
+    (with its interval and attack) among the attacks both audits ran.
+    """
+    base = entries.get("undefended")
+    for entry in entries.values():
+        missing = [] if base is None else [a for a in base["attacks"] if a not in entry["attacks"]]
+        entry["comparable"] = not missing
+        entry["missing_attacks"] = missing
+        shared = [] if base is None else [a for a in entry["attacks"] if a in base["attacks"]]
+        if not missing or not shared:
+            entry["undefended_same_attacks"] = None
+            continue
+        restricted = {}
+        for level in entry["tpr_at_fpr"]:
+            best = max(shared, key=lambda n, lv=level: base["attacks"][n]["tpr_at_fpr"][lv])
+            low, high = base["attacks"][best]["tpr_interval"][level]
+            restricted[level] = {
+                "value": base["attacks"][best]["tpr_at_fpr"][level],
+                "attack": best,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        entry["undefended_same_attacks"] = restricted
+
+
 def _strongest_tpr(entry: dict[str, Any], level: str, attacks: dict[str, Any]) -> float:
     """The highest TPR at ``level`` that the named ``attacks`` reach on ``entry``."""
     return max(entry["attacks"][n]["tpr_at_fpr"][level] for n in attacks if n in entry["attacks"])
@@ -238,7 +267,7 @@ def evaluate_defenses(
     out = Path(out_dir)
     entries: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        run_dir = out / "defenses" / _slug(spec.name)
+        run_dir = out / "defenses" / spec.folder
         defended = defended_config(config, spec)
         result = completed_audit(run_dir, defended, spec)
         if result is None:
@@ -247,6 +276,7 @@ def evaluate_defenses(
         else:
             log.info("defence %r: reusing its finished audit in %s", spec.name, run_dir)
         entries[spec.name] = summarize_defense(result, spec)
+    mark_comparable(entries)
     base_seconds = entries.get("undefended", {}).get("training_seconds")
     for entry in entries.values():
         entry["training_overhead"] = (
@@ -297,10 +327,11 @@ def monitor_report(config: AuditConfig) -> dict[str, Any]:
 
 
 def privacy_utility_points(report: dict[str, Any]) -> list[tuple[str, float, float]]:
-    """``(name, test accuracy, TPR at the report's FPR level)`` of every defence."""
+    """``(name, test accuracy, TPR at the report's FPR level)`` of every defence audited
+    with all the undefended model's attacks (the others are not comparable)."""
     level = report["privacy_level"]
     return [
         (name, e["test_acc"], e["tpr_at_fpr"][level]["value"])
         for name, e in report["defenses"].items()
-        if np.isfinite(e["test_acc"])
+        if np.isfinite(e["test_acc"]) and e.get("comparable", True)
     ]

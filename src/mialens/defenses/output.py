@@ -73,11 +73,18 @@ class OutputDefense(ABC):
         return self
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        """The released output, as logits, for every row of ``logits (n, C)``."""
+        """The released output, as logits, for every row of ``logits (n, C)``; a
+        label-preserving defence breaks the float32 ties it creates towards the model's
+        label, so that its released arg-max always is the model's."""
         z = np.asarray(logits, dtype=np.float64)
         if z.ndim != 2:
             raise DataError(f"an output defence takes logits of shape (n, C); got {z.shape}")
-        return self._apply(z).astype(np.float32)
+        out = self._apply(z).astype(np.float32)
+        if self.label_preserving:
+            label = z.argmax(axis=1)
+            tied = np.flatnonzero(out.argmax(axis=1) != label)
+            out[tied, label[tied]] = np.nextafter(out[tied].max(axis=1), np.float32(np.inf))
+        return out
 
     @abstractmethod
     def _apply(self, z: np.ndarray) -> np.ndarray: ...
@@ -359,9 +366,13 @@ class MemGuard(OutputDefense):
 
     Phase I follows the paper's formulation in logit space: with ``s' = softmax(z')``,
     minimise ``|g(s') - 0.5| + c2 * ReLU(max_{j != l} z'_j - z'_l) + c3 * ||s' - s||_1``
-    by ``steps`` Adam steps from ``z' = z`` (all queries at once); a result that changes
-    the label is discarded (no noise). ``g`` is a small MLP on the sorted probability
-    vector, trained by the defender on its training members versus non-members it holds.
+    by ``steps`` Adam steps (Kingma & Ba 2015, Algorithm 1, torch's defaults with
+    ``lr = 0.1``) from ``z' = z``; a result that changes the label is discarded (no
+    noise). ``g`` is a small MLP on the sorted probability vector, trained by the
+    defender on its training members versus non-members it holds. The gradient is
+    written out (:func:`_memguard_gradient`) and every step runs on the whole query batch
+    in float64; each row's optimisation depends on that row only, so a batch releases
+    what its rows would release one by one.
     """
 
     name = "memguard"
@@ -390,39 +401,77 @@ class MemGuard(OutputDefense):
         gen = torch.Generator().manual_seed(self.params.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.params.seed)
-            self.classifier_ = _train_classifier(feats, target, gen)
+            net = _train_classifier(feats, target, gen)
+        hidden, out = net[0], net[2]
+        w1, b1, w2 = (t.detach().double().numpy() for t in (hidden.weight, hidden.bias, out.weight))
+        self.classifier_ = (w1, b1, w2[0], float(out.bias[0]))
         self._rng = np.random.default_rng(self.params.seed)
         return self
+
+    def membership(self, logits: np.ndarray) -> np.ndarray:
+        """The defender's classifier's membership probability ``g`` of every row."""
+        w1, b1, w2, b2 = self.classifier_
+        return expit(np.maximum(_sorted_probs(logits) @ w1.T + b1, 0.0) @ w2 + b2)
 
     def _apply(self, z: np.ndarray) -> np.ndarray:
         if not hasattr(self, "classifier_"):
             raise RuntimeError("fit memguard on the model's member and non-member outputs first")
         p = self.params
-        zt = torch.as_tensor(z, dtype=torch.float32)
-        label = zt.argmax(dim=1)
-        s = torch.softmax(zt, dim=1)
-        noisy = zt.clone().requires_grad_(True)
-        opt = torch.optim.Adam([noisy], lr=0.1)
-        others = torch.ones_like(zt, dtype=torch.bool)
-        others[torch.arange(len(zt)), label] = False
-        for _ in range(p.steps):
-            sp = torch.softmax(noisy, dim=1)
-            g = self.classifier_(torch.sort(sp, dim=1, descending=True).values).squeeze(1)
-            margin = torch.where(others, noisy, torch.full_like(noisy, -1e9)).max(dim=1).values
-            keep = torch.relu(margin - noisy[torch.arange(len(zt)), label] + 1e-3)
-            loss = (g - 0.5).abs() + p.c2 * keep + p.c3 * (sp - s).abs().sum(dim=1)
-            opt.zero_grad()
-            loss.sum().backward()
-            opt.step()
-        with torch.no_grad():
-            sp = torch.softmax(noisy, dim=1)
-            valid = sp.argmax(dim=1) == label
-            r = torch.where(valid[:, None], sp - s, torch.zeros_like(s))
-            dist = r.abs().sum(dim=1).numpy().astype(np.float64)
+        label = z.argmax(axis=1)
+        s = softmax(z, axis=1)
+        noisy = z.copy()
+        m1, m2 = np.zeros_like(z), np.zeros_like(z)
+        beta1, beta2, lr, eps = 0.9, 0.999, 0.1, 1e-8
+        for t in range(1, p.steps + 1):
+            grad = _memguard_gradient(noisy, s, label, self.classifier_, p.c2, p.c3)
+            m1 = beta1 * m1 + (1 - beta1) * grad
+            m2 = beta2 * m2 + (1 - beta2) * grad * grad
+            denom = np.sqrt(m2) / np.sqrt(1 - beta2**t) + eps
+            noisy = noisy - (lr / (1 - beta1**t)) * m1 / denom
+        sp = _softmax_rows(noisy)
+        valid = sp.argmax(axis=1) == label
+        r = np.where(valid[:, None], sp - s, 0.0)
+        dist = np.abs(r).sum(axis=1)
         keep_prob = np.where(dist > 0, np.minimum(1.0, p.epsilon / np.maximum(dist, 1e-12)), 0.0)
         add = self._rng.random(len(z)) < keep_prob
-        out = s.numpy().astype(np.float64) + add[:, None] * r.numpy().astype(np.float64)
-        return released(out)
+        return released(s + add[:, None] * r)
+
+
+def _memguard_gradient(
+    noisy: np.ndarray,
+    s: np.ndarray,
+    label: np.ndarray,
+    classifier: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+    c2: float,
+    c3: float,
+) -> np.ndarray:
+    """Gradient of MemGuard's Phase I loss (see :class:`MemGuard`) with respect to the
+    noisy logits, row by row, for ``g(q) = sigmoid(w2 . relu(W1 q + b1) + b2)`` on the
+    sorted probabilities ``q``: subgradient 0 at the kinks of ``|.|`` and ReLU, and the
+    margin's gradient on its first arg-max, as torch's autograd takes them."""
+    rows = np.arange(len(noisy))[:, None]
+    w1, b1, w2, b2 = classifier
+    sp = _softmax_rows(noisy)
+    order = np.argsort(-sp, axis=1)
+    pre = sp[rows, order] @ w1.T + b1
+    g = expit(np.maximum(pre, 0.0) @ w2 + b2)
+    d_out = np.sign(g - 0.5) * g * (1 - g)
+    d_sp = c3 * np.sign(sp - s)
+    d_sp[rows, order] += ((d_out[:, None] * w2) * (pre > 0)) @ w1
+    grad = sp * (d_sp - (d_sp * sp).sum(axis=1, keepdims=True))
+    rows = rows[:, 0]
+    others = noisy.copy()
+    others[rows, label] = -np.inf
+    rival = others.argmax(axis=1)
+    active = others[rows, rival] - noisy[rows, label] + 1e-3 > 0
+    grad[rows, rival] += c2 * active
+    grad[rows, label] -= c2 * active
+    return grad
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _sorted_probs(logits: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -12,22 +13,52 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def privacy_utility_png(report: dict[str, Any]) -> bytes:
-    """Test accuracy against the strongest attack's TPR at the report's FPR level."""
-    level = report["privacy_level"]
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
+def comparable_groups(report: dict[str, Any]) -> list[tuple[tuple[str, ...], list[str]]]:
+    """The defences grouped by the undefended model's attacks their audit left out: the
+    group ``()`` ran every attack; each other group gets its own panel, against the
+    undefended model restricted to the same attacks."""
+    groups: dict[tuple[str, ...], list[str]] = {}
     for name, e in report["defenses"].items():
-        t = e["tpr_at_fpr"][level]
-        err = np.array([[max(t["value"] - t["ci_low"], 0)], [max(t["ci_high"] - t["value"], 0)]])
-        ax.errorbar(e["test_acc"], t["value"], yerr=err, fmt="o", capsize=3)
-        ax.annotate(
-            name, (e["test_acc"], t["value"]), fontsize=8, xytext=(4, 3), textcoords="offset points"
-        )
-    ax.axhline(float(level), color="0.6", ls=":", lw=1, label="chance (TPR = FPR)")
-    ax.set_xlabel("test accuracy (mean over targets)")
-    ax.set_ylabel(f"TPR at FPR {level} (strongest attack)")
-    ax.legend(loc="best", fontsize=8)
+        groups.setdefault(tuple(e.get("missing_attacks", ())), []).append(name)
+    return sorted(groups.items(), key=lambda g: len(g[0]))
+
+
+def _point(ax, x: float, t: dict[str, Any], label: str, **style) -> None:
+    low, high = max(t["ci_low"], 0.0), min(t["ci_high"], 1.0)  # a TPR lies in [0, 1]
+    err = np.array([[max(t["value"] - low, 0)], [max(high - t["value"], 0)]])
+    ax.errorbar(x, t["value"], yerr=err, capsize=3, **style)
+    ax.annotate(label, (x, t["value"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+
+
+def privacy_utility_png(report: dict[str, Any]) -> bytes:
+    """Test accuracy against the strongest attack's TPR at the report's FPR level, one
+    panel per set of attacks (defences audited with fewer attacks than the undefended
+    model are never drawn on its axis)."""
+    level = report["privacy_level"]
+    groups = comparable_groups(report)
+    cols = min(len(groups), 2)
+    rows = math.ceil(len(groups) / cols)
+    fig = Figure(figsize=(5.6 * cols, 4.2 * rows), layout="constrained")
+    for i, (missing, names) in enumerate(groups):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for name in names:
+            e = report["defenses"][name]
+            _point(ax, e["test_acc"], e["tpr_at_fpr"][level], name, fmt="o")
+        if missing:
+            first = report["defenses"][names[0]]
+            base = report["defenses"].get("undefended")
+            if base is not None and first.get("undefended_same_attacks"):
+                same = first["undefended_same_attacks"][level]
+                label = "undefended (same attacks)"
+                _point(ax, base["test_acc"], same, label, fmt="s", mfc="none", color="0.3")
+            ax.set_title(f"audited without {', '.join(missing)}", fontsize=9)
+        else:
+            ax.set_title("audited with every attack of the undefended model", fontsize=9)
+        ax.margins(x=0.25)  # room for the labels
+        ax.axhline(float(level), color="0.6", ls=":", lw=1, label="chance (TPR = FPR)")
+        ax.set_xlabel("test accuracy (mean over targets)")
+        ax.set_ylabel(f"TPR at FPR {level} (strongest attack)")
+        ax.legend(loc="best", fontsize=8)
     buf = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buf)
     return buf.getvalue()

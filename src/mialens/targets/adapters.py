@@ -354,7 +354,7 @@ class LabelOnlyTarget(Target):
         raise PermissionError("a label-only adversary cannot read the model's scores")
 
     def labels(self, x: np.ndarray) -> np.ndarray:
-        out = self.inner.logits(x).argmax(axis=-1)
+        out = self.inner.labels(x)
         self.queries += len(x)
         return out
 
