@@ -32,6 +32,15 @@ def test_summarize_hand_values():
     assert wider["ci_low"] < out["ci_low"] and wider["ci_high"] > out["ci_high"]
 
 
+def test_summarize_clips_a_rate_interval_to_its_range():
+    # mean 0.02, std 0.02 over 3 targets: the t interval is 0.02 -/+ 0.0497, below 0
+    # for a TPR; clipped to [0, 1] it still covers everything the t interval covers.
+    raw = summarize([0.0, 0.02, 0.04])
+    out = summarize([0.0, 0.02, 0.04], bounds=(0.0, 1.0))
+    assert raw["ci_low"] < 0 and out["ci_low"] == 0.0
+    assert out["ci_high"] == pytest.approx(raw["ci_high"], abs=0)
+
+
 def test_summarize_single_target_is_degenerate():
     out = summarize([0.7])
     assert out == {

@@ -101,9 +101,15 @@ class AuditResult:
         """Record each target's accuracy on its members and on unseen test samples."""
         gap = [tr - te for tr, te in zip(train_accuracy, test_accuracy, strict=True)]
         self.utility = {
-            "train_accuracy": {**summarize(train_accuracy), "per_target": train_accuracy},
-            "test_accuracy": {**summarize(test_accuracy), "per_target": test_accuracy},
-            "generalization_gap": {**summarize(gap), "per_target": gap},
+            "train_accuracy": {
+                **summarize(train_accuracy, bounds=(0.0, 1.0)),
+                "per_target": train_accuracy,
+            },
+            "test_accuracy": {
+                **summarize(test_accuracy, bounds=(0.0, 1.0)),
+                "per_target": test_accuracy,
+            },
+            "generalization_gap": {**summarize(gap, bounds=(-1.0, 1.0)), "per_target": gap},
             "test_source": test_source,
         }
 

@@ -18,11 +18,15 @@ def _check_confidence(confidence: float) -> None:
         raise ConfigError(f"confidence must lie strictly between 0 and 1; got {confidence}.")
 
 
-def summarize(values: object, confidence: float = 0.95) -> dict[str, float]:
+def summarize(
+    values: object, confidence: float = 0.95, bounds: tuple[float, float] | None = None
+) -> dict[str, float]:
     """Mean, spread and Student-t interval of a metric over T targets.
 
     Returns ``mean``, ``std`` (ddof=1), ``min``, ``max``, ``n`` and the t interval
-    ``mean ± t_{(1+confidence)/2, T-1} · std / sqrt(T)`` as ``ci_low``/``ci_high``.
+    ``mean ± t_{(1+confidence)/2, T-1} · std / sqrt(T)`` as ``ci_low``/``ci_high``,
+    clipped to ``bounds`` when the metric cannot leave them (a rate in [0, 1]): the
+    clipped interval covers the true value whenever the unclipped one does.
     With a single target (T == 1) there is no spread to estimate: ``std`` is 0 and
     the interval degenerates to ``[value, value]``; it is not a confidence interval.
     """
@@ -41,8 +45,8 @@ def summarize(values: object, confidence: float = 0.95) -> dict[str, float]:
         "min": float(v.min()),
         "max": float(v.max()),
         "n": n,
-        "ci_low": mean - half,
-        "ci_high": mean + half,
+        "ci_low": mean - half if bounds is None else max(mean - half, bounds[0]),
+        "ci_high": mean + half if bounds is None else min(mean + half, bounds[1]),
     }
 
 

@@ -56,7 +56,7 @@ def leakage_summary(
     boot = bootstrap_ci(scores, members, fpr_levels, n_boot=n_boot, seed=seed) if n_boot else None
 
     def block(values: list[float], interval: dict[str, float] | None) -> dict[str, Any]:
-        out: dict[str, Any] = summarize(values)
+        out: dict[str, Any] = summarize(values, bounds=(0.0, 1.0))
         out["per_target"] = [float(v) for v in values]
         if interval is not None:
             out["bootstrap"] = interval
