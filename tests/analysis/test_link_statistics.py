@@ -195,7 +195,12 @@ def test_headline_names_the_best_measure_of_each_group():
     assert 0.5 < geo["ci_low"] < geo["auc"] < geo["ci_high"]
     assert head["intra_class_outliers_supported"]
     lines = _headline_lines(summary)
-    assert "geometric outlierness (input and feature space): input_knn AUC" in lines[0]
+    assert geo["measures"] == 2 and geo["auc_min"] < geo["auc"]
+    assert (
+        f"geometric outlierness (input and feature space): 2 measures, AUC {geo['auc_min']:.2f}"
+        in lines[0]
+    )
+    assert "best input_knn AUC" in lines[0]
     assert f"[{geo['ci_low']:.3f}, {geo['ci_high']:.3f}]" in lines[0]
     assert "model-output difficulty" in lines[0] and "memorisation" in lines[0]
     assert lines[1].startswith("Geometric outlierness supports the seed paper's claim")

@@ -144,31 +144,35 @@ def measures_png(
     return figure_png(fig)
 
 
-def auc_png(entries: dict[str, dict[str, Any]], title: str) -> bytes:
-    """Each measure's AUC for predicting a vulnerable set, with its 95% interval;
-    filled markers: Holm-adjusted p < 0.05."""
+_GROUP_COLORS = {"geometric": "#2ca02c", "output": NONMEMBER_COLOR, "memorization": "#9467bd"}
+
+
+def auc_png(
+    entries: dict[str, dict[str, Any]], title: str, groups: dict[str, str], group_names: dict
+) -> bytes:
+    """Each measure's AUC for predicting a vulnerable set, with its 95% interval, coloured
+    by the measure's group; filled markers: Holm-adjusted p < 0.05."""
     items = sorted(
         ((k, e) for k, e in entries.items() if e.get("auc") is not None),
         key=lambda item: item[1]["auc"],
     )
-    fig = Figure(figsize=(6.4, 0.26 * len(items) + 1.2), layout="constrained")
+    fig = Figure(figsize=(6.8, 0.26 * len(items) + 1.6), layout="constrained")
     ax = fig.add_subplot()
-    for i, (_, e) in enumerate(items):
+    for i, (name, e) in enumerate(items):
+        color = _GROUP_COLORS[groups[name]]
         significant = e.get("p_holm") is not None and e["p_holm"] < 0.05
-        ax.plot([e["ci_low"], e["ci_high"]], [i, i], color=NONMEMBER_COLOR, lw=1.4)
+        ax.plot([e["ci_low"], e["ci_high"]], [i, i], color=color, lw=1.4)
         ax.plot(
-            e["auc"],
-            i,
-            "o",
-            ms=5,
-            color=NONMEMBER_COLOR,
-            markerfacecolor=NONMEMBER_COLOR if significant else "white",
+            e["auc"], i, "o", ms=5, color=color, markerfacecolor=color if significant else "white"
         )
+    for group in dict.fromkeys(groups[k] for k, _ in items):
+        ax.plot([], [], "o", color=_GROUP_COLORS[group], label=_text(group_names[group]))
     ax.axvline(0.5, color=_GREY, ls=":", lw=1)
     ax.set_yticks(range(len(items)), [_text(k) for k, _ in items], fontsize=7.5)
     ax.set_xlabel("AUC for membership of the vulnerable set (0.5 = no link)", fontsize=9)
     ax.set_title(_text(title), fontsize=9)
     ax.grid(True, axis="x", color="0.92")
+    fig.legend(loc="outside lower center", ncols=1, fontsize=7.5, frameon=False)
     return figure_png(fig)
 
 

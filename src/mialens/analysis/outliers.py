@@ -263,15 +263,16 @@ _DESCRIPTIONS = {
 }
 _SPACES = {
     "input": "raw inputs",
-    "features": "penultimate features of OUT models (mean percentile)",
-    "logits": "centred logits of OUT models (mean percentile)",
+    "features": "OUT features",
+    "logits": "OUT logits",
 }
 
 
 def describe(name: str) -> tuple[str, str]:
-    """The space and a one-line description of a measure name such as ``input_knn``."""
+    """A short label of the space and a one-line description of a measure name such as
+    ``input_knn`` (features and logits: of the OUT models, as mean percentiles)."""
     space, _, base = name.partition("_")
     if space in _SPACES and base in _DESCRIPTIONS:
         return _SPACES[space], _DESCRIPTIONS[base]
-    models = "IN and OUT models" if name in MEMBERSHIP_DEPENDENT else "OUT models"
-    return f"outputs of {models}", _DESCRIPTIONS.get(name, name)
+    models = "IN/OUT" if name in MEMBERSHIP_DEPENDENT else "OUT"
+    return f"{models} outputs", _DESCRIPTIONS.get(name, name)

@@ -484,7 +484,8 @@ def _link(stats: dict[str, Any], primary: str) -> dict[str, Any]:
 
 def _headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     """Per group of measures, the one with the highest AUC for the primary vulnerable set
-    (its DeLong interval, Holm p over all measures, within-class rho), and whether the
+    (its DeLong interval, Holm p over all measures, within-class rho; the group's lowest
+    AUC and number of measures), and whether the
     geometric group supports the intra-class-outlier claim: its best AUC's interval above
     0.5 and its within-class rho positive, both with Holm-adjusted p < 0.05."""
     entries = stats["sets"].get(primary, {}).get("measures", {})
@@ -508,6 +509,8 @@ def _headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
             "p_holm": e.get("p_holm"),
             "within_class_rho": within.get("rho"),
             "within_class_p_holm": within.get("p_holm"),
+            "measures": len(scored),
+            "auc_min": min(scored.values()),
         }
     geo = groups.get("geometric")
     supported = bool(
@@ -641,11 +644,16 @@ def _figures(
             {
                 "title": "Which measure predicts the vulnerable set",
                 "alt": "AUC of every measure for membership of the vulnerable set",
-                "png": figures.auc_png(entries, f"{label} ({stats['sets'][primary]['size']})"),
+                "png": figures.auc_png(
+                    entries,
+                    f"{label} ({stats['sets'][primary]['size']})",
+                    summary["measure_groups"],
+                    GROUPS,
+                ),
                 "caption": (
                     "AUC of each measure for telling the vulnerable set from the other samples "
-                    "with its 95% DeLong interval (logit scale); filled: Holm-adjusted "
-                    "Mann-Whitney p < 0.05 over all measures."
+                    "with its 95% DeLong interval (logit scale), coloured by group; filled: "
+                    "Holm-adjusted Mann-Whitney p < 0.05 over all measures."
                 ),
             }
         )

@@ -320,8 +320,13 @@ def _canaries(result: AuditResult) -> dict[str, Any] | None:
 
 
 def _group_finding(entry: dict[str, Any]) -> str:
+    spread = (
+        f"{entry['measures']} measures, AUC {_num(entry['auc_min'], 2)}–{_num(entry['auc'], 2)}; "
+        if entry["measures"] > 1
+        else ""
+    )
     return (
-        f"{entry['measure']} AUC {_num(entry['auc'])} [{_num(entry['ci_low'])}, "
+        f"{spread}best {entry['measure']} AUC {_num(entry['auc'])} [{_num(entry['ci_low'])}, "
         f"{_num(entry['ci_high'])}] (within-class ρ {_num(entry['within_class_rho'])}, "
         f"Holm p {_p(entry['within_class_p_holm'])})"
     )
