@@ -76,7 +76,7 @@ def vulnerability_png(
             )
         ax.axhline(top_threshold, color=VULNERABLE_COLOR, ls="--", lw=1, label="top-ranked cut")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("tail vulnerability (GPD, ranks samples)")
+        ax.set_ylabel("tail vulnerability (fitted tail; ranks samples)")
         ax.legend(fontsize=8, frameon=False, loc="upper left")
     middle.axvline(ceiling, color="k", ls="-.", lw=1)
     return figure_png(fig)

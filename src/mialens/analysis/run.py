@@ -592,7 +592,7 @@ def _figures(
                 f"Left: vulnerability of every pool sample ({summary['attack']}): the mean over "
                 "the targets it trained of −log10 of the FPR at which the target's threshold "
                 "would just catch it; dotted: chance, dash-dotted: its ceiling. Middle: the "
-                "tail vulnerability (fitted generalized Pareto tail of each target's "
+                "tail vulnerability (fitted exponential tail of each target's "
                 "non-member scores), which orders the samples at the ceiling, against it. "
                 "Right: the tail vulnerability against the LiRA separation of the IN and OUT "
                 f"signal. Red: {label}; dashed: the cut of the top "

@@ -38,8 +38,8 @@ class AnalysisSettings(BaseModel):
         default=0.1,
         gt=0.0,
         le=0.5,
-        description="share of each target's non-members whose excesses fit the generalized "
-        "Pareto tail behind the tail vulnerability (the ranking statistic)",
+        description="share of each target's non-members whose excesses fit the exponential "
+        "tail behind the tail vulnerability (the ranking statistic)",
     )
     spaces: list[Space] = Field(
         default_factory=lambda: ["input", "features", "logits"],
