@@ -75,7 +75,13 @@ def test_outputs_of_an_audit_with_analysis(run):
     assert len(summary["per_class"]) == 10
     assert len(summary["epochs"]) == 10 and 0 <= summary["epochs"][-1]["auc"] <= 1
     assert summary["link"]["measure"] not in ("memorization", "memorization_confidence")
+    assert "vulnerability_tail" in header
+    assert summary["measure_groups"]["features_knn"] == "geometric"
+    assert summary["measure_groups"]["logits_knn"] == "output"
+    assert set(summary["headline"]["groups"]) == {"geometric", "output", "memorization"}
+    assert summary["vulnerability"]["tail"]["ties_at_max"] <= 0.01 * 400
     report = (out / "analysis" / "report.html").read_text()
+    assert "tail vulnerability" in report and "model-output difficulty" in report
     assert report.count("data:image/png;base64,") == 6  # incl. gallery and epochs
     assert "http://" not in report and "https://" not in report
     main = (out / "report.html").read_text()

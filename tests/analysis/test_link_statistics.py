@@ -144,3 +144,72 @@ def test_auc_delong_standard_error_by_hand():
     assert out["auc"] == pytest.approx(auc)
     assert out["ci_low"] == pytest.approx(1 / (1 + np.exp(-(logit - half))))
     assert out["ci_high"] == pytest.approx(1 / (1 + np.exp(-(logit + half))))
+
+
+def _grouped_summary(geometric_leaks: bool):
+    """Synthetic measures of the three groups against a planted vulnerable set."""
+    from mialens.analysis.outliers import GROUPS, measure_group
+    from mialens.analysis.run import _headline
+
+    gen = np.random.default_rng(11)
+    n = 600
+    labels = gen.permutation(np.arange(n) % 3)
+    vulnerable = gen.random(n) < 0.1
+    vuln = gen.normal(size=n) + 2.0 * vulnerable
+    lift = 1.0 if geometric_leaks else 0.0
+    measures = {
+        "input_knn": gen.normal(size=n) + lift * vulnerable,
+        "features_lof": gen.normal(size=n) + 0.5 * lift * vulnerable,
+        "logits_knn": gen.normal(size=n) + 2.5 * vulnerable,
+        "out_neg_margin": gen.normal(size=n) + 2.0 * vulnerable,
+        "memorization": gen.normal(size=n) + 3.0 * vulnerable,
+    }
+    stats_ = link_statistics(vuln, measures, {"0.01": vulnerable}, labels)
+    summary = {
+        "design": {"top_fraction": 0.05, "pool_size": n},
+        "headline": _headline(stats_, "0.01"),
+        "group_names": GROUPS,
+    }
+    return summary, {k: measure_group(k) for k in measures}
+
+
+def test_headline_names_the_best_measure_of_each_group():
+    from mialens.report.html import _headline_lines
+
+    summary, groups = _grouped_summary(geometric_leaks=True)
+    assert groups == {
+        "input_knn": "geometric",
+        "features_lof": "geometric",
+        "logits_knn": "output",
+        "out_neg_margin": "output",
+        "memorization": "memorization",
+    }
+    head = summary["headline"]
+    best = {g: e["measure"] for g, e in head["groups"].items()}
+    assert best == {
+        "geometric": "input_knn",
+        "output": "logits_knn",
+        "memorization": "memorization",
+    }
+    geo = head["groups"]["geometric"]
+    assert 0.5 < geo["ci_low"] < geo["auc"] < geo["ci_high"]
+    assert head["intra_class_outliers_supported"]
+    lines = _headline_lines(summary)
+    assert geo["measures"] == 2 and geo["auc_min"] < geo["auc"]
+    assert (
+        f"geometric outlierness (input and feature space): 2 measures, AUC {geo['auc_min']:.2f}"
+        in lines[0]
+    )
+    assert "best input_knn AUC" in lines[0]
+    assert f"[{geo['ci_low']:.3f}, {geo['ci_high']:.3f}]" in lines[0]
+    assert "model-output difficulty" in lines[0] and "memorisation" in lines[0]
+    assert lines[1].startswith("Geometric outlierness supports the seed paper's claim")
+
+
+def test_headline_says_when_geometry_does_not_support_the_claim():
+    from mialens.report.html import _headline_lines
+
+    summary, _ = _grouped_summary(geometric_leaks=False)
+    assert not summary["headline"]["intra_class_outliers_supported"]
+    assert summary["headline"]["groups"]["output"]["auc"] > 0.8
+    assert "does not support" in _headline_lines(summary)[1]

@@ -39,16 +39,19 @@ def tsne_embedding(points: np.ndarray, seed: int) -> np.ndarray:
 
 def vulnerability_png(
     score: np.ndarray,
+    tail: np.ndarray,
     separation: np.ndarray,
     vulnerable: np.ndarray,
     canary: np.ndarray,
+    ceiling: float,
     top_threshold: float,
     set_label: str,
 ) -> bytes:
-    """Left: the distribution of vulnerability (canaries apart); right: vulnerability
-    against the LiRA separation, the vulnerable set highlighted."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    """Left: the distribution of the conformal vulnerability (canaries apart) and its
+    ceiling; middle: the tail vulnerability that ranks samples against it; right: the
+    tail vulnerability against the LiRA separation. The vulnerable set is highlighted."""
+    fig = Figure(figsize=(13, 3.9), layout="constrained")
+    left, middle, right = fig.subplots(1, 3)
     edges = np.linspace(0, max(score.max(), CHANCE_VULNERABILITY) * 1.02, 41)
     groups = [(~canary, NONMEMBER_COLOR, "pool samples")]
     if canary.any():
@@ -57,26 +60,25 @@ def vulnerability_png(
         left.hist(score[mask], edges, color=color, alpha=0.55, label=label)
     left.set_yscale("log")
     left.axvline(CHANCE_VULNERABILITY, color=_GREY, ls=":", label="chance (1/ln 10)")
-    left.axvline(top_threshold, color=VULNERABLE_COLOR, ls="--", lw=1, label="top-ranked cut")
+    left.axvline(ceiling, color="k", ls="-.", lw=1, label="ceiling log10(1 + n_out)")
     left.set_xlabel("vulnerability: mean over IN targets of −log10 detection FPR")
     left.set_ylabel("samples (log)")
     left.legend(fontsize=8, frameon=False)
-    right.scatter(separation[~vulnerable], score[~vulnerable], s=4, color=_GREY, alpha=0.4)
-    right.scatter(
-        separation[vulnerable], score[vulnerable], s=6, color=VULNERABLE_COLOR, label=set_label
-    )
-    if canary.any():
-        right.scatter(
-            separation[canary],
-            score[canary],
-            s=18,
-            marker="x",
-            color=CANARY_COLOR,
-            label="canaries",
-        )
-    right.set_xlabel("LiRA separation (Cohen's d of the IN vs OUT signal)")
-    right.set_ylabel("vulnerability")
-    right.legend(fontsize=8, frameon=False, loc="upper left")
+    for ax, x, xlabel in (
+        (middle, score, "vulnerability (conformal)"),
+        (right, separation, "LiRA separation (Cohen's d of the IN vs OUT signal)"),
+    ):
+        ax.scatter(x[~vulnerable], tail[~vulnerable], s=4, color=_GREY, alpha=0.4)
+        ax.scatter(x[vulnerable], tail[vulnerable], s=6, color=VULNERABLE_COLOR, label=set_label)
+        if canary.any():
+            ax.scatter(
+                x[canary], tail[canary], s=18, marker="x", color=CANARY_COLOR, label="canaries"
+            )
+        ax.axhline(top_threshold, color=VULNERABLE_COLOR, ls="--", lw=1, label="top-ranked cut")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("tail vulnerability (fitted tail; ranks samples)")
+        ax.legend(fontsize=8, frameon=False, loc="upper left")
+    middle.axvline(ceiling, color="k", ls="-.", lw=1)
     return figure_png(fig)
 
 
@@ -142,31 +144,35 @@ def measures_png(
     return figure_png(fig)
 
 
-def auc_png(entries: dict[str, dict[str, Any]], title: str) -> bytes:
-    """Each measure's AUC for predicting a vulnerable set, with its 95% interval;
-    filled markers: Holm-adjusted p < 0.05."""
+_GROUP_COLORS = {"geometric": "#2ca02c", "output": NONMEMBER_COLOR, "memorization": "#9467bd"}
+
+
+def auc_png(
+    entries: dict[str, dict[str, Any]], title: str, groups: dict[str, str], group_names: dict
+) -> bytes:
+    """Each measure's AUC for predicting a vulnerable set, with its 95% interval, coloured
+    by the measure's group; filled markers: Holm-adjusted p < 0.05."""
     items = sorted(
         ((k, e) for k, e in entries.items() if e.get("auc") is not None),
         key=lambda item: item[1]["auc"],
     )
-    fig = Figure(figsize=(6.4, 0.26 * len(items) + 1.2), layout="constrained")
+    fig = Figure(figsize=(6.8, 0.26 * len(items) + 1.6), layout="constrained")
     ax = fig.add_subplot()
-    for i, (_, e) in enumerate(items):
+    for i, (name, e) in enumerate(items):
+        color = _GROUP_COLORS[groups[name]]
         significant = e.get("p_holm") is not None and e["p_holm"] < 0.05
-        ax.plot([e["ci_low"], e["ci_high"]], [i, i], color=NONMEMBER_COLOR, lw=1.4)
+        ax.plot([e["ci_low"], e["ci_high"]], [i, i], color=color, lw=1.4)
         ax.plot(
-            e["auc"],
-            i,
-            "o",
-            ms=5,
-            color=NONMEMBER_COLOR,
-            markerfacecolor=NONMEMBER_COLOR if significant else "white",
+            e["auc"], i, "o", ms=5, color=color, markerfacecolor=color if significant else "white"
         )
+    for group in dict.fromkeys(groups[k] for k, _ in items):
+        ax.plot([], [], "o", color=_GROUP_COLORS[group], label=_text(group_names[group]))
     ax.axvline(0.5, color=_GREY, ls=":", lw=1)
     ax.set_yticks(range(len(items)), [_text(k) for k, _ in items], fontsize=7.5)
     ax.set_xlabel("AUC for membership of the vulnerable set (0.5 = no link)", fontsize=9)
     ax.set_title(_text(title), fontsize=9)
     ax.grid(True, axis="x", color="0.92")
+    fig.legend(loc="outside lower center", ncols=1, fontsize=7.5, frameon=False)
     return figure_png(fig)
 
 

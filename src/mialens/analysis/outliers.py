@@ -40,6 +40,20 @@ them (scale-free across models) and averaged over the sample's OUT models.
     ``m = n / 2``).
 ``memorization_confidence``
     the same gap in the probability of the label.
+
+*Groups* (:func:`measure_group`), which the headline keeps apart:
+
+``geometric``
+    outlierness of the sample's position within its class in input or feature space:
+    the intra-class outliers of Carlini et al. (2022) and of "Membership Inference
+    Attacks Beyond Overfitting".
+``output``
+    difficulty as the OUT models' outputs see it: disagreement, difficulty, negative
+    margin, and the geometric measures in logit space. The logits are the output the
+    attacks score, and the label margin, on which LiRA's OUT distribution is built, is
+    a direction of that space, so these measures partly restate the attack's own signal.
+``memorization``
+    the IN-versus-OUT gaps, which restate vulnerability itself.
 """
 
 from __future__ import annotations
@@ -75,7 +89,20 @@ MEMBERSHIP_DEPENDENT = ("memorization", "memorization_confidence")
 """Measures computed from the models a sample trained: they partly restate vulnerability
 (an IN-versus-OUT gap), so they are reported but never chosen as the best outlierness
 measure."""
+GROUPS = {
+    "geometric": "geometric outlierness (input and feature space)",
+    "output": "model-output difficulty (OUT models' outputs and logit space)",
+    "memorization": "memorisation (IN−OUT gap)",
+}
 _TINY = 1e-12
+
+
+def measure_group(name: str) -> str:
+    """The group (a key of :data:`GROUPS`) of a measure name such as ``features_knn``."""
+    if name in MEMBERSHIP_DEPENDENT:
+        return "memorization"
+    space = name.partition("_")[0]
+    return "geometric" if space in ("input", "features") else "output"
 
 
 def shrunk_mahalanobis(points: np.ndarray) -> np.ndarray:
@@ -236,15 +263,16 @@ _DESCRIPTIONS = {
 }
 _SPACES = {
     "input": "raw inputs",
-    "features": "penultimate features of OUT models (mean percentile)",
-    "logits": "centred logits of OUT models (mean percentile)",
+    "features": "OUT features",
+    "logits": "OUT logits",
 }
 
 
 def describe(name: str) -> tuple[str, str]:
-    """The space and a one-line description of a measure name such as ``input_knn``."""
+    """A short label of the space and a one-line description of a measure name such as
+    ``input_knn`` (features and logits: of the OUT models, as mean percentiles)."""
     space, _, base = name.partition("_")
     if space in _SPACES and base in _DESCRIPTIONS:
         return _SPACES[space], _DESCRIPTIONS[base]
-    models = "IN and OUT models" if name in MEMBERSHIP_DEPENDENT else "OUT models"
-    return f"outputs of {models}", _DESCRIPTIONS.get(name, name)
+    models = "IN/OUT" if name in MEMBERSHIP_DEPENDENT else "OUT"
+    return f"{models} outputs", _DESCRIPTIONS.get(name, name)

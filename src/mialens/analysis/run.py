@@ -23,9 +23,11 @@ import torch
 from mialens.analysis import figures
 from mialens.analysis.epochs import epoch_logits
 from mialens.analysis.outliers import (
+    GROUPS,
     MEMBERSHIP_DEPENDENT,
     geometric_measures,
     mean_over_out_models,
+    measure_group,
     output_measures,
 )
 from mialens.analysis.settings import AnalysisSettings
@@ -251,6 +253,7 @@ def _canary_summary(
         "share_in_top_1pct": float((vuln.rank[canary] <= math.ceil(0.01 * n)).mean()),
         "median_rank_percentile": float(np.median(pct)),
         "vulnerability_auc": auc_test(vuln.score, canary),
+        "vulnerability_tail_auc": auc_test(vuln.tail, canary),
         "top_fraction": settings.top_fraction,
     }
 
@@ -292,8 +295,9 @@ def _epochs_summary(
 
 def _top_samples(table: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
     order = np.argsort(table["rank"])[:count]
-    keys = ("sample_id", "rank", "label", "canary", "vulnerability", "vulnerability_low",
-            "vulnerability_high", "separation", "out_disagreement", "memorization")  # fmt: skip
+    keys = ("sample_id", "rank", "label", "canary", "vulnerability_tail", "vulnerability",
+            "vulnerability_low", "vulnerability_high", "separation", "out_disagreement",
+            "memorization")  # fmt: skip
     return [{k: table[k][i].item() for k in keys if k in table} for i in order]
 
 
@@ -321,7 +325,14 @@ def analyze(
     labels = setup.dataset.y[setup.split.pool]
     keep = setup.keep
     phi = rescaled_logit(logits, labels[None, :, None]).mean(axis=2)
-    vuln = per_sample_vulnerability(result.scores[attack], keep, phi, settings.fpr, settings.fdr)
+    vuln = per_sample_vulnerability(
+        result.scores[attack],
+        keep,
+        phi,
+        settings.fpr,
+        settings.fdr,
+        tail_fraction=settings.tail_fraction,
+    )
     log.info("analysis: computing outlierness measures in %s", ", ".join(settings.spaces))
     measures, features = _measures(setup, logits, settings)
     canary = setup.canaries if setup.canaries is not None else np.zeros(keep.shape[1], bool)
@@ -357,6 +368,7 @@ def analyze(
             "iforest_trees": settings.iforest_trees,
             "fdr": settings.fdr,
             "top_fraction": settings.top_fraction,
+            "tail_fraction": settings.tail_fraction,
             "canaries": int(canary.sum()),
         },
         "utility": {
@@ -369,8 +381,10 @@ def analyze(
             "advantage": result.metrics[attack]["advantage"]["mean"],
             "tpr_at_fpr": {k: v["mean"] for k, v in result.metrics[attack]["tpr_at_fpr"].items()},
         },
-        "vulnerability": _vulnerability_summary(vuln, sets),
+        "vulnerability": _vulnerability_summary(vuln, keep, sets),
         "measures": list(measures),
+        "measure_groups": {k: measure_group(k) for k in measures},
+        "group_names": GROUPS,
         "primary_set": primary,
         "statistics": stats,
         "statistics_without_canaries": natural_stats,
@@ -379,14 +393,22 @@ def analyze(
         "top_samples": _top_samples(table, TOP_SAMPLES),
     }
     summary["link"] = _link(stats, primary)
+    summary["headline"] = _headline(stats, primary)
     if settings.epoch_models:
         summary["epochs"] = _epochs_summary(setup, logits, sets[primary], settings)
     figs = _figures(setup, vuln, measures, features, stats, summary, canary, sets, settings)
     return Analysis(table=table, summary=json_safe(summary), figures=figs)
 
 
-def _vulnerability_summary(vuln: Vulnerability, sets: dict[str, np.ndarray]) -> dict[str, Any]:
+def _ties_at_max(values: np.ndarray) -> int:
+    return int(np.isclose(values, values.max(), rtol=0, atol=1e-12).sum())
+
+
+def _vulnerability_summary(
+    vuln: Vulnerability, keep: np.ndarray, sets: dict[str, np.ndarray]
+) -> dict[str, Any]:
     n = vuln.score.size
+    n_out = (~keep).sum(axis=1)
     levels = {}
     for lv, r in vuln.levels.items():
         n_in = int(vuln.n_in.min())
@@ -407,8 +429,24 @@ def _vulnerability_summary(vuln: Vulnerability, sets: dict[str, np.ndarray]) -> 
         "mean_out_control": float(vuln.out_control.mean()),
         "above_chance": int((vuln.low > CHANCE_VULNERABILITY).sum()),
         "levels": levels,
-        "top": {"count": int(top.sum()), "threshold": float(vuln.score[top].min())},
+        "top": {
+            "count": int(top.sum()),
+            "threshold": float(vuln.score[top].min()),
+            "tail_threshold": float(vuln.tail[top].min()),
+        },
         "at_ceiling": int(vuln.at_ceiling.sum()),
+        "ties_at_max": _ties_at_max(vuln.score),
+        "floor": float(1 / (1 + n_out.min())),
+        "ceiling": float(np.log10(1 + n_out.max())),
+        "tail": {
+            "mean": float(vuln.tail.mean()),
+            "max": float(vuln.tail.max()),
+            "quantiles": {
+                f"q{round(100 * q)}": float(np.quantile(vuln.tail, q)) for q in (0.5, 0.9, 0.99)
+            },
+            "ties_at_max": _ties_at_max(vuln.tail),
+            "beyond_ceiling": int((vuln.tail > np.log10(1 + n_out.max())).sum()),
+        },
         "separation_median": float(np.median(vuln.separation)),
     }
 
@@ -444,6 +482,47 @@ def _link(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     }
 
 
+def _headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
+    """Per group of measures, the one with the highest AUC for the primary vulnerable set
+    (its DeLong interval, Holm p over all measures, within-class rho; the group's lowest
+    AUC and number of measures), and whether the
+    geometric group supports the intra-class-outlier claim: its best AUC's interval above
+    0.5 and its within-class rho positive, both with Holm-adjusted p < 0.05."""
+    entries = stats["sets"].get(primary, {}).get("measures", {})
+    groups: dict[str, Any] = {}
+    for group in GROUPS:
+        scored = {
+            k: e["auc"]
+            for k, e in entries.items()
+            if measure_group(k) == group and e["auc"] is not None
+        }
+        if not scored:
+            groups[group] = None
+            continue
+        best = max(scored, key=scored.get)
+        e, within = entries[best], stats["within_class"][best]
+        groups[group] = {
+            "measure": best,
+            "auc": e["auc"],
+            "ci_low": e["ci_low"],
+            "ci_high": e["ci_high"],
+            "p_holm": e.get("p_holm"),
+            "within_class_rho": within.get("rho"),
+            "within_class_p_holm": within.get("p_holm"),
+            "measures": len(scored),
+            "auc_min": min(scored.values()),
+        }
+    geo = groups.get("geometric")
+    supported = bool(
+        geo is not None
+        and geo["ci_low"] > 0.5
+        and (geo["p_holm"] is not None and geo["p_holm"] < 0.05)
+        and (geo["within_class_rho"] or 0) > 0
+        and (geo["within_class_p_holm"] is not None and geo["within_class_p_holm"] < 0.05)
+    )
+    return {"set": primary, "groups": groups, "intra_class_outliers_supported": supported}
+
+
 def _table(
     result: AuditResult,
     vuln: Vulnerability,
@@ -459,6 +538,7 @@ def _table(
         "vulnerability_low": vuln.low,
         "vulnerability_high": vuln.high,
         "vulnerability_out": vuln.out_control,
+        "vulnerability_tail": vuln.tail,
         "rank": vuln.rank,
         "label": labels.astype(np.int64),
         "canary": canary.astype(np.int64),
@@ -500,18 +580,23 @@ def _figures(
             "alt": "histogram of vulnerability and its relation to the LiRA separation",
             "png": figures.vulnerability_png(
                 vuln.score,
+                vuln.tail,
                 vuln.separation,
                 highlight,
                 canary,
-                summary["vulnerability"]["top"]["threshold"],
+                summary["vulnerability"]["ceiling"],
+                summary["vulnerability"]["top"]["tail_threshold"],
                 label,
             ),
             "caption": (
                 f"Left: vulnerability of every pool sample ({summary['attack']}): the mean over "
                 "the targets it trained of −log10 of the FPR at which the target's threshold "
-                "would just catch it; dotted: chance, dashed: the cut of the "
-                f"top {100 * settings.top_fraction:g}%. Right: vulnerability against the "
-                f"LiRA separation of the IN and OUT signal; red: {label}."
+                "would just catch it; dotted: chance, dash-dotted: its ceiling. Middle: the "
+                "tail vulnerability (fitted exponential tail of each target's "
+                "non-member scores), which orders the samples at the ceiling, against it. "
+                "Right: the tail vulnerability against the LiRA separation of the IN and OUT "
+                f"signal. Red: {label}; dashed: the cut of the top "
+                f"{100 * settings.top_fraction:g}%."
             ),
         }
     ]
@@ -559,11 +644,16 @@ def _figures(
             {
                 "title": "Which measure predicts the vulnerable set",
                 "alt": "AUC of every measure for membership of the vulnerable set",
-                "png": figures.auc_png(entries, f"{label} ({stats['sets'][primary]['size']})"),
+                "png": figures.auc_png(
+                    entries,
+                    f"{label} ({stats['sets'][primary]['size']})",
+                    summary["measure_groups"],
+                    GROUPS,
+                ),
                 "caption": (
                     "AUC of each measure for telling the vulnerable set from the other samples "
-                    "with its 95% DeLong interval (logit scale); filled: Holm-adjusted "
-                    "Mann-Whitney p < 0.05 over all measures."
+                    "with its 95% DeLong interval (logit scale), coloured by group; filled: "
+                    "Holm-adjusted Mann-Whitney p < 0.05 over all measures."
                 ),
             }
         )

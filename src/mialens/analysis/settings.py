@@ -34,6 +34,13 @@ class AnalysisSettings(BaseModel):
     top_fraction: float = Field(
         default=0.05, gt=0.0, lt=1.0, description="share of the pool ranked 'most vulnerable'"
     )
+    tail_fraction: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=0.5,
+        description="share of each target's non-members whose excesses fit the exponential "
+        "tail behind the tail vulnerability (the ranking statistic)",
+    )
     spaces: list[Space] = Field(
         default_factory=lambda: ["input", "features", "logits"],
         description="spaces of the geometric outlierness measures",

@@ -387,6 +387,65 @@ def _canaries(result: AuditResult) -> dict[str, Any] | None:
     }
 
 
+def _group_finding(entry: dict[str, Any]) -> str:
+    spread = (
+        f"{entry['measures']} measures, AUC {_num(entry['auc_min'], 2)}–{_num(entry['auc'], 2)}; "
+        if entry["measures"] > 1
+        else ""
+    )
+    return (
+        f"{spread}best {entry['measure']} AUC {_num(entry['auc'])} [{_num(entry['ci_low'])}, "
+        f"{_num(entry['ci_high'])}] (within-class ρ {_num(entry['within_class_rho'])}, "
+        f"Holm p {_p(entry['within_class_p_holm'])})"
+    )
+
+
+def _headline_lines(summary: dict[str, Any]) -> list[str]:
+    """The best measure of each group for the primary vulnerable set, and whether the
+    geometric group supports the intra-class-outlier claim."""
+    head = summary["headline"]
+    names = summary["group_names"]
+    found = {g: e for g, e in head["groups"].items() if e is not None}
+    if not found:
+        return ["No measure could be tested against the vulnerable sets (too few samples)."]
+    set_title = _set_title(head["set"], summary)
+    lines = [
+        f"Best measure per group for telling the set '{set_title}' apart (AUC, 95% DeLong "
+        "interval): "
+        + "; ".join(f"{names[g]}: {_group_finding(e)}" for g, e in found.items())
+        + "."
+    ]
+    geo = found.get("geometric")
+    if geo is None:
+        lines.append("No geometric measure was computed (analysis.spaces), so the seed paper's "
+                     "intra-class-outlier claim is not tested.")  # fmt: skip
+        return lines
+    verdict = "supports" if head["intra_class_outliers_supported"] else "does not support"
+    lines.append(
+        f"Geometric outlierness {verdict} the seed paper's claim that intra-class outliers leak "
+        f"({geo['measure']}: AUC interval {'above' if geo['ci_low'] > 0.5 else 'not above'} "
+        f"0.5, Holm p {_p(geo['p_holm'])}). The model-output measures describe difficulty as "
+        "the OUT models see it, the quantity the attack itself scores, so they are no evidence "
+        "for that claim."
+    )
+    return lines
+
+
+def _ranking_line(summary: dict[str, Any]) -> str:
+    """The conformal ceiling and how the samples beyond it are ordered."""
+    vul = summary["vulnerability"]
+    n, tail = summary["design"]["pool_size"], vul["tail"]
+    ties = tail["ties_at_max"]
+    flag = " (more than 1% of the pool: ties, ordered by LiRA separation)" if ties > n / 100 else ""
+    return (
+        f"{vul['at_ceiling']} samples reach the conformal ceiling (detection FPR "
+        f"{vul['floor']:.2g} at every target they trained, vulnerability "
+        f"{_num(vul['ceiling'], 2)}); samples are ranked by the tail vulnerability (a fitted "
+        f"tail, not a p-value), whose maximum {_num(tail['max'], 2)} is reached by "
+        f"{_plural(ties, 'sample')}{flag}."
+    )
+
+
 def analysis_brief(summary: dict[str, Any]) -> list[str]:
     """The analysis' findings in a few sentences, for the audit report."""
     vul = summary["vulnerability"]
@@ -398,17 +457,10 @@ def analysis_brief(summary: dict[str, Any]) -> list[str]:
             f"{lv['expected_flagged_by_chance']:.0f} expected by chance)"
             for k, lv in vul["levels"].items()
         )
-        + "."
+        + ".",
+        _ranking_line(summary),
     ]
-    link = summary["link"]
-    if link.get("measure"):
-        verdict = "holds" if link["holds"] else "is not significant"
-        lines.append(
-            f"Link to outlierness {verdict}: {link['measure']} has Spearman ρ = "
-            f"{_num(link['rho'])} [{_num(link['ci_low'])}, {_num(link['ci_high'])}] with "
-            f"vulnerability, {_num(link['within_class_rho'])} within classes (Holm p "
-            f"{_p(link['within_class_p_holm'])})."
-        )
+    lines.extend(_headline_lines(summary))
     canaries = summary.get("canaries")
     if canaries:
         lines.append(
@@ -452,8 +504,9 @@ def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -
 
 
 def _measure_rows(stats: dict[str, Any], set_keys: list[str]) -> list[dict[str, Any]]:
-    """One row per measure, by decreasing within-class rho: correlations and set AUCs."""
-    from mialens.analysis.outliers import describe
+    """One row per measure, by group and then decreasing within-class rho: correlations and
+    set AUCs; the first row of each group carries its title."""
+    from mialens.analysis.outliers import GROUPS, describe, measure_group
 
     rows = []
     for name, corr in stats["spearman"].items():
@@ -487,11 +540,17 @@ def _measure_rows(stats: dict[str, Any], set_keys: list[str]) -> list[dict[str, 
                 "rho_p": _p(corr.get("p_holm")),
                 "within": _num(within["rho"]),
                 "within_p": _p(within.get("p_holm")),
+                "group": measure_group(name),
                 "sort": -1e9 if within["rho"] is None else within["rho"],
                 "sets": cells,
             }
         )
-    return sorted(rows, key=lambda r: -r["sort"])
+    order = list(GROUPS)
+    rows.sort(key=lambda r: (order.index(r["group"]), -r["sort"]))
+    for i, row in enumerate(rows):
+        first = i == 0 or rows[i - 1]["group"] != row["group"]
+        row["group_title"] = GROUPS[row["group"]] if first else None
+    return rows
 
 
 def _set_title(key: str, summary: dict[str, Any]) -> str:
