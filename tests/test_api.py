@@ -207,8 +207,11 @@ def test_split_sizes_beyond_the_data_report_no_negative_counts():
     with pytest.raises(ConfigError) as err:
         make_split(2, seed=0, pool_size=100)
     assert "-98" not in str(err.value)
-    assert "2 samples, too few for a pool of 100 (at least 4)" in str(err.value)
-    assert "at least 1 test sample" in str(err.value)
+    assert "the data set has 2 samples, too few for an audit" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        make_split(50, seed=0, pool_size=100)
+    assert "-50" not in str(err.value)
+    assert "a pool of 100 does not fit" in str(err.value)
 
 
 # --- attacks the data cannot serve ---------------------------------------------------------
