@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from threat_setup import evaluate, leaky_setup
+from threat_setup import assert_trained_to_convergence, evaluate, leaky_setup
 
 from mialens.attacks.attack_models import GroupedMLP, fit_classifier
 from mialens.attacks.shadow import (
@@ -89,3 +89,4 @@ def test_shadow_attacks_on_a_leaky_setup(attack):
     result = evaluate(attack, leaky_setup("tabular"))
     assert result["auc"] > 0.7
     assert result["queries"] == 1.0
+    assert_trained_to_convergence(result["extras"])

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from threat_setup import evaluate, leaky_setup
+from threat_setup import assert_trained_to_convergence, evaluate, leaky_setup
 from torch import nn
 
 from mialens.attacks.trajectory import SeqMIA, TrajectoryMIA, distill_trajectory
@@ -61,5 +61,6 @@ def test_trajectory_attacks_on_a_leaky_setup(attack):
     setup = leaky_setup("tabular")
     result = evaluate(attack, setup)
     assert result["auc"] > 0.75
+    assert_trained_to_convergence(result["extras"])
     # the target's outputs on the distillation data, then on every audited sample
     assert result["queries"] == pytest.approx(1 + len(setup.data.population_x) / 160)

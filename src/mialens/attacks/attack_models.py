@@ -53,7 +53,7 @@ class AttackModelParams(AttackParams):
     """Parameters of an attack that trains an attack model (to convergence)."""
 
     attack_max_epochs: int = Field(
-        default=500, ge=1, description="attack model: most training epochs (a cap)"
+        default=2000, ge=1, description="attack model: most training epochs (a cap)"
     )
     attack_patience: int = Field(
         default=20,
@@ -138,7 +138,7 @@ def train_binary(
     inputs: tuple[torch.Tensor, ...],
     labels: np.ndarray,
     seed: int,
-    max_epochs: int = 500,
+    max_epochs: int = 2000,
     patience: int = 20,
     holdout: float = 0.2,
     lr: float = 1e-3,
@@ -216,7 +216,7 @@ def train_grouped(
     labels: np.ndarray,
     groups: np.ndarray,
     seed: int,
-    max_epochs: int = 500,
+    max_epochs: int = 2000,
     patience: int = 20,
     holdout: float = 0.2,
     batch_size: int = 32,

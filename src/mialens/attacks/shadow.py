@@ -25,7 +25,7 @@ Neither paper gives a stopping rule for the attack model (Shokri et al. train ne
 networks for a fixed budget; Salem et al. an MLP with one 64-unit hidden layer): we
 train it to convergence (:mod:`mialens.attacks.attack_models`): a seeded held-out
 ``attack_holdout`` (a fifth) of the shadow rows stops training once its loss has not
-improved for ``attack_patience`` (20) epochs, within ``attack_max_epochs`` (500), and
+improved for ``attack_patience`` (20) epochs, within ``attack_max_epochs`` (2000), and
 the best epoch's weights are kept; per-class models stop on their pooled held-out loss.
 The epochs used are reported in ``extra()["attack_training"]``.
 """

@@ -29,7 +29,7 @@ stopping rule in the SeqMIA paper either. Both attack models here are trained to
 convergence (:mod:`mialens.attacks.attack_models`): a seeded held-out
 ``attack_holdout`` (a fifth) of the shadow rows, whose membership is known, stops
 training once its loss has not improved for ``attack_patience`` (20) epochs, within a
-cap of ``attack_max_epochs`` (500), and the best epoch's weights are kept. A fixed
+cap of ``attack_max_epochs`` (2000), and the best epoch's weights are kept. A fixed
 budget under-trains the LSTM: at the former 30 epochs SeqMIA's AUC on the digits
 threat-model example was 0.596, against 0.732 trained to convergence. The epochs used
 are reported in ``extra()["attack_training"]``.

@@ -27,7 +27,7 @@ gradient is that of its weight and bias.
   open; we train to convergence (:mod:`mialens.attacks.attack_models`): a seeded
   held-out ``attack_holdout`` (a fifth) of the training rows stops training once its
   loss has not improved for ``attack_patience`` (20) epochs, within
-  ``attack_max_epochs`` (500), and the best epoch's weights are kept (epochs used in
+  ``attack_max_epochs`` (2000), and the best epoch's weights are kept (epochs used in
   ``extra()["attack_training"]``).
   Losses enter as ``[loss, log loss]`` and every input is standardised (gradients by
   one scale per layer) so that one learning rate suits all components.
