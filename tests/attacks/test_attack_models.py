@@ -7,6 +7,7 @@ from torch import nn
 
 from mialens.attacks.attack_models import (
     AttackModelParams,
+    check_rows,
     fit_classifier,
     holdout_rows,
     train_binary,
@@ -60,6 +61,9 @@ def test_holdout_rows_hold_out_each_stratum_and_refuse_too_few():
     assert sorted(np.concatenate([train.numpy(), held.numpy()])) == list(range(81))
     with pytest.raises(DataError, match="at least 10 held-out rows"):
         holdout_rows(40, 0.2, torch.Generator().manual_seed(0))
+    check_rows(50, 0.2)
+    with pytest.raises(DataError, match=r"40 rows with holdout 0\.2 give 8"):
+        check_rows(40, 0.2)
 
 
 def noisy_task(n=600, seed=0):

@@ -115,6 +115,20 @@ def train_until_stopped(
     return TrainingRecord(best_epoch, epoch, epoch - best_epoch >= patience, best_loss)
 
 
+def _too_few_rows(n: int, fraction: float, held: int) -> DataError:
+    return DataError(
+        f"an attack model needs at least {MIN_HELD_OUT} held-out rows to decide when to "
+        f"stop training; {n} rows with holdout {fraction} give {held}"
+    )
+
+
+def check_rows(n: int, fraction: float) -> None:
+    """Fail early (before features are computed) when ``n`` training rows cannot hold
+    out enough rows to stop on."""
+    if round(n * fraction) < MIN_HELD_OUT:
+        raise _too_few_rows(n, fraction, round(n * fraction))
+
+
 def holdout_rows(
     n: int, fraction: float, gen: torch.Generator, strata: np.ndarray | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,10 +140,7 @@ def holdout_rows(
         rows = order[labels[order] == s]
         held[rows[: round(len(rows) * fraction)]] = True
     if held.sum() < MIN_HELD_OUT or (~held).sum() < 1:
-        raise DataError(
-            f"an attack model needs at least {MIN_HELD_OUT} held-out rows to decide when to "
-            f"stop training; {n} rows with holdout {fraction} give {int(held.sum())}"
-        )
+        raise _too_few_rows(n, fraction, int(held.sum()))
     return torch.as_tensor(order[~held[order]]), torch.as_tensor(order[held[order]])
 
 

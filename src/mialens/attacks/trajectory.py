@@ -57,6 +57,7 @@ from mialens.attacks._common import (
 from mialens.attacks.attack_models import (
     AttackModelParams,
     TrainingRecord,
+    check_rows,
     fit_classifier,
     train_binary,
 )
@@ -173,6 +174,7 @@ class _TrajectoryBase(QueryAttack):
         self.num_classes_ = num_classes_of(refs.models[0], data.labels)
         self.builder_ = self._builder(data, refs.models[0], self.num_classes_)
         count = min(self.params.shadows, len(refs.models))
+        check_rows(count * len(data.x), self.params.attack_holdout)
         chosen = rng(data.seed, "trajectory-shadows").choice(len(refs.models), count, replace=False)
         feats, member = [], []
         for r in chosen:

@@ -62,7 +62,7 @@ from mialens.attacks._common import (
     seeded,
     single_threaded,
 )
-from mialens.attacks.attack_models import AttackModelParams, train_binary
+from mialens.attacks.attack_models import AttackModelParams, check_rows, train_binary
 from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
@@ -452,6 +452,7 @@ class NasrAttack(QueryAttack):
         pick = rng(data.seed, "nasr-rows")
         rows = balanced_rows(member, self.params.max_rows, pick)
         r_idx, n_idx = np.unravel_index(rows, member.shape)
+        check_rows(len(rows) - int(len(rows) * self.params.holdout), self.params.attack_holdout)
         parts_by_model, labels = [], []
         layer_norms: list[np.ndarray] = []
         all_layers = resolve_layers(modules[0], "all")
