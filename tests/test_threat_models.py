@@ -18,12 +18,12 @@ CHEAP = [
     "transfer",
     {"name": "yoqo", "steps": 10},
     "gradient_norm",
-    {"name": "nasr", "epochs": 3, "max_rows": 400},
-    {"name": "shokri", "epochs": 3},
-    {"name": "ml_leaks", "epochs": 3},
-    {"name": "ml_leaks_transfer", "epochs": 3},
-    {"name": "trajectory", "epochs": 3, "attack_epochs": 3},
-    {"name": "seqmia", "epochs": 3, "attack_epochs": 3},
+    {"name": "nasr", "attack_max_epochs": 3, "max_rows": 400},
+    {"name": "shokri", "attack_max_epochs": 3},
+    {"name": "ml_leaks", "attack_max_epochs": 3},
+    {"name": "ml_leaks_transfer", "attack_max_epochs": 3},
+    {"name": "trajectory", "epochs": 3, "attack_max_epochs": 3},
+    {"name": "seqmia", "epochs": 3, "attack_max_epochs": 3},
     {"name": "quantile", "epochs": 5},
 ]
 THREATS = {
@@ -93,7 +93,7 @@ def test_query_attacks_on_a_scikit_learn_model_through_the_api():
         {"name": "boundary", "max_queries": 40, "calibration_samples": 5},
         {"name": "quantile", "epochs": 5},
         {"name": "shokri", "classifier": "logistic"},
-        {"name": "trajectory", "epochs": 2, "attack_epochs": 2},  # default MLP students
+        {"name": "trajectory", "epochs": 2, "attack_max_epochs": 2},  # default MLP students
     ]
     common = dict(population=(x[150:], y[150:]), num_references=2, bootstrap=0)
     result = audit_model(estimator, x[:150], y[:150], members, attacks=attacks, **common)
@@ -116,7 +116,7 @@ def test_shadow_training_attacks_mirror_adversarial_regularisation(tmp_path):
                 "pool_size": 120,
                 "val_size": 40,
                 "bootstrap": 0,
-                "attacks": ["transfer", {"name": "ml_leaks_transfer", "epochs": 2}],
+                "attacks": ["transfer", {"name": "ml_leaks_transfer", "attack_max_epochs": 2}],
             },
         }
     )

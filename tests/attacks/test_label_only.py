@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from threat_setup import evaluate, leaky_setup
+from threat_setup import assert_trained_to_convergence, evaluate, leaky_setup
 
 from mialens.attacks.base import QueryData, QueryReferences
 from mialens.attacks.label_only import (
@@ -95,6 +95,7 @@ def test_logistic_scorer_on_a_leaky_setup():
         QueryReferences(setup.models[1:], setup.member[1:], setup.data)
     )
     assert len(fitted.extra()["logistic_coefficients"]) == 31
+    assert_trained_to_convergence([fitted.extra()])  # lbfgs within its iteration cap
 
 
 def test_image_augmentations_on_leaky_digits():

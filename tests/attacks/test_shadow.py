@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from threat_setup import evaluate, leaky_setup
+from threat_setup import assert_trained_to_convergence, evaluate, leaky_setup
 
-from mialens.attacks._common import GroupedMLP, fit_classifier
+from mialens.attacks.attack_models import GroupedMLP, fit_classifier
 from mialens.attacks.shadow import (
     MLLeaksAttack,
     MLLeaksTransferAttack,
@@ -55,7 +55,7 @@ def test_per_class_classifiers_learn_per_class_rules():
     sign = np.where(groups == 0, 1.0, -1.0)
     x = np.stack([sign * np.where(member, 1.0, -1.0) + g.normal(0, 0.5, n), g.normal(size=n)], 1)
     for kind in ("mlp", "logistic"):
-        model = fit_classifier(x, member, kind, seed=0, epochs=10, groups=groups, num_groups=2)
+        model = fit_classifier(x, member, kind, seed=0, groups=groups, num_groups=2)
         acc = ((model.decision(x, groups) > 0) == member).mean()
         assert acc > 0.9, kind
     flat = fit_classifier(x, member, "logistic", seed=0)
@@ -89,3 +89,4 @@ def test_shadow_attacks_on_a_leaky_setup(attack):
     result = evaluate(attack, leaky_setup("tabular"))
     assert result["auc"] > 0.7
     assert result["queries"] == 1.0
+    assert_trained_to_convergence(result["extras"])

@@ -5,10 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from threat_setup import evaluate, leaky_setup
+from threat_setup import assert_trained_to_convergence, evaluate, leaky_setup
 from torch import nn
 
+from mialens.attacks import trajectory
+from mialens.attacks.base import QueryData, QueryReferences
 from mialens.attacks.trajectory import SeqMIA, TrajectoryMIA, distill_trajectory
+from mialens.errors import DataError
 from mialens.signals.statistics import modified_entropy
 
 # a two-epoch path of one sample with label 0: uniform, then (0.75, 0.25)
@@ -61,5 +64,16 @@ def test_trajectory_attacks_on_a_leaky_setup(attack):
     setup = leaky_setup("tabular")
     result = evaluate(attack, setup)
     assert result["auc"] > 0.75
+    assert_trained_to_convergence(result["extras"])
     # the target's outputs on the distillation data, then on every audited sample
     assert result["queries"] == pytest.approx(1 + len(setup.data.population_x) / 160)
+
+
+def test_too_few_shadow_rows_fail_before_distillation(monkeypatch):
+    monkeypatch.setattr(trajectory, "distill_trajectory", None)  # must not be reached
+    setup = leaky_setup("tabular")
+    few = QueryData(setup.data.x[:40], setup.data.labels[:40], setup.data.population_x,
+                    setup.data.population_labels, seed=0)  # fmt: skip
+    refs = QueryReferences(setup.models[1:], setup.member[1:, :40], few)
+    with pytest.raises(DataError, match="at least 10 held-out rows"):
+        SeqMIA().fit(refs)

@@ -85,8 +85,9 @@ def leaky_setup(kind: str = "tabular", models: int = 4) -> LeakySetup:
     return LeakySetup(targets, keep, data, outputs, classes)
 
 
-def evaluate(attack: Attack, setup: LeakySetup, targets=(0, 1)) -> dict[str, float]:
-    """Mean AUC and TPR at 10% FPR over ``targets``, and queries per sample."""
+def evaluate(attack: Attack, setup: LeakySetup, targets=(0, 1)) -> dict:
+    """Mean AUC and TPR at 10% FPR over ``targets``, queries per sample, and the attack's
+    ``extra()`` diagnostics per target."""
     scored = score_targets([attack], setup.outputs, list(targets), setup.models, setup.data)
     scores = scored.scores[attack.name]
     members = setup.member[list(targets)]
@@ -96,7 +97,16 @@ def evaluate(attack: Attack, setup: LeakySetup, targets=(0, 1)) -> dict[str, flo
             np.mean([tpr_at_fpr(s, m, 0.1) for s, m in zip(scores, members, strict=True)])
         ),
         "queries": scored.queries_per_sample[attack.name],
+        "extras": scored.extras.get(attack.name, []),
     }
+
+
+def assert_trained_to_convergence(extras: list[dict]) -> None:
+    """Every target's attack model stopped on its held-out loss, before the cap."""
+    assert extras
+    for extra in extras:
+        record = extra["attack_training"]
+        assert record["converged"] and 1 <= record["epochs"] <= record["epochs_run"]
 
 
 def loss_baseline(setup: LeakySetup, targets=(0, 1)) -> dict[str, float]:

@@ -14,7 +14,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks._common import data_box, fit_classifier, is_binary, single_threaded
+from mialens.attacks._common import data_box, is_binary, single_threaded
+from mialens.attacks.attack_models import fit_classifier
 from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
 from mialens.augment import query_transforms
 from mialens.seeding import rng
@@ -113,7 +114,9 @@ class AugmentationAttack(QueryAttack):
       threshold the paper picks on shadow models), or
     * ``logistic``: a logistic regression on the vector, fitted on reference models'
       members and non-members (the paper's learned attack model; its official code fits
-      one small network per class instead).
+      one small network per class instead). The regression is convex and fitted by
+      lbfgs to its tolerance, i.e. to convergence; its iterations are reported in
+      ``extra()["attack_training"]``.
     """
 
     name = "augmentation"
@@ -164,4 +167,7 @@ class AugmentationAttack(QueryAttack):
     def extra(self) -> dict:
         if self.model_ is None:
             return {}
-        return {"logistic_coefficients": [float(c) for c in self.coefficients_]}
+        return {
+            "logistic_coefficients": [float(c) for c in self.coefficients_],
+            **self.model_.extra(),
+        }

@@ -20,7 +20,14 @@ prediction vectors of their members and non-members.
   classes mean, which is why the transfer works.
 
 Attack classifiers are a small torch MLP (default) or scikit-learn models
-(:data:`mialens.attacks._common.ClassifierKind`); scores are their log-odds.
+(:data:`mialens.attacks.attack_models.ClassifierKind`); scores are their log-odds.
+Neither paper gives a stopping rule for the attack model (Shokri et al. train neural
+networks for a fixed budget; Salem et al. an MLP with one 64-unit hidden layer): we
+train it to convergence (:mod:`mialens.attacks.attack_models`): a seeded held-out
+``attack_holdout`` (a fifth) of the shadow rows stops training once its loss has not
+improved for ``attack_patience`` (20) epochs, within ``attack_max_epochs`` (2000), and
+the best epoch's weights are kept; per-class models stop on their pooled held-out loss.
+The epochs used are reported in ``extra()["attack_training"]``.
 """
 
 from __future__ import annotations
@@ -31,16 +38,15 @@ import numpy as np
 from pydantic import Field
 
 from mialens.attacks._common import (
-    ClassifierKind,
     balanced_rows,
     data_box,
-    fit_classifier,
     is_binary,
     num_classes_of,
     single_thread,
     single_threaded,
 )
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.attack_models import AttackModelParams, ClassifierKind, fit_classifier
+from mialens.attacks.base import QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import log_probabilities
@@ -58,10 +64,9 @@ def top_k_sorted(probs: np.ndarray, k: int) -> np.ndarray:
     return -np.sort(-probs, axis=-1)[..., :k]
 
 
-class ShokriParams(AttackParams):
+class ShokriParams(AttackModelParams):
     classifier: ClassifierKind = "mlp"
     hidden: int = Field(default=64, ge=1)
-    epochs: int = Field(default=30, ge=1)
     features: Literal["probabilities", "log_probabilities"] = Field(
         default="probabilities", description="the paper feeds probabilities"
     )
@@ -102,8 +107,8 @@ class ShokriAttack(QueryAttack):
             member[r_idx, n_idx],
             self.params.classifier,
             int_seed(data.seed, "shokri"),
+            self.params,
             hidden=(self.params.hidden,),
-            epochs=self.params.epochs,
             groups=data.labels[n_idx],
             num_groups=self.num_classes_,
         )
@@ -113,13 +118,15 @@ class ShokriAttack(QueryAttack):
         vec = prediction_vectors(target.logits(data.x), self.params.features)
         return self.model_.decision(vec, data.labels)
 
+    def extra(self) -> dict:
+        return self.model_.extra()
 
-class MLLeaksParams(AttackParams):
+
+class MLLeaksParams(AttackModelParams):
     shadows: int = Field(default=1, ge=1, description="shadow (reference) models used")
     top_k: int = Field(default=3, ge=1)
     classifier: ClassifierKind = "mlp"
     hidden: int = Field(default=64, ge=1)
-    epochs: int = Field(default=50, ge=1)
 
 
 def _fit_top_k(vectors, member, params, seed):
@@ -128,8 +135,8 @@ def _fit_top_k(vectors, member, params, seed):
         member,
         params.classifier,
         seed,
+        params,
         hidden=(params.hidden,),
-        epochs=params.epochs,
     )
 
 
@@ -159,6 +166,9 @@ class MLLeaksAttack(QueryAttack):
         return self.model_.decision(
             top_k_sorted(prediction_vectors(target.logits(data.x)), self.params.top_k)
         )
+
+    def extra(self) -> dict:
+        return self.model_.extra()
 
 
 def synthetic_task(
@@ -237,4 +247,5 @@ class MLLeaksTransferAttack(QueryAttack):
         return {
             "shadow_train_accuracy": self.shadow_train_accuracy_,
             "shadow_test_accuracy": self.shadow_test_accuracy_,
+            **self.model_.extra(),
         }

@@ -23,8 +23,12 @@ gradient is that of its weight and bias.
   small network (gradients through a "convolution" whose kernel spans a whole row of
   the gradient matrix, i.e. one shared linear map per output unit), concatenated and
   encoded into a membership logit. It is trained on reference models' members and
-  non-members (the paper's shadow-model setting); a quarter of the training
-  rows picks the training epoch (highest AUC there), which the paper leaves open.
+  non-members (the paper's shadow-model setting). The paper leaves the training length
+  open; we train to convergence (:mod:`mialens.attacks.attack_models`): a seeded
+  held-out ``attack_holdout`` (a fifth) of the training rows stops training once its
+  loss has not improved for ``attack_patience`` (20) epochs, within
+  ``attack_max_epochs`` (2000), and the best epoch's weights are kept (epochs used in
+  ``extra()["attack_training"]``).
   Losses enter as ``[loss, log loss]`` and every input is standardised (gradients by
   one scale per layer) so that one learning rate suits all components.
 
@@ -57,8 +61,8 @@ from mialens.attacks._common import (
     predict_logit,
     seeded,
     single_threaded,
-    train_binary,
 )
+from mialens.attacks.attack_models import AttackModelParams, check_rows, train_binary
 from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
@@ -281,7 +285,7 @@ class GradientNormAttack(QueryAttack):
 # ----------------------------------------------------------------------------- Nasr et al.
 
 
-class NasrParams(AttackParams):
+class NasrParams(AttackModelParams):
     gradient_layers: int | list[str] = Field(
         default=1, description="gradients of the last k layers, or of these layer names"
     )
@@ -289,7 +293,6 @@ class NasrParams(AttackParams):
         default=2, description="outputs of the last k layers, or of these layer names"
     )
     max_rows: int = Field(default=4000, ge=100, description="reference rows to train on")
-    epochs: int = Field(default=30, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     holdout: float = Field(
         default=0.2,
@@ -449,6 +452,7 @@ class NasrAttack(QueryAttack):
         pick = rng(data.seed, "nasr-rows")
         rows = balanced_rows(member, self.params.max_rows, pick)
         r_idx, n_idx = np.unravel_index(rows, member.shape)
+        check_rows(len(rows) - int(len(rows) * self.params.holdout), self.params.attack_holdout)
         parts_by_model, labels = [], []
         layer_norms: list[np.ndarray] = []
         all_layers = resolve_layers(modules[0], "all")
@@ -480,14 +484,16 @@ class NasrAttack(QueryAttack):
                 [p.shape[1] for p in parts[ng:-2]],
                 self.num_classes_,
             )
-        train_binary(
+        p = self.params
+        self.training_ = train_binary(
             self.net_,
             tuple(t[train] for t in inputs),
             y_mem[train],
             int_seed(data.seed, "nasr-train"),
-            self.params.epochs,
-            lr=self.params.lr,
-            holdout=0.25,
+            p.attack_max_epochs,
+            p.attack_patience,
+            p.attack_holdout,
+            lr=p.lr,
         )
         self.component_auc_drop_ = {}
         if n_hold >= 20:
@@ -514,4 +520,5 @@ class NasrAttack(QueryAttack):
             "layer_auc": self.layer_auc_,
             "component_auc_drop": self.component_auc_drop_,
             "holdout_auc": getattr(self, "holdout_auc_", None),
+            "attack_training": self.training_.as_extra(),
         }
