@@ -19,6 +19,7 @@ from mialens.defenses.output import (
     build_output_defense,
 )
 from mialens.errors import ConfigError, UnknownNameError
+from mialens.targets.adapters import CallableTarget
 
 Z = np.array([[2.0, 1.0, 0.0, -1.0], [0.0, 3.0, 0.5, 0.5], [1.0, 1.0, 4.0, 0.0]])
 
@@ -63,16 +64,32 @@ def test_top_k_releases_the_k_largest_exactly_and_spreads_the_rest():
 
 def test_rounding_and_temperature():
     out = probs(Rounding(decimals=1).apply(Z))
-    expected = np.round(probs(Z), 1)
+    expected = np.maximum(np.round(probs(Z), 1), 0.025)  # a released 0 is below 0.05
     np.testing.assert_allclose(out, expected / expected.sum(axis=1, keepdims=True), atol=1e-7)
     np.testing.assert_allclose(
         probs(Temperature(temperature=2.0).apply(Z)), probs(Z / 2), rtol=1e-6
     )
 
 
+def test_rounded_answers_are_read_as_the_adapters_read_rounded_probabilities():
+    # the adaptive adversary knows the answers are rounded: a released 0 stands for a
+    # probability below 10^-d / 2, read at 10^-d / 4 as a model's own rounded outputs
+    rounded = np.round(probs(Z), 1)
+    assert rounded[0, 3] == 0  # row 0 rounds to [0.6, 0.2, 0.1, 0.0]
+    served = CallableTarget(lambda x: rounded, num_classes=4).logits(np.zeros((3, 1)))
+    out = Rounding(decimals=1).apply(Z)
+    np.testing.assert_allclose(out, served, atol=1e-6)
+    np.testing.assert_allclose(out[0], np.log(np.array([0.6, 0.2, 0.1, 0.025]) / 0.925), rtol=1e-6)
+    # every class rounded to 0 (all below 1/2) reads as uniform; a 1 keeps its 0s at 1/4
+    flat = probs(Rounding(decimals=0).apply(np.array([[0.0, 0.0, 0.0, 0.0], [9.0, 0, 0, 0]])))
+    np.testing.assert_allclose(flat, [[0.25] * 4, [4 / 7, 1 / 7, 1 / 7, 1 / 7]], rtol=1e-6)
+
+
 def test_label_only_is_one_hot():
     out = probs(LabelOnly().apply(Z))
     np.testing.assert_allclose(out, np.eye(4)[[0, 1, 2]], atol=1e-12)
+    # exact zeros, unlike rounded ones, keep the floor of exact probabilities
+    assert LabelOnly().apply(Z).min() == np.float32(np.log(1e-30))
 
 
 def test_reverse_sigmoid_formula():

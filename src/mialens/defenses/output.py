@@ -22,7 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.special import expit, log_softmax, logit, softmax
 
 from mialens.errors import ConfigError, DataError, unknown_name
-from mialens.targets.adapters import PROBABILITY_FLOOR
+from mialens.targets.adapters import (
+    PROBABILITY_FLOOR,
+    probabilities_to_logits,
+    probability_floor,
+)
 
 LOG_FLOOR = float(np.log(PROBABILITY_FLOOR))
 
@@ -121,7 +125,12 @@ class Rounding(OutputDefense):
     """Round every probability to ``decimals`` digits (Shokri et al. 2017, Sec. VI-A).
 
     Not label-preserving when two classes round to the same value; ties are released as
-    ties.
+    ties. The adversary knows the answers are rounded, so it reads them as
+    :mod:`mialens.targets.adapters` reads rounded probabilities: a released 0 stands for
+    a probability in ``[0, 10**-decimals / 2)`` and is floored at
+    :func:`~mialens.targets.adapters.probability_floor` of the unit, not at
+    :data:`PROBABILITY_FLOOR` (which would overstate the defence). A row rounded to all
+    zeros is thus read as uniform.
     """
 
     name = "rounding"
@@ -134,9 +143,7 @@ class Rounding(OutputDefense):
 
     def _apply(self, z: np.ndarray) -> np.ndarray:
         p = np.round(softmax(z, axis=1), self.params.decimals)
-        empty = p.sum(axis=1) == 0  # every class rounded to 0: release uniform
-        p[empty] = 1.0
-        return released(p)
+        return probabilities_to_logits(p, probability_floor(10.0**-self.params.decimals))
 
 
 class Temperature(OutputDefense):
