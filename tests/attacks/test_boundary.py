@@ -144,3 +144,48 @@ def test_supervised_calibration_on_a_reference_model():
     fitted.fit(QueryReferences(setup.models[1:], setup.member[1:], setup.data))
     assert fitted.extra()["calibration_balanced_accuracy"] > 0.6
     assert fitted.threshold_ > 0
+
+
+def no_defence_run(monkeypatch):
+    """A label-preserving output defence whose answers must not be computed."""
+    from mialens.defenses.output import build_output_defense
+
+    defense = build_output_defense("top_k")
+    monkeypatch.setattr(defense, "apply", lambda z: pytest.fail("the defence ran"))
+    return defense
+
+
+def test_supervised_calibration_asks_the_reference_for_labels(monkeypatch):
+    # the reference's labels are label queries: a defended reference answers them as it
+    # answers labels (a label-preserving defence by the model's own label, not run), and
+    # an undefended one gives exactly the arg-max of its logits, as before
+    from mialens.attacks.threshold import best_threshold
+    from mialens.defenses.apply import DefendedTarget
+
+    x, y = samples(60)
+    far = np.abs(x @ W - B) / np.linalg.norm(W) > 0.3
+    data = QueryData(x, y, seed=2)
+    params = {"calibration": "supervised", "calibration_samples": 30, "max_queries": 60}
+    plain = BoundaryAttack(**params).fit(QueryReferences([linear_target().inner], far[None], data))
+    defended_ref = DefendedTarget(linear_target().inner, no_defence_run(monkeypatch))
+    defended = BoundaryAttack(**params).fit(QueryReferences([defended_ref], far[None], data))
+    assert defended.threshold_ == plain.threshold_
+    # the threshold from the arg-max of the reference's logits, reproduced from the seeds
+    pick = rng(2, "boundary-calibration")
+    rows = np.concatenate(
+        [
+            pick.choice(np.flatnonzero(far), 15, replace=False),
+            pick.choice(np.flatnonzero(~far), 15, replace=False),
+        ]
+    )
+    ref = linear_target().inner
+    dist, used = boundary_distances(
+        lambda b: ref.logits(b).argmax(axis=-1),
+        x[rows],
+        y[rows],
+        SearchSettings.of(plain.params),
+        int_seed(2, "boundary-supervised"),
+        (float(x.min()), float(x.max())),
+    )
+    assert plain.threshold_ == best_threshold(dist[far[rows]], dist[~far[rows]])
+    assert defended_ref.queries == defended_ref.inner.queries == used.sum()

@@ -103,3 +103,35 @@ def test_image_augmentations_on_leaky_digits():
     result = evaluate(AugmentationAttack(), setup)
     assert result["queries"] == 9
     assert result["auc"] > 0.55
+
+
+def test_logistic_scorer_asks_the_references_for_labels(monkeypatch):
+    # reference models answer label queries as the target does: a label-preserving
+    # defence by the model's own label (the defence is not run); undefended, the
+    # correctness features are exactly those of the arg-max of the logits, as before
+    from mialens.attacks.attack_models import fit_classifier
+    from mialens.defenses.apply import DefendedTarget
+    from mialens.defenses.output import build_output_defense
+
+    g = np.random.default_rng(4)
+    x = g.normal(0, 1, (60, 3)).astype(np.float32)
+    y = (x.sum(axis=1) > 0).astype(np.int64)
+    member = g.random((2, 60)) < 0.5
+    data = QueryData(x, y, seed=3)
+    params = {"perturbation": "gaussian", "num_noise": 4, "noise_std": 0.3}
+    plain_refs = [sign_target().inner, sign_target().inner]
+    plain = AugmentationAttack(**params).fit(QueryReferences(plain_refs, member, data))
+    defense = build_output_defense("top_k")
+    monkeypatch.setattr(defense, "apply", lambda z: pytest.fail("the defence ran"))
+    defended_refs = [DefendedTarget(sign_target().inner, defense) for _ in range(2)]
+    defended = AugmentationAttack(**params).fit(QueryReferences(defended_refs, member, data))
+    assert defended.coefficients_ == plain.coefficients_
+    assert all(r.queries == r.inner.queries == 60 * 5 for r in defended_refs)
+    views = perturbation_views(plain.params, x, 3)
+    feats = [
+        correctness(lambda b, m=m: m.logits(b).argmax(axis=-1), x, y, views) for m in plain_refs
+    ]
+    expected = fit_classifier(
+        np.concatenate(feats).astype(np.float64), member.ravel(), "logistic", 3
+    )
+    assert plain.coefficients_ == expected.model.coef_[0].tolist()

@@ -281,7 +281,9 @@ class BoundaryAttack(QueryAttack):
             return
         assert refs is not None
         data = refs.data
-        ref = refs.models[0]  # the adversary's own model: its labels are read directly
+        # the adversary's own model, asked for labels like the target (through its
+        # defence, if any: a label-preserving one answers with the model's label)
+        ref = refs.models[0]
         member = np.asarray(refs.member[0], bool)
         pick = rng(data.seed, "boundary-calibration")
         half = self.params.calibration_samples // 2
@@ -289,7 +291,7 @@ class BoundaryAttack(QueryAttack):
         outs = pick.choice(np.flatnonzero(~member), min(half, (~member).sum()), replace=False)
         rows = np.concatenate([ins, outs])
         dist, _ = boundary_distances(
-            lambda b: ref.logits(b).argmax(axis=-1),
+            ref.labels,
             data.x[rows],
             data.labels[rows],
             SearchSettings.of(self.params),

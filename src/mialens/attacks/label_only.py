@@ -89,11 +89,6 @@ def perturbation_views(params: AugmentationParams, x: np.ndarray, seed: int) -> 
     return views
 
 
-def _labels_of(model):
-    """Predicted labels of a reference model (the adversary's own: full access)."""
-    return lambda batch: model.logits(batch).argmax(axis=-1)
-
-
 def correctness(labels_of, x: np.ndarray, y: np.ndarray, views: list[View]) -> np.ndarray:
     """``(N, Q)``: whether each perturbed query is still classified as its label."""
     return np.stack([labels_of(view(x)) == y for view in views], axis=1)
@@ -146,7 +141,8 @@ class AugmentationAttack(QueryAttack):
         chosen = np.sort(pick.choice(len(refs.models), count, replace=False))
         feats, member = [], []
         for r in chosen:
-            feats.append(correctness(_labels_of(refs.models[r]), data.x, data.labels, views))
+            # label queries, answered as the target answers them (through its defence)
+            feats.append(correctness(refs.models[r].labels, data.x, data.labels, views))
             member.append(refs.member[r])
         self.model_ = fit_classifier(
             np.concatenate(feats).astype(np.float64),
