@@ -64,6 +64,7 @@ def main(
 
 
 def _print_summary(result, out: Path) -> None:
+    from mialens.audit.results import UNREACHABLE_MARK, UNREACHABLE_NOTE
     from mialens.metrics.leakage import fpr_key
 
     table = Table(title="Membership leakage (mean over targets)")
@@ -76,22 +77,29 @@ def _print_summary(result, out: Path) -> None:
         cells = [name, f"{m['auc']['mean']:.3f} ± {m['auc']['std']:.3f}"]
         for lv in levels:
             entry = m["tpr_at_fpr"][fpr_key(lv)]
-            cell = f"{entry['mean']:.3f}"
-            cells.append(cell if entry["resolved"] else f"[dim]{cell}*[/]")
+            cells.append(_tpr_cell(entry, f"{entry['mean']:.3f}"))
         table.add_row(*cells)
     console.print(table)
-    if any(
-        not m["tpr_at_fpr"][fpr_key(lv)]["resolved"]
-        for m in result.metrics.values()
-        for lv in levels
-    ):
+    entries = [m["tpr_at_fpr"][fpr_key(lv)] for m in result.metrics.values() for lv in levels]
+    if any(not e["resolved"] for e in entries):
         console.print("[dim]* too few non-members to resolve this FPR: TPR at FPR 0[/]")
+    if any(e["resolved"] and not e.get("reachable", True) for e in entries):
+        console.print(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}", highlight=False)
     u = result.utility
     console.print(
         f"target accuracy: train {u['train_accuracy']['mean']:.3f}, "
         f"test {u['test_accuracy']['mean']:.3f}"
     )
     console.print(f"outputs in {out}/: metrics.json, samples.csv, report.html")
+
+
+def _tpr_cell(entry: dict, text: str) -> str:
+    """A TPR cell: dim with ``*`` when unresolved, ``†`` when a tie makes it unreachable."""
+    from mialens.audit.results import UNREACHABLE_MARK
+
+    if not entry["resolved"]:
+        return f"[dim]{text}*[/]"
+    return text if entry.get("reachable", True) else f"{text}{UNREACHABLE_MARK}"
 
 
 def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool, raw=None) -> None:
