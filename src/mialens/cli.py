@@ -102,6 +102,42 @@ def _tpr_cell(entry: dict, text: str) -> str:
     return text if entry.get("reachable", True) else f"{text}{UNREACHABLE_MARK}"
 
 
+def _print_study(doc: dict, out: Path) -> None:
+    """The study's table of settings, its footnotes and findings."""
+    level = doc["figure_level"]
+    table = Table(title=f"Study {doc['name']} ({doc['attack']})")
+    columns = ("setting", "train acc", "test acc", "AUC", f"TPR@{level}", "ε", "geometric AUC",
+               "outliers")  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("setting", "outliers") else "right")
+    unreachable = False
+    for row in doc["settings"]:
+        geo = (row.get("groups") or {}).get("geometric") or {}
+        entry = {
+            "resolved": row["tpr_resolved"].get(level, True),
+            "reachable": row.get("tpr_reachable", {}).get(level, True),
+        }
+        unreachable |= entry["resolved"] and not entry["reachable"]
+        table.add_row(
+            row["name"],
+            f"{row['train_acc']:.3f}",
+            f"{row['test_acc']:.3f}",
+            f"{row['auc']:.3f}",
+            _tpr_cell(entry, f"{row['tpr_at_fpr'][level]:.4f}"),
+            "" if row["epsilon"] is None else f"{row['epsilon']:.3g}",
+            "n/a" if geo.get("auc") is None else f"{geo['auc']:.3f} ({geo['measure']})",
+            "supported" if row.get("intra_class_outliers_supported") else "not supported",
+        )
+    console.print(table)
+    if unreachable:
+        from mialens.audit.results import UNREACHABLE_MARK, UNREACHABLE_NOTE
+
+        console.print(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}", highlight=False)
+    for line in doc["findings"]:
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"outputs in {out}/: study.json, report.html, settings/")
+
+
 def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool, raw=None) -> None:
     from mialens.audit.config import apply_overrides, load_config, validate_config
     from mialens.audit.runner import run_audit
@@ -284,23 +320,4 @@ def study(
         doc = run_study(spec, configs, out, progress=not quiet)
     except MialensError as exc:
         _fail(exc)
-    level = doc["figure_level"]
-    table = Table(title=f"Study {doc['name']} ({doc['attack']})")
-    for col in ("setting", "train acc", "test acc", "AUC", f"TPR@{level}", "ε", "link ρ"):
-        table.add_column(col, justify="left" if col == "setting" else "right")
-    for row in doc["settings"]:
-        common = row.get("common") or {}
-        rho = common.get("rho")
-        table.add_row(
-            row["name"],
-            f"{row['train_acc']:.3f}",
-            f"{row['test_acc']:.3f}",
-            f"{row['auc']:.3f}",
-            f"{row['tpr_at_fpr'][level]:.4f}",
-            "" if row["epsilon"] is None else f"{row['epsilon']:.3g}",
-            "n/a" if rho is None else f"{rho:.3f}",
-        )
-    console.print(table)
-    for line in doc["findings"]:
-        console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"outputs in {out}/: study.json, report.html, settings/")
+    _print_study(doc, out)
