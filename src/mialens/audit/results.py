@@ -164,8 +164,7 @@ class AuditResult:
         lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                  for line in (header, *cells)]  # fmt: skip
         lines.insert(1, "  ".join("-" * w for w in widths))
-        if any(resolved and not reachable for row in rows for *_, resolved, reachable in
-               list(row.values())[1:]):  # fmt: skip
+        if any(UNREACHABLE_MARK in c for line in cells for c in line[1:]):
             lines.append(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}")
         if self.skipped:
             lines.append(f"skipped: {'; '.join(f'{k} {v}' for k, v in self.skipped.items())}")
