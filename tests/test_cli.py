@@ -172,3 +172,29 @@ def test_cache_dir_that_is_a_file_fails_before_training(tmp_path, monkeypatch):
     )
     assert result.exit_code == 2
     assert f"audit.cache_dir {cache}/m cannot be created: {cache} is a file" in result.output
+
+
+def test_study_table_shows_the_geometric_headline_and_marks_unreachable_levels(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import mialens.cli
+
+    def row(name, reachable, supported):
+        geo = {"measure": "input_knn", "auc": 0.61}
+        return {"name": name, "train_acc": 1.0, "test_acc": 0.8, "auc": 0.7, "epsilon": None,
+                "tpr_at_fpr": {"0.01": 0.0}, "tpr_resolved": {"0.01": True},
+                "tpr_reachable": {"0.01": reachable}, "groups": {"geometric": geo},
+                "intra_class_outliers_supported": supported}  # fmt: skip
+
+    doc = {"name": "s", "attack": "lira_online", "figure_level": "0.01", "findings": ["done."],
+           "settings": [row("a", True, True), row("b", False, False)]}  # fmt: skip
+    buf = io.StringIO()
+    monkeypatch.setattr(mialens.cli, "console", Console(file=buf, width=160))
+    mialens.cli._print_study(doc, "out")
+    lines = buf.getvalue().splitlines()
+    a, b = (next(x for x in lines if f"│ {n} " in x) for n in "ab")
+    assert "0.0000 " in a and "0.610 (input_knn)" in a and "│ supported" in a
+    assert "0.0000†" in b and "not supported" in b
+    assert "† tie group straddles this FPR; see report" in lines

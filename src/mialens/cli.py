@@ -64,6 +64,7 @@ def main(
 
 
 def _print_summary(result, out: Path) -> None:
+    from mialens.audit.results import UNREACHABLE_MARK, UNREACHABLE_NOTE
     from mialens.metrics.leakage import fpr_key
 
     table = Table(title="Membership leakage (mean over targets)")
@@ -76,22 +77,65 @@ def _print_summary(result, out: Path) -> None:
         cells = [name, f"{m['auc']['mean']:.3f} ± {m['auc']['std']:.3f}"]
         for lv in levels:
             entry = m["tpr_at_fpr"][fpr_key(lv)]
-            cell = f"{entry['mean']:.3f}"
-            cells.append(cell if entry["resolved"] else f"[dim]{cell}*[/]")
+            cells.append(_tpr_cell(entry, f"{entry['mean']:.3f}"))
         table.add_row(*cells)
     console.print(table)
-    if any(
-        not m["tpr_at_fpr"][fpr_key(lv)]["resolved"]
-        for m in result.metrics.values()
-        for lv in levels
-    ):
+    entries = [m["tpr_at_fpr"][fpr_key(lv)] for m in result.metrics.values() for lv in levels]
+    if any(not e["resolved"] for e in entries):
         console.print("[dim]* too few non-members to resolve this FPR: TPR at FPR 0[/]")
+    if any(e["resolved"] and not e.get("reachable", True) for e in entries):
+        console.print(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}", highlight=False)
     u = result.utility
     console.print(
         f"target accuracy: train {u['train_accuracy']['mean']:.3f}, "
         f"test {u['test_accuracy']['mean']:.3f}"
     )
     console.print(f"outputs in {out}/: metrics.json, samples.csv, report.html")
+
+
+def _tpr_cell(entry: dict, text: str) -> str:
+    """A TPR cell: dim with ``*`` when unresolved, ``†`` when a tie makes it unreachable."""
+    from mialens.audit.results import UNREACHABLE_MARK
+
+    if not entry["resolved"]:
+        return f"[dim]{text}*[/]"
+    return text if entry.get("reachable", True) else f"{text}{UNREACHABLE_MARK}"
+
+
+def _print_study(doc: dict, out: Path) -> None:
+    """The study's table of settings, its footnotes and findings."""
+    level = doc["figure_level"]
+    table = Table(title=f"Study {doc['name']} ({doc['attack']})")
+    columns = ("setting", "train acc", "test acc", "AUC", f"TPR@{level}", "ε", "geometric AUC",
+               "outliers")  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("setting", "outliers") else "right")
+    unreachable = False
+    for row in doc["settings"]:
+        geo = (row.get("groups") or {}).get("geometric") or {}
+        entry = {
+            "resolved": row["tpr_resolved"].get(level, True),
+            "reachable": row.get("tpr_reachable", {}).get(level, True),
+        }
+        unreachable |= entry["resolved"] and not entry["reachable"]
+        table.add_row(
+            row["name"],
+            f"{row['train_acc']:.3f}",
+            f"{row['test_acc']:.3f}",
+            f"{row['auc']:.3f}",
+            _tpr_cell(entry, f"{row['tpr_at_fpr'][level]:.4f}"),
+            "" if row["epsilon"] is None else f"{row['epsilon']:.3g}",
+            "n/a" if geo.get("auc") is None else f"{geo['auc']:.3f} ({geo['measure']})",
+            "supported" if row.get("intra_class_outliers_supported") else "not supported",
+        )
+    console.print(table)
+    if unreachable:
+        from mialens.audit.results import UNREACHABLE_MARK, UNREACHABLE_NOTE
+
+        console.print(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}", highlight=False)
+    for line in doc["findings"]:
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"outputs in {out}/: study.json, report.html, settings/")
 
 
 def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool, raw=None) -> None:
@@ -276,23 +320,4 @@ def study(
         doc = run_study(spec, configs, out, progress=not quiet)
     except MialensError as exc:
         _fail(exc)
-    level = doc["figure_level"]
-    table = Table(title=f"Study {doc['name']} ({doc['attack']})")
-    for col in ("setting", "train acc", "test acc", "AUC", f"TPR@{level}", "ε", "link ρ"):
-        table.add_column(col, justify="left" if col == "setting" else "right")
-    for row in doc["settings"]:
-        common = row.get("common") or {}
-        rho = common.get("rho")
-        table.add_row(
-            row["name"],
-            f"{row['train_acc']:.3f}",
-            f"{row['test_acc']:.3f}",
-            f"{row['auc']:.3f}",
-            f"{row['tpr_at_fpr'][level]:.4f}",
-            "" if row["epsilon"] is None else f"{row['epsilon']:.3g}",
-            "n/a" if rho is None else f"{rho:.3f}",
-        )
-    console.print(table)
-    for line in doc["findings"]:
-        console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"outputs in {out}/: study.json, report.html, settings/")
+    _print_study(doc, out)

@@ -6,6 +6,8 @@ import functools
 import gzip
 import hashlib
 import logging
+import os
+import stat
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,6 +86,16 @@ def test_download_verifies_and_is_reused(source: Path, data_home: Path) -> None:
     source.unlink()  # the second call must not need the server
     assert fetch(remote, download=False) == path
     assert sorted(p.name for p in data_home.iterdir()) == ["payload.bin"]  # no temp files left
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_downloaded_file_gets_the_umask_mode(source: Path, data_home: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        path = fetch(_remote(source, sha256=_sha(PAYLOAD)))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_download_tries_the_next_mirror(source: Path, tmp_path: Path) -> None:

@@ -531,7 +531,8 @@ def _table(
     sets: dict[str, np.ndarray],
     measures: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """The per-sample table: id, vulnerability and its statistics, then every measure."""
+    """The per-sample table: id, vulnerability and its statistics, then every measure. The
+    ``label`` column holds the user's original labels, as the audit's samples.csv does."""
     table: dict[str, np.ndarray] = {
         "sample_id": result.sample_ids.astype(str),
         "vulnerability": vuln.score,
@@ -540,7 +541,7 @@ def _table(
         "vulnerability_out": vuln.out_control,
         "vulnerability_tail": vuln.tail,
         "rank": vuln.rank,
-        "label": labels.astype(np.int64),
+        "label": _original_labels(labels, result.design.get("label_values")),
         "canary": canary.astype(np.int64),
         "in_targets": vuln.n_in.astype(np.int64),
         "separation": vuln.separation,
@@ -556,6 +557,19 @@ def _table(
     table["top"] = sets["top"].astype(np.int64)
     table.update(measures)
     return table
+
+
+def _original_labels(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
+    """The user's label of each class index (integers stay integers), or the indices
+    themselves when the labels were not remapped."""
+    if values is None:
+        return labels.astype(np.int64)
+    original = np.asarray(values)[labels]
+    try:
+        numbers = original.astype(np.int64)
+    except ValueError:
+        return original
+    return numbers if np.array_equal(numbers.astype(str), original) else original  # "007"
 
 
 def _figures(

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import stats
 
 from mialens.analysis.figures import study_png
-from mialens.analysis.outliers import MEMBERSHIP_DEPENDENT
+from mialens.analysis.outliers import GROUPS, MEMBERSHIP_DEPENDENT, measure_group
 from mialens.analysis.run import ANALYSIS_DIR, json_safe
 from mialens.audit.config import (
     AuditConfig,
@@ -131,7 +131,11 @@ def _default_attack(base: dict[str, Any]) -> str:
 
 
 def _row(setting: StudySetting, result, summary: dict[str, Any], attack: str) -> dict[str, Any]:
-    """What study.json records about one setting."""
+    """What study.json records about one setting. ``groups`` is the analysis headline: per
+    group of measures (geometric outlierness, model-output difficulty, memorisation) the
+    one with the highest AUC for the primary vulnerable set, with its interval; ``link``
+    (one best measure of any group, often the circular ``out_neg_margin``) is kept for
+    scripts that read it."""
     m = result.metrics[attack]
     eps = [r["epsilon"] for r in result.training if r.get("epsilon") is not None]
     epochs = [r["epochs_run"] for r in result.training if r.get("epochs_run") is not None]
@@ -160,12 +164,15 @@ def _row(setting: StudySetting, result, summary: dict[str, Any], attack: str) ->
         "advantage": m["advantage"]["mean"],
         "tpr_at_fpr": {k: v["mean"] for k, v in m["tpr_at_fpr"].items()},
         "tpr_resolved": {k: v["resolved"] for k, v in m["tpr_at_fpr"].items()},
+        "tpr_reachable": {k: v.get("reachable", True) for k, v in m["tpr_at_fpr"].items()},
         "epsilon": float(np.mean(eps)) if eps else None,
         "epochs_run": float(np.mean(epochs)) if epochs else None,
         "vulnerable": {k: v["vulnerable"] for k, v in summary["vulnerability"]["levels"].items()},
         "mean_vulnerability": summary["vulnerability"]["mean"],
         "link": summary["link"],
         "primary_set": primary,
+        "groups": summary["headline"]["groups"],
+        "intra_class_outliers_supported": summary["headline"]["intra_class_outliers_supported"],
         "measures": measures,
         "canaries": summary.get("canaries"),
         "attacks": {
@@ -185,22 +192,41 @@ def _holds(entry: dict[str, Any]) -> bool:
 
 
 def summarize_study(rows: list[dict[str, Any]], levels: list[str]) -> dict[str, Any]:
-    """Orderings of the settings, the measure compared across them, and whether the link
-    holds in the settings with the smallest generalisation gap."""
+    """Orderings of the settings, the measures compared across them, and whether the link
+    holds in the settings with the smallest generalisation gap.
+
+    ``geometric_measure`` is the geometric outlierness measure (input or feature space)
+    with the highest mean AUC over the settings, the headline's criterion, and the same
+    measure in every setting; ``gap_vs_link`` is the Spearman correlation over settings of
+    the generalisation gap with that measure's Spearman ρ with vulnerability. A model-output
+    measure would be circular there (``out_neg_margin`` is the OUT models' margin that
+    LiRA scores). ``common_measure`` (the best mean within-class ρ of any group) is kept."""
     names = set.intersection(*(set(r["measures"]) for r in rows)) - set(MEMBERSHIP_DEPENDENT)
     mean_within = {
         n: np.mean([r["measures"][n]["within_class_rho"] or 0.0 for r in rows]) for n in names
     }
     common = max(sorted(mean_within), key=mean_within.get) if mean_within else None
+    mean_auc = {
+        n: np.mean([r["measures"][n]["auc"] or 0.0 for r in rows])
+        for n in names
+        if measure_group(n) == "geometric"
+    }
+    geometric = max(sorted(mean_auc), key=mean_auc.get) if mean_auc else None
     for row in rows:
         row["common"] = row["measures"].get(common) if common else None
+        row["geometric"] = row["measures"].get(geometric) if geometric else None
     resolved = [k for k in levels if all(r["tpr_resolved"].get(k) for r in rows)]
     level = min(resolved, key=float) if resolved else levels[0]
     gaps = np.array([r["generalization_gap"] for r in rows])
     small = [r for r in rows if r["generalization_gap"] <= np.median(gaps)]
     out: dict[str, Any] = {
         "figure_level": level,
+        "group_names": GROUPS,
         "common_measure": common,
+        "geometric_measure": geometric,
+        "intra_class_outliers_supported": [
+            r["name"] for r in rows if r["intra_class_outliers_supported"]
+        ],
         "ordering": {
             f"tpr_at_fpr_{level}": [
                 r["name"] for r in sorted(rows, key=lambda r: -r["tpr_at_fpr"][level])
@@ -214,13 +240,25 @@ def summarize_study(rows: list[dict[str, Any]], levels: list[str]) -> dict[str, 
             "threshold": float(np.median(gaps)),
             "settings": [r["name"] for r in small],
             "link_holds": {r["name"]: _holds(r["common"] or {}) for r in small},
+            "intra_class_outliers_supported": {
+                r["name"]: r["intra_class_outliers_supported"] for r in small
+            },
         },
     }
-    rhos = [(r["generalization_gap"], (r["common"] or {}).get("rho")) for r in rows]
-    pairs = [(g, v) for g, v in rhos if v is not None]
+    pairs = [
+        (r["generalization_gap"], r["geometric"]["rho"])
+        for r in rows
+        if r["geometric"] and r["geometric"]["rho"] is not None
+    ]
     if len(pairs) >= 4 and np.ptp([g for g, _ in pairs]) > 0:
         rho, p = stats.spearmanr(*zip(*pairs, strict=True))
-        out["gap_vs_link"] = {"rho": float(rho), "p": float(p), "settings": len(pairs)}
+        out["gap_vs_link"] = {
+            "measure": geometric,
+            "group": "geometric",
+            "rho": float(rho),
+            "p": float(p),
+            "settings": len(pairs),
+        }
     return out
 
 
@@ -233,28 +271,39 @@ def _findings(study: dict[str, Any]) -> list[str]:
         + ", ".join(order)
         + "."
     ]
-    common = study.get("common_measure")
-    if common:
-        holds = [r["name"] for r in rows if _holds(r["common"] or {})]
+    for group, title in study["group_names"].items():
+        best = [f"{r['name']} {_auc_text(r['groups'].get(group))}" for r in rows]
+        lines.append(f"Best {title} measure per setting (AUC [95% CI]): {'; '.join(best)}.")
+    supported = study["intra_class_outliers_supported"]
+    lines.append(
+        f"The geometric group supports the intra-class-outlier claim (best AUC's interval "
+        f"above 0.5 and within-class ρ > 0, Holm p < 0.05) in {len(supported)} of {len(rows)} "
+        f"settings{': ' + ', '.join(supported) if supported else ''}."
+    )
+    small = study["small_gap"]
+    held = [n for n, ok in small["intra_class_outliers_supported"].items() if ok]
+    lines.append(
+        f"Settings with a generalisation gap at most the median ({small['threshold']:.3f}): "
+        f"{', '.join(small['settings'])}; the claim is supported in {len(held)} of them."
+    )
+    trend = study.get("gap_vs_link")
+    if trend:
         lines.append(
-            f"Measure compared across settings: {common}. Its within-class link to "
-            f"vulnerability is significant (Holm p < 0.05) in {len(holds)} of {len(rows)} "
-            f"settings{': ' + ', '.join(holds) if holds else ''}."
-        )
-        small = study["small_gap"]
-        held = [n for n, ok in small["link_holds"].items() if ok]
-        by_name = {r["name"]: r for r in rows}
-        detail = ", ".join(
-            f"{n} (gap {by_name[n]['generalization_gap']:.3f}, within-class ρ "
-            f"{_fmt(by_name[n]['common'], 'within_class_rho')}, AUC "
-            f"{_fmt(by_name[n]['common'], 'auc')})"
-            for n in small["settings"]
-        )
-        lines.append(
-            f"Settings with a generalisation gap at most the median ({small['threshold']:.3f}): "
-            f"{detail}; the link holds in {len(held)} of them."
+            f"Link versus generalisation gap, with the best geometric measure "
+            f"{trend['measure']} (highest mean AUC over settings): Spearman ρ "
+            f"{trend['rho']:.2f} (p {trend['p']:.2g}) over {trend['settings']} settings."
         )
     return lines
+
+
+def _auc_text(entry: dict[str, Any] | None) -> str:
+    """``"input_knn 0.61 [0.55, 0.67]"``, or ``"n/a"`` for a group without a measure."""
+    if not entry:
+        return "n/a"
+    return (
+        f"{entry['measure']} {_fmt(entry, 'auc')} [{_fmt(entry, 'ci_low')}, "
+        f"{_fmt(entry, 'ci_high')}]"
+    )
 
 
 def _fmt(entry: dict[str, Any] | None, key: str) -> str:
@@ -281,7 +330,8 @@ def _finished(run_dir: Path, config: AuditConfig) -> tuple[AuditResult, dict] | 
         return None
     if result.config != json.loads(json.dumps(config.model_dump(mode="json"))):
         return None
-    return result, _read_summary(run_dir)
+    summary = _read_summary(run_dir)
+    return (result, summary) if "headline" in summary else None  # older analyses: rerun
 
 
 def run_study(
@@ -327,6 +377,8 @@ def run_study(
     doc["findings"] = _findings(doc)
     doc = json_safe(doc)
     write_json(out / STUDY_FILE, doc)
-    figure = study_png(rows, doc["figure_level"]) if rows else None
+    # the figure's right panel plots row["common"]: there, the geometric measure
+    plotted = [{**r, "common": r["geometric"]} for r in rows]
+    figure = study_png(plotted, doc["figure_level"]) if rows else None
     write_text(out / "report.html", render_study(doc, figure))
     return doc

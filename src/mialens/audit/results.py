@@ -14,6 +14,8 @@ from mialens.attacks.base import Attack
 from mialens.metrics.intervals import summarize
 from mialens.metrics.leakage import fpr_key, leakage_summary
 
+UNREACHABLE_MARK = "†"
+UNREACHABLE_NOTE = "tie group straddles this FPR; see report"
 _PACKAGES = ("mialens", "torch", "numpy", "scipy", "scikit-learn", "opacus", "pydantic")
 
 
@@ -116,27 +118,33 @@ class AuditResult:
     def headline(self) -> list[dict[str, Any]]:
         """One row per attack: ``{"attack", "auc", "advantage", "tpr@<fpr>" ...}``.
 
-        Values are means over the targets; a TPR at an FPR below ``1 / non-members`` of
-        some target cannot be resolved and is None (see ``metrics[...]["tpr_at_fpr"]``
-        for the intervals and per-target values).
+        Values are means over the targets. A TPR that is no TPR at its FPR level is None:
+        at an FPR below ``1 / non-members`` of some target (unresolved), or where a tie
+        group straddles the level on some target (unreachable: the ROC offers no threshold
+        near the level, see :func:`mialens.metrics.roc.level_ties`). The number, its
+        intervals and per-target values stay in ``metrics[...]["tpr_at_fpr"]``.
         """
         rows = []
         for name, m in self.metrics.items():
             row = {"attack": name, "auc": m["auc"]["mean"], "advantage": m["advantage"]["mean"]}
             for lv in self.fpr_levels:
                 entry = m["tpr_at_fpr"][fpr_key(lv)]
-                row[f"tpr@{fpr_key(lv)}"] = entry["mean"] if entry["resolved"] else None
+                row[f"tpr@{fpr_key(lv)}"] = entry["mean"] if _valid(entry) else None
             rows.append(row)
         return rows
 
     def _rows(self) -> list[dict[str, Any]]:
-        """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved)``."""
+        """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved, reachable)``."""
         rows = []
         for name, m in self.metrics.items():
-            row: dict[str, Any] = {"attack": name, "auc": (*_with_interval(m["auc"]), True)}
+            row: dict[str, Any] = {"attack": name, "auc": (*_with_interval(m["auc"]), True, True)}
             for lv in self.fpr_levels:
                 entry = m["tpr_at_fpr"][fpr_key(lv)]
-                row[f"tpr@{fpr_key(lv)}"] = (*_with_interval(entry), bool(entry["resolved"]))
+                row[f"tpr@{fpr_key(lv)}"] = (
+                    *_with_interval(entry),
+                    bool(entry["resolved"]),
+                    bool(entry.get("reachable", True)),
+                )
             rows.append(row)
         return rows
 
@@ -144,7 +152,8 @@ class AuditResult:
         """A plain-text table: one row per attack, its AUC and TPR at each FPR, each with
         its 95% interval (bootstrap over samples, else Student-t over targets; none with a
         single target and no bootstrap). An unresolved TPR (FPR below ``1 / non-members``)
-        is shown as ``unresolved``."""
+        is shown as ``unresolved``; an unreachable one (a tie group straddles the level)
+        is marked ``†`` and explained in a footnote."""
         rows = self._rows()
         header = ["attack", "AUC", *(f"TPR@{fpr_key(lv)}" for lv in self.fpr_levels)]
         cells = [
@@ -155,14 +164,17 @@ class AuditResult:
         lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                  for line in (header, *cells)]  # fmt: skip
         lines.insert(1, "  ".join("-" * w for w in widths))
+        if any(UNREACHABLE_MARK in c for line in cells for c in line[1:]):
+            lines.append(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}")
         if self.skipped:
             lines.append(f"skipped: {'; '.join(f'{k} {v}' for k, v in self.skipped.items())}")
         return "\n".join(lines)
 
     def to_frame(self) -> Any:
         """The :meth:`summary` table as a pandas DataFrame indexed by attack: columns
-        ``auc``, ``auc_low``, ``auc_high`` and ``tpr@<fpr>`` (NaN when unresolved) with
-        ``_low``/``_high`` (NaN without an interval). Needs pandas."""
+        ``auc``, ``auc_low``, ``auc_high`` and ``tpr@<fpr>`` (NaN when unresolved or
+        unreachable, as in :meth:`headline`) with ``_low``/``_high`` (NaN without an
+        interval). Needs pandas."""
         try:
             import pandas as pd
         except ImportError:
@@ -173,11 +185,12 @@ class AuditResult:
         records = []
         for row in self._rows():
             record: dict[str, Any] = {"attack": row["attack"]}
-            for key, (mean, low, high, resolved) in list(row.items())[1:]:
+            for key, (mean, low, high, resolved, reachable) in list(row.items())[1:]:
                 nan = float("nan")
-                record[key] = mean if resolved else nan
-                record[f"{key}_low"] = low if resolved and low is not None else nan
-                record[f"{key}_high"] = high if resolved and high is not None else nan
+                valid = resolved and reachable
+                record[key] = mean if valid else nan
+                record[f"{key}_low"] = low if valid and low is not None else nan
+                record[f"{key}_high"] = high if valid and high is not None else nan
             records.append(record)
         return pd.DataFrame.from_records(records, index="attack")
 
@@ -207,7 +220,15 @@ def _with_interval(entry: dict[str, Any]) -> tuple[float, float | None, float | 
     return entry["mean"], None, None
 
 
-def _cell(mean: float, low: float | None, high: float | None, resolved: bool) -> str:
+def _valid(entry: dict[str, Any]) -> bool:
+    """Whether a ``tpr_at_fpr`` entry is a TPR at its level: resolved and reachable."""
+    return bool(entry["resolved"]) and bool(entry.get("reachable", True))
+
+
+def _cell(
+    mean: float, low: float | None, high: float | None, resolved: bool, reachable: bool
+) -> str:
     if not resolved:
         return "unresolved"
-    return f"{mean:.3f}" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    mark = "" if reachable else UNREACHABLE_MARK
+    return f"{mean:.3f}{mark}" if low is None else f"{mean:.3f}{mark} [{low:.3f}, {high:.3f}]"

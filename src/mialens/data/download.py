@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from mialens.errors import ChecksumError, DownloadError
+from mialens.io import file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ def _download(remote: RemoteFile, target: Path, expected: _Expected) -> Path:
                 mismatches.append(f"{url}: {problem}")
                 logger.warning("%s from %s fails its checksum: %s", remote.filename, url, problem)
                 continue
+            os.chmod(tmp, file_mode())  # mkstemp creates 0600; data files get the usual mode
             os.replace(tmp, target)
             logger.info("downloaded %s from %s", target, url)
             return target

@@ -311,7 +311,7 @@ def monitor_report(config: AuditConfig) -> dict[str, Any]:
     plain = defended_config(config, DefenseSpec(name="undefended"))
     setup = prepare_audit(plain)
     dataset, split = setup.dataset, setup.split
-    models = load_models(setup.plan, setup.store, plain.audit.device)
+    models = load_models(setup.plan, setup.store, plain.audit.device, setup.config.executor)
     data = setup.query_data()
     specs = settings.attacks if settings.attacks is not None else config.defenses.label_only_attacks
     return evaluate_monitor(

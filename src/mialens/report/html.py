@@ -624,11 +624,15 @@ def render_analysis(analysis: Analysis) -> str:
 
 
 def render_study(study: dict[str, Any], figure: bytes | None) -> str:
-    """A study's grid of settings as one self-contained HTML page."""
+    """A study's grid of settings as one self-contained HTML page: privacy and utility per
+    setting, then per group of measures the best one (AUC with its interval) and whether
+    the geometric group supports the intra-class-outlier claim."""
     levels = study["fpr_levels"]
+    groups = study.get("group_names") or {}
     rows = []
     for row in study["settings"]:
-        link = row.get("link") or {}
+        reachable = row.get("tpr_reachable", {})
+        headline = row.get("groups") or {}
         rows.append(
             {
                 "name": row["name"],
@@ -641,26 +645,37 @@ def render_study(study: dict[str, Any], figure: bytes | None) -> str:
                     {
                         "main": _num(row["tpr_at_fpr"].get(k), 4),
                         "resolved": row["tpr_resolved"].get(k, True),
+                        "reachable": reachable.get(k, True),
                     }
                     for k in levels
                 ],
                 "epsilon": "" if row.get("epsilon") is None else f"{row['epsilon']:.3g}",
                 "vulnerable": [row["vulnerable"].get(k, "") for k in study["vulnerable_levels"]],
-                "measure": link.get("measure") or "n/a",
-                "rho": _num(link.get("rho")),
-                "rho_ci": f"[{_num(link.get('ci_low'))}, {_num(link.get('ci_high'))}]",
-                "within": _num(link.get("within_class_rho")),
-                "link_auc": _num(link.get("auc")),
-                "holds": "yes" if link.get("holds") else "no",
+                "groups": [{"key": g, **_study_group(headline.get(g))} for g in groups],
+                "supported": "yes" if row.get("intra_class_outliers_supported") else "no",
                 "overrides": row["overrides"],
             }
         )
+    cells = [c for r in rows for c in r["tpr"]]
     context = {
         "study": study,
         "rows": rows,
+        "groups": [{"key": k, "title": t} for k, t in groups.items()],
         "levels": [_pct(float(k)) for k in levels],
         "vulnerable_levels": [_pct(float(k)) for k in study["vulnerable_levels"]],
-        "any_unresolved": any(not c["resolved"] for r in rows for c in r["tpr"]),
+        "any_unresolved": any(not c["resolved"] for c in cells),
+        "any_unreachable": any(c["resolved"] and not c["reachable"] for c in cells),
         "figure": _b64(figure) if figure else None,
     }
     return _environment().get_template("study.html").render(**context)
+
+
+def _study_group(entry: dict[str, Any] | None) -> dict[str, str]:
+    """The cells of one group's best measure in a study row (``n/a`` without one)."""
+    entry = entry or {}
+    return {
+        "measure": entry.get("measure") or "n/a",
+        "auc": _num(entry.get("auc")),
+        "ci": f"[{_num(entry.get('ci_low'))}, {_num(entry.get('ci_high'))}]" if entry else "",
+        "within": _num(entry.get("within_class_rho")),
+    }
