@@ -99,3 +99,16 @@ def test_table_csv_neutralises_text_cells_only(text_dtype):
 def test_table_csv_neutralises_column_names():
     rows = _rows(table_csv({"=cmd()": np.zeros(1)}))
     assert rows[0] == ["'=cmd()"]
+
+
+def test_original_text_labels_are_neutralised_and_read_back(tmp_path):
+    result = _result(["b", "a", "c", "d"])
+    values = ["=cmd|' /C calc'!A0", "-1+1", "cat"]
+    result.design["label_values"] = values
+    rows = _rows(samples_table(result))[1:]
+    assert not any(_dangerous(row[1]) for row in rows)
+    result.compute_metrics(0, 0)
+    write_outputs(result, tmp_path)
+    table = read_samples(tmp_path / "samples.csv")
+    assert table["label"][:4].tolist() == [values[c] for c in result.labels.tolist()]
+    np.testing.assert_array_equal(load_result(tmp_path).labels, result.labels)

@@ -52,6 +52,16 @@ def _id_cells(ids: np.ndarray) -> list[str]:
     return [text_cell(str(v)) for v in ids.tolist()]
 
 
+def _label_cells(labels: list) -> list[str]:
+    """The user's original labels as cells: integers as they are, text neutralised."""
+    cells = [str(v) for v in labels]
+    try:
+        [int(c) for c in cells]
+    except ValueError:
+        return [text_cell(c) for c in cells]
+    return cells
+
+
 def samples_table(result: AuditResult) -> str:
     """The per-sample table as CSV text, one row per (sample, target).
 
@@ -69,7 +79,7 @@ def samples_table(result: AuditResult) -> str:
     labels = result.labels.tolist()
     values = result.design.get("label_values")
     if values is not None:
-        labels = [values[c] for c in labels]
+        labels = _label_cells([values[c] for c in labels])
     for row, target in enumerate(result.target_models):
         member = result.members[row].astype(int).tolist()
         cols = [[repr(float(v)) for v in result.scores[n][row]] for n in names]
@@ -154,7 +164,7 @@ def _ints_or_strings(col: tuple[str, ...]) -> np.ndarray:
     try:
         return np.array(col, dtype=np.int64)
     except ValueError:
-        return np.array(col, dtype=str)
+        return np.array([read_text_cell(v) for v in col], dtype=str)
 
 
 def _class_indices(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
