@@ -6,8 +6,8 @@ Typical use::
     result = mialens.run_audit(mialens.load_config("examples/location30.yaml"), "runs/loc")
     result = mialens.audit_model(estimator, x, y, members, population=(x_pop, y_pop))
 
-The top-level names are imported on first use, so that ``import mialens.attacks`` or
-``import mialens.metrics`` does not load PyTorch.
+The top-level names are imported on first use, so that ``import mialens`` or
+``import mialens.metrics`` does not load PyTorch (the attacks, models and audit do).
 """
 
 from __future__ import annotations

@@ -17,8 +17,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mialens.attacks.registry import build_attack
 from mialens.audit.config import AuditConfig, validate_config
 from mialens.audit.results import AuditResult
@@ -324,14 +322,3 @@ def monitor_report(config: AuditConfig) -> dict[str, Any]:
         settings,
         plain.audit.seed,
     )
-
-
-def privacy_utility_points(report: dict[str, Any]) -> list[tuple[str, float, float]]:
-    """``(name, test accuracy, TPR at the report's FPR level)`` of every defence audited
-    with all the undefended model's attacks (the others are not comparable)."""
-    level = report["privacy_level"]
-    return [
-        (name, e["test_acc"], e["tpr_at_fpr"][level]["value"])
-        for name, e in report["defenses"].items()
-        if np.isfinite(e["test_acc"]) and e.get("comparable", True)
-    ]
