@@ -181,9 +181,9 @@ def test_out_that_is_an_existing_file_is_refused_before_the_work(tmp_path):
     target, y, members, refs, ref_members = _tiny_logits()
     path = tmp_path / "metrics.txt"
     path.write_text("")
-    with pytest.raises(ConfigError, match="is an existing file, not a folder"):
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
         mialens.audit_logits(target, y, members, refs, ref_members, out=path)
-    with pytest.raises(ConfigError, match="is an existing file, not a folder"):
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
         mialens.audit_logits(target, y, members, refs, ref_members, out=path / "run")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
 from mialens.audit.progress import ProgressHook, progress_hook, step_counter
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
+from mialens.folders import writable_folder
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.training import TrainConfig, fixed_threads, train_model
 from mialens.seeding import int_seed
@@ -106,17 +106,9 @@ def _as_pair(
 
 
 def _check_out(out: str | os.PathLike | None) -> None:
-    """Refuse, before any work, an output folder that cannot be created."""
-    if out is None:
-        return
-    for path in (Path(out), *Path(out).parents):
-        if path.exists():
-            if not path.is_dir():
-                raise ConfigError(
-                    f"out={os.fspath(out)!r}: {path} is an existing file, not a folder; pass a "
-                    "folder for metrics.json, samples.csv and report.html (created if needed)"
-                )
-            return
+    """Refuse, before any work, an output folder that cannot be created or written."""
+    if out is not None:
+        writable_folder(out, "out=")
 
 
 def _check_candidates(y: Any, members: Any, num_classes: int | None, sample_ids: Any):
