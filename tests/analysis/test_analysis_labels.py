@@ -4,9 +4,9 @@ import csv
 
 import numpy as np
 
-from mialens.analysis.run import _original_labels
 from mialens.audit.config import validate_config
 from mialens.audit.runner import run_audit
+from mialens.report.files import original_labels
 
 
 def _labels(path) -> dict[str, str]:
@@ -14,7 +14,7 @@ def _labels(path) -> dict[str, str]:
         return {row["sample_id"]: row["label"] for row in csv.DictReader(fh)}
 
 
-def test_analysis_table_has_the_audits_original_labels(tmp_path):
+def test_analysis_table_has_the_auditsoriginal_labels(tmp_path):
     rng = np.random.default_rng(5)
     original = np.array([5, 2, 1000])
     y = original[rng.permutation(np.arange(90) % 3)]
@@ -40,7 +40,7 @@ def test_analysis_table_has_the_audits_original_labels(tmp_path):
 
 def test_original_labels_keep_text_and_numbers_as_given():
     classes = np.array([2, 0, 1, 0])
-    np.testing.assert_array_equal(_original_labels(classes, None), classes)
-    assert _original_labels(classes, ["-1", "7", "30"]).tolist() == [30, -1, 7, -1]
-    assert _original_labels(classes, ["007", "7", "8"]).tolist() == ["8", "007", "7", "007"]
-    assert _original_labels(classes, ["cat", "dog", "emu"]).tolist() == ["emu", "cat", "dog", "cat"]
+    np.testing.assert_array_equal(original_labels(classes, None), classes)
+    assert original_labels(classes, ["-1", "7", "30"]).tolist() == [30, -1, 7, -1]
+    assert original_labels(classes, ["007", "7", "8"]).tolist() == ["8", "007", "7", "007"]
+    assert original_labels(classes, ["cat", "dog", "emu"]).tolist() == ["emu", "cat", "dog", "cat"]

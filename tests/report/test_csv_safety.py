@@ -112,3 +112,10 @@ def test_original_text_labels_are_neutralised_and_read_back(tmp_path):
     table = read_samples(tmp_path / "samples.csv")
     assert table["label"][:4].tolist() == [values[c] for c in result.labels.tolist()]
     np.testing.assert_array_equal(load_result(tmp_path).labels, result.labels)
+
+
+def test_original_labels_that_only_look_numeric_are_neutralised():
+    result = _result(["b", "a", "c", "d"])
+    result.design["label_values"] = ["+1", "2", "3"]  # "+1" is text, and a formula prefix
+    rows = _rows(samples_table(result))[1:]
+    assert not any(_dangerous(row[1]) for row in rows)

@@ -45,7 +45,7 @@ from mialens.errors import CacheError, ConfigError, DataError
 from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
 from mialens.models.store import spec_key
-from mialens.report.files import load_result, table_csv, write_report
+from mialens.report.files import load_result, original_labels, table_csv, write_report
 from mialens.report.html import render_analysis
 from mialens.seeding import rng
 from mialens.signals.statistics import rescaled_logit
@@ -541,7 +541,7 @@ def _table(
         "vulnerability_out": vuln.out_control,
         "vulnerability_tail": vuln.tail,
         "rank": vuln.rank,
-        "label": _original_labels(labels, result.design.get("label_values")),
+        "label": original_labels(labels, result.design.get("label_values")),
         "canary": canary.astype(np.int64),
         "in_targets": vuln.n_in.astype(np.int64),
         "separation": vuln.separation,
@@ -557,19 +557,6 @@ def _table(
     table["top"] = sets["top"].astype(np.int64)
     table.update(measures)
     return table
-
-
-def _original_labels(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
-    """The user's label of each class index (integers stay integers), or the indices
-    themselves when the labels were not remapped."""
-    if values is None:
-        return labels.astype(np.int64)
-    original = np.asarray(values)[labels]
-    try:
-        numbers = original.astype(np.int64)
-    except ValueError:
-        return original
-    return numbers if np.array_equal(numbers.astype(str), original) else original  # "007"
 
 
 def _figures(

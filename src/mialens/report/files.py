@@ -52,14 +52,17 @@ def _id_cells(ids: np.ndarray) -> list[str]:
     return [text_cell(str(v)) for v in ids.tolist()]
 
 
-def _label_cells(labels: list) -> list[str]:
-    """The user's original labels as cells: integers as they are, text neutralised."""
-    cells = [str(v) for v in labels]
+def original_labels(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
+    """The user's label of each class index (integers stay integers), or the indices
+    themselves when the labels were not remapped."""
+    if values is None:
+        return np.asarray(labels).astype(np.int64)
+    original = np.asarray(values)[labels]
     try:
-        [int(c) for c in cells]
+        numbers = original.astype(np.int64)
     except ValueError:
-        return [text_cell(c) for c in cells]
-    return cells
+        return original
+    return numbers if np.array_equal(numbers.astype(str), original) else original  # "007"
 
 
 def samples_table(result: AuditResult) -> str:
@@ -76,10 +79,7 @@ def samples_table(result: AuditResult) -> str:
     writer = _csv_writer(buf)
     writer.writerow(["sample_id", "label", "target", "member", *map(text_cell, names)])
     ids = _id_cells(np.asarray(result.sample_ids))
-    labels = result.labels.tolist()
-    values = result.design.get("label_values")
-    if values is not None:
-        labels = _label_cells([values[c] for c in labels])
+    labels = _id_cells(original_labels(result.labels, result.design.get("label_values")))
     for row, target in enumerate(result.target_models):
         member = result.members[row].astype(int).tolist()
         cols = [[repr(float(v)) for v in result.scores[n][row]] for n in names]
