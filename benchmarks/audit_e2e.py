@@ -30,8 +30,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "location30.yaml"
 def child(cache: str, out: str, overrides: list[str]) -> None:
     """Run the audit in this process and print its wall time and peak memory as JSON."""
     start = time.perf_counter()
-    from mialens.audit.config import load_config
-    from mialens.audit.runner import run_audit
+    from mialens.workflows.audit import run_audit
+    from mialens.workflows.config import load_config
 
     config = load_config(EXAMPLE, [f"audit.cache_dir={cache}", *overrides])
     result = run_audit(config, out_dir=out)

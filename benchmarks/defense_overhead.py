@@ -31,22 +31,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mialens.audit.config import load_config
-from mialens.audit.models import train_one
-from mialens.audit.runner import prepare_audit
+from mialens.audit.design import prepare_audit
+from mialens.audit.training_plan import train_one
 from mialens.defenses.apply import DefendedTarget, fit_per_model, random_inputs
 from mialens.defenses.config import DefenseSpec
-from mialens.defenses.evaluate import defended_config
 from mialens.defenses.output import build_output_defense
+from mialens.defenses.sample_aware import adjusted_setup
 from mialens.models.training import predict_logits
 from mialens.targets.adapters import TorchTarget, restrict
+from mialens.workflows.config import load_config
+from mialens.workflows.defend import defended_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "defenses_location30.yaml"
 
 
 def training_cost(config, spec: DefenseSpec, models: int) -> dict:
     """Seconds per model and test accuracy of the first ``models`` models of ``spec``."""
-    setup = prepare_audit(defended_config(config, spec), spec)
+    setup = prepare_audit(defended_config(config, spec))
+    if spec.sample_aware is not None:
+        setup = adjusted_setup(setup, spec.sample_aware)
     plan, ds = setup.plan, setup.dataset
     x_test, y_test = ds.x[setup.split.test], ds.y[setup.split.test]
     seconds, accuracy = [], []

@@ -63,8 +63,8 @@ def check(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit(config_path: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
-    from mialens.audit.config import load_config
-    from mialens.audit.runner import run_audit
+    from mialens.workflows.audit import run_audit
+    from mialens.workflows.config import load_config
 
     start = time.perf_counter()
     run_audit(load_config(config_path, overrides), out_dir=out)

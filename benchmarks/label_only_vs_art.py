@@ -37,7 +37,8 @@ from sklearn.metrics import roc_auc_score
 
 from mialens.attacks.base import QueryData
 from mialens.attacks.boundary import BoundaryAttack
-from mialens.data.registry import DatasetConfig, load_dataset
+from mialens.data.catalog import load_dataset
+from mialens.data.registry import DatasetConfig
 from mialens.errors import MialensError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.training import TrainConfig, train_model

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mialens.audit.config import load_config
-from mialens.audit.runner import prepare_audit
+from mialens.audit.design import prepare_audit
 from mialens.models.ensemble import train_ensemble
 from mialens.models.training import predict_logits, train_model
+from mialens.workflows.config import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "location30.yaml"
 

@@ -220,7 +220,7 @@ def test_split_sizes_beyond_the_data_report_no_negative_counts():
 def test_audit_without_population_skips_the_default_attacks_that_need_it(digits, caplog):
     x, y, members, _, _ = digits
     tree = DecisionTreeClassifier(random_state=0).fit(x[members], y[members])
-    with caplog.at_level("WARNING", logger="mialens.audit.api"):
+    with caplog.at_level("WARNING", logger="mialens.workflows.api"):
         result = mialens.audit_model(tree, x, y, members, num_references=2, bootstrap=0)
     needing = {"attack_p", "rmia_online", "rmia_offline"}
     assert set(result.skipped) == needing

@@ -6,12 +6,13 @@ import os
 import numpy as np
 import pytest
 
-from mialens.audit import models as audit_models
-from mialens.audit.config import validate_config
-from mialens.audit.runner import prepare_audit, run_audit
-from mialens.data.registry import load_dataset
+from mialens.audit import training_plan as audit_models
+from mialens.audit.design import prepare_audit
+from mialens.data.catalog import load_dataset
 from mialens.metrics import tpr_at_fpr
-from mialens.report.files import read_samples
+from mialens.report.tables import read_samples
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 
 def small_config(**audit):
@@ -228,7 +229,8 @@ def _hand_built_result():
 
 def test_run_folder_round_trip_and_damaged_folders_are_data_errors(tmp_path):
     from mialens.errors import DataError
-    from mialens.report.files import load_result, samples_table, write_outputs
+    from mialens.report.tables import samples_table
+    from mialens.workflows.outputs import load_result, write_outputs
 
     result = _hand_built_result()
     write_outputs(result, tmp_path)

@@ -7,9 +7,9 @@ import torch
 
 from mialens.audit import budget
 from mialens.audit.budget import DesignSize, check_memory, forward_flops, training_seconds
-from mialens.audit.config import validate_config
-from mialens.audit.runner import prepare_audit
+from mialens.audit.design import prepare_audit
 from mialens.errors import ConfigError
+from mialens.workflows.config import validate_config
 
 SIZE = DesignSize(num_models=4, pool=10, queried=15, queries=2, classes=3, attacks=5)
 

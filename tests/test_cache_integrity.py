@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
 from mialens.errors import CacheError
 from mialens.models.store import ModelStore
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mialens.attacks import ATTACKS
 from mialens.cli import app
-from mialens.data.registry import list_datasets
+from mialens.data.catalog import list_datasets
 
 runner = CliRunner()
 SMALL = [
@@ -100,8 +100,8 @@ def test_defend_command(tmp_path):
 
 
 def test_demo_show_config_round_trips_into_an_audit(tmp_path):
-    from mialens.audit.config import load_config, validate_config
     from mialens.cli import demo_config
+    from mialens.workflows.config import load_config, validate_config
 
     result = runner.invoke(app, ["demo", "--show-config"], terminal_width=40)
     assert result.exit_code == 0

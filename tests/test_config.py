@@ -1,4 +1,4 @@
-"""Tests of the audit configuration (mialens.audit.config)."""
+"""Tests of the audit configuration (mialens.workflows.config)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mialens.analysis.study import load_study
 from mialens.attacks.registry import DEFAULT_ATTACKS
-from mialens.audit.config import AuditConfig, apply_overrides, load_config, validate_config
 from mialens.errors import ConfigError
+from mialens.workflows.config import AuditConfig, apply_overrides, load_config, validate_config
+from mialens.workflows.study import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = {"dataset": {"name": "digits"}}

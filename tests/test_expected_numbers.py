@@ -13,8 +13,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from mialens.audit.config import load_config
-from mialens.audit.runner import run_audit
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import load_config
 
 _SPEC = importlib.util.spec_from_file_location(
     "expected_numbers", Path(__file__).resolve().parents[1] / "benchmarks" / "expected_numbers.py"

@@ -2,10 +2,11 @@
 
 import pytest
 
-from mialens.audit import runner
-from mialens.audit.config import validate_config
+from mialens.audit import design
 from mialens.errors import ConfigError
 from mialens.folders import writable_folder
+from mialens.workflows import audit as workflow
+from mialens.workflows.config import validate_config
 
 CONFIG = {"dataset": {"name": "digits"}, "audit": {"num_models": 2, "attacks": ["loss"]}}
 
@@ -29,20 +30,20 @@ def test_run_audit_checks_its_output_folder_before_loading_anything(tmp_path, mo
     def never(*args, **kwargs):
         raise AssertionError("prepare_audit ran")
 
-    monkeypatch.setattr(runner, "prepare_audit", never)
+    monkeypatch.setattr(workflow, "prepare_audit", never)
     file = tmp_path / "out"
     file.write_text("")
     with pytest.raises(ConfigError, match=r"the output folder .* is a file"):
-        runner.run_audit(validate_config(CONFIG), file)
+        workflow.run_audit(validate_config(CONFIG), file)
 
 
 def test_prepare_audit_checks_the_cache_folder_before_loading_data(tmp_path, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the data set was loaded")
 
-    monkeypatch.setattr(runner, "load_dataset", never)
+    monkeypatch.setattr(design, "load_dataset", never)
     cache = tmp_path / "cache"
     cache.write_text("")
     raw = {**CONFIG, "audit": {**CONFIG["audit"], "cache_dir": str(cache)}}
     with pytest.raises(ConfigError, match=f"audit.cache_dir {cache} is a file"):
-        runner.prepare_audit(validate_config(raw))
+        design.prepare_audit(validate_config(raw))

@@ -4,9 +4,9 @@ import csv
 
 import numpy as np
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
-from mialens.report.files import load_result
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
+from mialens.workflows.outputs import load_result
 
 ORIGINAL = np.array([0, 1, 2, 1000])
 

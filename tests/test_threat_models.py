@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
-from mialens.report.files import read_samples
+from mialens.report.tables import read_samples
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 CHEAP = [
     "gap",
@@ -80,8 +80,8 @@ def test_every_attack_scores_every_sample_in_samples_csv(audit):
 def test_query_attacks_on_a_scikit_learn_model_through_the_api():
     from sklearn.linear_model import LogisticRegression
 
-    from mialens.audit.api import audit_model
     from mialens.errors import DataError
+    from mialens.workflows.api import audit_model
 
     g = np.random.default_rng(0)
     y = g.integers(3, size=300)

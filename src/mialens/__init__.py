@@ -18,19 +18,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AuditConfig": "mialens.audit.config",
-    "load_config": "mialens.audit.config",
-    "validate_config": "mialens.audit.config",
+    "AuditConfig": "mialens.workflows.config",
+    "load_config": "mialens.workflows.config",
+    "validate_config": "mialens.workflows.config",
     "AuditResult": "mialens.audit.results",
-    "run_audit": "mialens.audit.runner",
-    "audit_model": "mialens.audit.api",
-    "audit_logits": "mialens.audit.api",
-    "sklearn_recipe": "mialens.audit.api",
-    "torch_recipe": "mialens.audit.api",
+    "run_audit": "mialens.workflows.audit",
+    "audit_model": "mialens.workflows.api",
+    "audit_logits": "mialens.workflows.api",
+    "sklearn_recipe": "mialens.workflows.api",
+    "torch_recipe": "mialens.workflows.api",
     "TrainConfig": "mialens.models.training",
     "ModelConfig": "mialens.models.architectures",
-    "analyze": "mialens.analysis.run",
-    "analyze_run": "mialens.analysis.run",
+    "analyze": "mialens.analysis.explain",
+    "analyze_run": "mialens.workflows.analyse",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -139,8 +139,8 @@ def _print_study(doc: dict, out: Path) -> None:
 
 
 def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool, raw=None) -> None:
-    from mialens.audit.config import apply_overrides, load_config, validate_config
-    from mialens.audit.runner import run_audit
+    from mialens.workflows.audit import run_audit
+    from mialens.workflows.config import apply_overrides, load_config, validate_config
 
     _setup_logging(quiet)
     try:
@@ -160,7 +160,7 @@ def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool,
 
 
 def _defend(config, out: Path, quiet: bool) -> None:
-    from mialens.defenses.evaluate import evaluate_defenses
+    from mialens.workflows.defend import evaluate_defenses
 
     try:
         writable_folder(out, "--out")
@@ -210,7 +210,7 @@ def _demo_text() -> str:
 
 def demo_config() -> dict:
     """The embedded demo configuration (digits, bundled with scikit-learn)."""
-    from mialens.audit.config import parse_yaml
+    from mialens.workflows.config import parse_yaml
 
     return parse_yaml(_demo_text(), "the demo configuration")
 
@@ -235,7 +235,7 @@ def demo(
 @app.command()
 def datasets() -> None:
     """List the registered data sets."""
-    from mialens.data.registry import list_datasets
+    from mialens.data.catalog import list_datasets
 
     for info in list_datasets():
         line = f"[bold]{info.name:<14}[/] {info.description}"
@@ -260,7 +260,7 @@ def defend(
 ) -> None:
     """Evaluate every defence of CONFIG as a privacy-utility point against adaptive attacks;
     writes OUT/defenses.json, OUT/defenses.html and one audit per defence."""
-    from mialens.audit.config import load_config
+    from mialens.workflows.config import load_config
 
     _setup_logging(quiet)
     try:
@@ -285,7 +285,7 @@ def analyze(
     """Explain the leakage of the audit in RUN_DIR: which samples leak, and whether they are
     intra-class outliers. Writes RUN_DIR/analysis/ (samples.csv, summary.json, report.html);
     --set changes analysis.* settings."""
-    from mialens.analysis.run import analyze_run
+    from mialens.workflows.analyse import analyze_run
 
     _setup_logging(quiet)
     try:
@@ -311,7 +311,7 @@ def study(
     """Audit and analyse the same model under every training setting of CONFIG (e.g. the
     grid of "Membership Inference Attacks Beyond Overfitting"); writes OUT/study.json,
     OUT/report.html and one audit folder per setting in OUT/settings/."""
-    from mialens.analysis.study import load_study, run_study
+    from mialens.workflows.study import load_study, run_study
 
     _setup_logging(quiet)
     try:

@@ -4,9 +4,9 @@ import csv
 
 import numpy as np
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
-from mialens.report.files import original_labels
+from mialens.data.dataset import original_labels
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 
 def _labels(path) -> dict[str, str]:

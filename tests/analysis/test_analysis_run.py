@@ -10,15 +10,18 @@ import torch
 from typer.testing import CliRunner
 
 from mialens.analysis import epochs as epochs_module
+from mialens.analysis.explain import analyze
 from mialens.analysis.outliers import GEOMETRIC, OUTPUT
-from mialens.analysis.run import analyze, analyze_run
-from mialens.analysis.study import load_study
-from mialens.audit import runner as runner_module
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
 from mialens.cli import app
 from mialens.errors import CacheError, ConfigError, DataError
-from mialens.report.files import load_result, read_samples
+from mialens.report.analysis_figures import analysis_figures
+from mialens.report.tables import read_samples
+from mialens.workflows import study as runner_module
+from mialens.workflows.analyse import analyze_run
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
+from mialens.workflows.outputs import load_result
+from mialens.workflows.study import load_study
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +124,7 @@ def test_analysis_options_and_python_api(run, monkeypatch):
     assert analysis.summary["attack"] == "loss"
     assert analysis.summary["attack_choice"] == "configured"
     assert not any(k.startswith("features_") for k in analysis.table)
-    assert analysis.figures[0]["title"] == "Per-sample vulnerability"
+    assert analysis_figures(analysis)[0]["title"] == "Per-sample vulnerability"
     with pytest.raises(ConfigError, match="only analysis"):
         analyze_run(out, ["audit.seed=3"])
 

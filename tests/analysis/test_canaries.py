@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from mialens.analysis.canaries import CanaryConfig, canary_metrics, inject_canaries
-from mialens.audit.config import validate_config
-from mialens.audit.runner import prepare_audit
-from mialens.data.registry import load_dataset
+from mialens.audit.canaries import CanaryConfig, canary_metrics, inject_canaries
+from mialens.audit.design import prepare_audit
+from mialens.data.catalog import load_dataset
 from mialens.errors import ConfigError
 from mialens.splits import keep_mask
+from mialens.workflows.config import validate_config
 
 
 def test_mislabel_canaries_replace_pool_samples():

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from mialens.analysis.statistics import (
+from mialens.analysis.significance import (
     auc_test,
     benjamini_hochberg,
     holm,
@@ -148,8 +148,8 @@ def test_auc_delong_standard_error_by_hand():
 
 def _grouped_summary(geometric_leaks: bool):
     """Synthetic measures of the three groups against a planted vulnerable set."""
+    from mialens.analysis.explain import _headline
     from mialens.analysis.outliers import GROUPS, measure_group
-    from mialens.analysis.run import _headline
 
     gen = np.random.default_rng(11)
     n = 600

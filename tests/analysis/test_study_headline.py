@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from mialens.analysis.outliers import GROUPS
-from mialens.analysis.study import _findings, load_study, run_study, summarize_study
+from mialens.analysis.study import study_findings, summarize_study
 from mialens.report.html import render_study
+from mialens.workflows.study import load_study, run_study
 
 GAPS = [0.3, 0.1, 0.4, 0.2]  # settings in shuffled gap order
 
@@ -75,11 +76,11 @@ def test_study_page_shows_each_groups_best_measure_and_the_claim():
            "description": None, "fpr_levels": ["0.01"], "vulnerable_levels": ["0.01"],
            "settings": rows, "findings": []}  # fmt: skip
     doc.update(summarize_study(rows, ["0.01"]))
-    doc["findings"] = _findings(doc)
+    doc["findings"] = study_findings(doc)
     assert doc["findings"][-1].startswith(
         "Link versus generalisation gap, with the best geometric measure input_knn"
     )
-    page = render_study(doc, b"png")
+    page = render_study(doc, rows)
     for title in GROUPS.values():
         assert title.replace("'", "&#39;") in page
     assert '0.700<span class="ci">[0.650, 0.750]</span>' in page  # s1's geometric AUC

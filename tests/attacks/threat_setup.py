@@ -16,7 +16,8 @@ import numpy as np
 from mialens.attacks._common import single_thread
 from mialens.attacks.base import Attack, QueryData
 from mialens.audit.engine import ModelOutputs, score_targets
-from mialens.data.registry import DatasetConfig, load_dataset
+from mialens.data.catalog import load_dataset
+from mialens.data.registry import DatasetConfig
 from mialens.metrics import auc, tpr_at_fpr
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.training import TrainConfig, train_model

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mialens.data.catalog import load_dataset
 from mialens.data.dataset import encode_labels
-from mialens.data.registry import DatasetConfig, load_dataset
+from mialens.data.registry import DatasetConfig
 from mialens.errors import ConfigError, DataError
 
 SPARSE = np.array([1000, 0, 2, 1, 1000, 2, 0, 1, 2, 1000, 0, 1])

@@ -2,10 +2,10 @@
 
 import pytest
 
-from mialens.audit.config import validate_config
 from mialens.defenses.config import DefenseSpec, defense_folder
-from mialens.defenses.evaluate import evaluate_defenses
 from mialens.errors import ConfigError
+from mialens.workflows.config import validate_config
+from mialens.workflows.defend import evaluate_defenses
 
 
 def config(*specs):

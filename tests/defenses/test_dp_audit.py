@@ -5,8 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
 from mialens.defenses.dp_audit import (
     clopper_pearson_upper,
     empirical_epsilon,
@@ -14,6 +12,8 @@ from mialens.defenses.dp_audit import (
     strongest_epsilon,
 )
 from mialens.errors import DataError
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 
 def test_clopper_pearson_zero_errors_is_exact():

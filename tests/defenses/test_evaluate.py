@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
 from mialens.defenses.config import DefenseSpec
-from mialens.defenses.evaluate import compare_sample_aware, defended_config, evaluate_defenses
+from mialens.defenses.summary import compare_sample_aware
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
+from mialens.workflows.defend import defended_config, evaluate_defenses
 
 
 def config(**extra):
@@ -106,11 +107,12 @@ def test_memguard_without_validation_split_says_what_to_do():
 
 
 def test_sample_aware_membership_matches_the_training_sets():
-    from mialens.audit.runner import prepare_audit
+    from mialens.audit.design import prepare_audit
+    from mialens.defenses.sample_aware import adjusted_setup
 
     spec = DefenseSpec(name="removed", sample_aware={"action": "remove", "fraction": 0.1})
     plain = prepare_audit(config())
-    setup = prepare_audit(config(), spec)
+    setup = adjusted_setup(prepare_audit(config()), spec.sample_aware)
     for k in range(setup.keep.shape[0]):
         # the keep mask (ground truth of the attacks) is exactly the defended training set
         np.testing.assert_array_equal(
@@ -157,16 +159,17 @@ def test_removal_of_consistent_outliers_runs_with_online_attacks_configured(tmp_
         },
     )
     spec = DefenseSpec.model_validate(cfg.defenses.evaluate[0].model_dump())
-    from mialens.audit.runner import prepare_audit
+    from mialens.audit.design import prepare_audit
+    from mialens.defenses.sample_aware import adjusted_setup
 
-    keep = prepare_audit(cfg, spec).keep
+    keep = adjusted_setup(prepare_audit(cfg), spec.sample_aware).keep
     assert (keep.sum(axis=0) == 0).any()  # some samples are now in no model
     report = evaluate_defenses(cfg, tmp_path)
     assert set(report["defenses"]["rm"]["attacks"]) == {"loss"}
 
 
 def test_rerun_reuses_finished_defence_audits(tmp_path, monkeypatch):
-    import mialens.audit.runner as runner
+    import mialens.workflows.defend as runner
 
     cfg = config(defenses={"evaluate": [{"name": "l2", "train": {"weight_decay": 0.01}}]})
     first = evaluate_defenses(cfg, tmp_path)
@@ -215,14 +218,15 @@ def test_sample_aware_comparison_uses_the_defended_audits_attacks():
 
 
 def test_sample_aware_clipping_reaches_every_models_training():
-    from mialens.audit.runner import prepare_audit
+    from mialens.audit.design import prepare_audit
+    from mialens.defenses.sample_aware import adjusted_setup
 
     spec = DefenseSpec(
         name="clipped",
         sample_aware={"action": "clip", "fraction": 0.1, "clip_norm": 0.2, "noise_multiplier": 2},
     )
     plain = prepare_audit(config())
-    setup = prepare_audit(config(), spec)
+    setup = adjusted_setup(prepare_audit(config()), spec.sample_aware)
     plan = setup.plan
     assert plan.per_sample and plan.clip_noise == pytest.approx(0.4)
     np.testing.assert_array_equal(setup.keep, plain.keep)  # nothing removed
@@ -237,7 +241,7 @@ def test_sample_aware_clipping_reaches_every_models_training():
 
 
 def test_defences_audited_with_fewer_attacks_are_marked_with_the_restricted_baseline():
-    from mialens.defenses.evaluate import mark_comparable
+    from mialens.defenses.summary import mark_comparable
 
     def entry(tprs):
         return {
@@ -265,7 +269,7 @@ def test_defences_audited_with_fewer_attacks_are_marked_with_the_restricted_base
 
 
 def test_defences_page_separates_incomparable_defences_and_links_every_audit(tmp_path):
-    from mialens.defenses.report import comparable_groups
+    from mialens.report.defenses_page import comparable_groups
 
     cfg = config(
         audit={**config().audit.model_dump(), "attacks": ["loss", "lira_online"]},

@@ -2,9 +2,9 @@
 
 import pytest
 
-import mialens.audit.models
-from mialens.audit.config import validate_config
-from mialens.defenses.evaluate import monitor_report
+import mialens.workflows.defend
+from mialens.workflows.config import validate_config
+from mialens.workflows.defend import monitor_report
 
 
 class _Loaded(Exception):
@@ -28,7 +28,7 @@ def test_monitor_loads_models_with_the_audits_executor(monkeypatch, tmp_path):
         asked["executor"] = executor
         raise _Loaded
 
-    monkeypatch.setattr(mialens.audit.models, "load_models", load_models)
+    monkeypatch.setattr(mialens.workflows.defend, "load_models", load_models)
     with pytest.raises(_Loaded):
         monitor_report(config)
     assert asked["executor"] == config.executor  # the groups a missing model is retrained in

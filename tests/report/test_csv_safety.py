@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mialens.audit.results import AuditResult
-from mialens.report.files import load_result, read_samples, samples_table, table_csv, write_outputs
+from mialens.report.tables import read_samples, samples_table, table_csv
+from mialens.workflows.outputs import load_result, write_outputs
 
 # every formula prefix, ids that merely look escaped, and harmless ones
 IDS = [

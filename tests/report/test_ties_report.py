@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 import numpy as np
 
 from mialens.audit.results import AuditResult
-from mialens.report.files import load_result, write_outputs
 from mialens.report.html import render_report
 from mialens.report.plots import reachable
+from mialens.workflows.outputs import load_result, write_outputs
 
 LEVELS = [0.1, 0.01]
 

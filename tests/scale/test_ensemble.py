@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mialens.audit import models as audit_models
-from mialens.audit.config import validate_config
+from mialens.audit import training_plan as audit_models
+from mialens.audit.design import prepare_audit
 from mialens.audit.executor import ExecutorConfig
-from mialens.audit.runner import prepare_audit, run_audit
 from mialens.augment import query_transforms
 from mialens.errors import ConfigError
 from mialens.models.architectures import ModelConfig, build_model
@@ -27,6 +26,8 @@ from mialens.models.training import (
 )
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 
 def _data(n=260, d=6, classes=3, seed=0):

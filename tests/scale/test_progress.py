@@ -5,9 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-from mialens.audit.config import validate_config
-from mialens.audit.progress import LogProgress, TrainingProgress
-from mialens.audit.runner import run_audit
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
+from mialens.workflows.progress import LogProgress, TrainingProgress
 
 
 def _config(ensemble):
@@ -59,7 +59,7 @@ def test_log_progress_writes_bounded_lines(caplog):
     now = [0.0]
     hook = LogProgress(interval=30.0, clock=lambda: now[0])
     training = TrainingProgress(hook, num_models=16, epochs=30)
-    with caplog.at_level(logging.INFO, logger="mialens.audit.progress"):
+    with caplog.at_level(logging.INFO, logger="mialens.workflows.progress"):
         for k in range(16):  # one second per epoch: 480 s in all, 16 x 31 units
             for epoch in range(1, 31):
                 now[0] += 1.0
@@ -74,9 +74,9 @@ def test_log_progress_writes_bounded_lines(caplog):
 
 def test_run_audit_logs_progress_when_stdout_is_not_a_terminal(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MIALENS_CACHE_DIR", str(tmp_path))
-    with caplog.at_level(logging.INFO, logger="mialens.audit.progress"):
+    with caplog.at_level(logging.INFO, logger="mialens.workflows.progress"):
         run_audit(_config({}), progress=True)  # pytest captures stdout: not a terminal
-    lines = [r.getMessage() for r in caplog.records if r.name == "mialens.audit.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mialens.workflows.progress"]
     assert [line.split(":")[0] for line in lines] == ["models", "attacks"]
 
 

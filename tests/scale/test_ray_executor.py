@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from mialens.audit.config import validate_config
 from mialens.audit.executor import ExecutorConfig, map_tasks
-from mialens.audit.runner import run_audit
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 ray = pytest.importorskip("ray")
 

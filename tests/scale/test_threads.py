@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
 from mialens.models.training import TORCH_THREADS, fixed_threads
+from mialens.workflows.audit import run_audit
+from mialens.workflows.config import validate_config
 
 SCRIPT = """
 import json, sys
 import numpy as np, torch
 torch.set_num_threads(1)
-from mialens.audit.config import validate_config
-from mialens.audit.runner import run_audit
+from mialens.workflows.config import validate_config
+from mialens.workflows.audit import run_audit
 from mialens.models.training import TORCH_THREADS, fixed_threads
 result = run_audit(validate_config(json.loads(sys.argv[1])))
 np.savez(sys.argv[2], **{name: np.asarray(s) for name, s in result.scores.items()})

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mialens.audit.models import query_key
+from mialens.audit.training_plan import query_key
 from mialens.augment import Transform
 from mialens.models.store import spec_key
 from mialens.models.training import predict_logits, train_model
 
 if TYPE_CHECKING:
-    from mialens.audit.runner import AuditSetup
+    from mialens.audit.design import AuditSetup
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""A study: the same audit and analysis under a grid of training recipes.
+"""A study's settings and what it concludes: the same audit and analysis under a grid of
+training recipes.
 
 The grid of "Membership Inference Attacks Beyond Overfitting" (Khalil et al. 2025):
 train the same architecture without regularisation, with early stopping, L2 at several
@@ -12,44 +13,22 @@ study file holds one base audit configuration and the settings as overrides of i
       - {name: original}
       - {name: l2_1e-3, set: {train.weight_decay: 0.001}}
 
-``run_study`` audits every setting into ``OUT/settings/<name>/`` (models are cached,
-so a rerun is quick) and writes ``OUT/study.json`` and ``OUT/report.html``.
+:func:`~mialens.workflows.study.run_study` audits every setting into
+``OUT/settings/<name>/`` (models are cached, so a rerun is quick); :func:`study_row` and
+:func:`summarize_study` make ``OUT/study.json`` of them.
 """
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
 import json
-import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from mialens.analysis.figures import study_png
 from mialens.analysis.outliers import GROUPS, MEMBERSHIP_DEPENDENT, measure_group
-from mialens.analysis.run import ANALYSIS_DIR, json_safe
-from mialens.audit.config import (
-    AuditConfig,
-    _format_errors,
-    apply_overrides,
-    read_yaml,
-    validate_config,
-)
 from mialens.audit.results import AuditResult
-from mialens.errors import ConfigError, DataError
-from mialens.io import write_json, write_text
-from mialens.metrics.leakage import fpr_key
-from mialens.report.files import load_result
-
-log = logging.getLogger(__name__)
-
-STUDY_FILE = "study.json"
-_PREFERRED_ATTACKS = ("lira_online", "rmia_online", "lira_offline", "rmia_offline")
 
 
 class StudySetting(BaseModel):
@@ -79,58 +58,13 @@ class StudyConfig(BaseModel):
     settings: list[StudySetting] = Field(min_length=1)
 
 
-def _override_text(values: dict[str, Any]) -> list[str]:
+def override_text(values: dict[str, Any]) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in values.items()]  # JSON is YAML
 
 
-def load_study(
-    path: str | os.PathLike, overrides: list[str] = (), only: list[str] = ()
-) -> tuple[StudyConfig, list[tuple[StudySetting, AuditConfig]]]:
-    """Read a study file and validate the configuration of every setting.
-
-    ``overrides`` (``KEY=VALUE``) apply to every setting after its own; ``only`` keeps
-    the named settings.
-    """
-    raw = read_yaml(path, "study") or {}
-    try:
-        study = StudyConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid study {path}:\n{_format_errors(exc, StudyConfig)}") from None
-    names = [s.name for s in study.settings]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"study settings named twice: {', '.join(dup)}")
-    unknown = sorted(set(only) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"no study setting named {', '.join(unknown)}; settings: {', '.join(names)}"
-        )
-    chosen = [s for s in study.settings if not only or s.name in only]
-    base = apply_overrides(copy.deepcopy(study.base), list(overrides))
-    attack = study.attack or _default_attack(base)
-    configs = []
-    for setting in chosen:
-        raw_setting = apply_overrides(copy.deepcopy(study.base), _override_text(setting.set))
-        raw_setting = apply_overrides(raw_setting, list(overrides))
-        raw_setting["analysis"] = {**(raw_setting.get("analysis") or {}), "attack": attack}
-        try:
-            configs.append((setting, validate_config(raw_setting)))
-        except ConfigError as exc:
-            raise ConfigError(f"study setting {setting.name!r}: {exc}") from None
-    return study.model_copy(update={"attack": attack}), configs
-
-
-def _default_attack(base: dict[str, Any]) -> str:
-    from mialens.attacks.registry import build_attack
-
-    if (base.get("analysis") or {}).get("attack"):
-        return base["analysis"]["attack"]
-    config = validate_config(base)
-    names = [build_attack(spec).name for spec in config.audit.attacks]
-    return next((n for n in _PREFERRED_ATTACKS if n in names), names[0])
-
-
-def _row(setting: StudySetting, result, summary: dict[str, Any], attack: str) -> dict[str, Any]:
+def study_row(
+    setting: StudySetting, result: AuditResult, summary: dict[str, Any], attack: str
+) -> dict[str, Any]:
     """What study.json records about one setting. ``groups`` is the analysis headline: per
     group of measures (geometric outlierness, model-output difficulty, memorisation) the
     one with the highest AUC for the primary vulnerable set, with its interval; ``link``
@@ -156,7 +90,7 @@ def _row(setting: StudySetting, result, summary: dict[str, Any], attack: str) ->
     return {
         "name": setting.name,
         "description": setting.description,
-        "overrides": ", ".join(_override_text(setting.set)) or "(base)",
+        "overrides": ", ".join(override_text(setting.set)) or "(base)",
         "train_acc": result.utility["train_accuracy"]["mean"],
         "test_acc": result.utility["test_accuracy"]["mean"],
         "generalization_gap": result.utility["generalization_gap"]["mean"],
@@ -262,7 +196,7 @@ def summarize_study(rows: list[dict[str, Any]], levels: list[str]) -> dict[str, 
     return out
 
 
-def _findings(study: dict[str, Any]) -> list[str]:
+def study_findings(study: dict[str, Any]) -> list[str]:
     rows = study["settings"]
     level = study["figure_level"]
     order = study["ordering"][f"tpr_at_fpr_{level}"]
@@ -309,76 +243,3 @@ def _auc_text(entry: dict[str, Any] | None) -> str:
 def _fmt(entry: dict[str, Any] | None, key: str) -> str:
     value = (entry or {}).get(key)
     return "n/a" if value is None else f"{value:.2f}"
-
-
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / ANALYSIS_DIR / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the analysis {path}: {exc}") from exc
-
-
-def _finished(run_dir: Path, config: AuditConfig) -> tuple[AuditResult, dict] | None:
-    """The result and analysis summary of ``run_dir`` if it holds a finished audit of
-    exactly ``config`` (so an interrupted study resumes at its first unfinished setting)."""
-    if not (run_dir / ANALYSIS_DIR / "summary.json").is_file():
-        return None
-    try:
-        result = load_result(run_dir)
-    except DataError:
-        return None
-    if result.config != json.loads(json.dumps(config.model_dump(mode="json"))):
-        return None
-    summary = _read_summary(run_dir)
-    return (result, summary) if "headline" in summary else None  # older analyses: rerun
-
-
-def run_study(
-    study: StudyConfig,
-    configs: list[tuple[StudySetting, AuditConfig]],
-    out_dir: str | os.PathLike,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Audit and analyse every setting, then write ``study.json`` and ``report.html``.
-
-    A setting whose folder already holds a finished audit and analysis of the same
-    configuration is read back instead of run again."""
-    from mialens.audit.runner import run_audit
-    from mialens.report.html import render_study
-
-    out = Path(out_dir)
-    rows = []
-    for i, (setting, config) in enumerate(configs, 1):
-        log.info("study %s: setting %d of %d, %s", study.name, i, len(configs), setting.name)
-        run_dir = out / "settings" / setting.name
-        done = _finished(run_dir, config)
-        if done is not None:
-            log.info(
-                "setting %s: reusing the finished audit and analysis in %s", setting.name, run_dir
-            )
-            result, summary = done
-        else:
-            result = run_audit(config, run_dir, progress=progress)
-            summary = _read_summary(run_dir)
-        rows.append(_row(setting, result, summary, study.attack))
-    levels = [fpr_key(v) for v in configs[0][1].audit.fpr]
-    doc: dict[str, Any] = {
-        "name": study.name,
-        "description": study.description,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": configs[0][1].dataset.name,
-        "attack": study.attack,
-        "fpr_levels": levels,
-        "vulnerable_levels": list(rows[0]["vulnerable"]),
-        "settings": rows,
-    }
-    doc.update(summarize_study(rows, levels))
-    doc["findings"] = _findings(doc)
-    doc = json_safe(doc)
-    write_json(out / STUDY_FILE, doc)
-    # the figure's right panel plots row["common"]: there, the geometric measure
-    plotted = [{**r, "common": r["geometric"]} for r in rows]
-    figure = study_png(plotted, doc["figure_level"]) if rows else None
-    write_text(out / "report.html", render_study(doc, figure))
-    return doc

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mialens.audit.config import AuditConfig
+from mialens.audit.settings import AuditSpec
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
 from mialens.models.architectures import build_model
@@ -123,7 +123,7 @@ def warn_long_training(seconds: float, num_models: int, device: str) -> None:
         )
 
 
-def check_design_cost(config: AuditConfig, dataset: Dataset, split: Split, queries: int) -> None:
+def check_design_cost(config: AuditSpec, dataset: Dataset, split: Split, queries: int) -> None:
     """Refuse a design that cannot fit in memory; warn when its training is very long."""
     settings = config.audit
     pool = len(split.pool)

@@ -133,3 +133,16 @@ def encode_labels(
             len(values) - 1,
         )
     return y.astype(np.int64), tuple(str(v) for v in values.tolist())
+
+
+def original_labels(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
+    """The user's label of each class index (integers stay integers), or the indices
+    themselves when the labels were not remapped."""
+    if values is None:
+        return np.asarray(labels).astype(np.int64)
+    original = np.asarray(values)[labels]
+    try:
+        numbers = original.astype(np.int64)
+    except ValueError:
+        return original
+    return numbers if np.array_equal(numbers.astype(str), original) else original  # "007"

@@ -1,4 +1,5 @@
-"""The data set registry: names, one-line descriptions and loaders."""
+"""The data set registry: names, one-line descriptions and loaders, registered by the
+loader modules themselves (see :mod:`mialens.data.catalog`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from mialens.data.dataset import Dataset, Modality
-from mialens.errors import unknown_name
 
 
 class DatasetConfig(BaseModel):
@@ -69,27 +69,6 @@ def register_dataset(name: str, description: str, modality: Modality) -> Callabl
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the sources module registers every built-in loader.
-    from mialens.data import sources  # noqa: F401
-
-
-def list_datasets() -> list[DatasetInfo]:
-    """Every registered data set, sorted by name."""
-    _ensure_loaded()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    """The registry entry of ``name``; raises a helpful error for unknown names."""
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise unknown_name("dataset", name, list(_REGISTRY))
-    return _REGISTRY[name]
-
-
-def load_dataset(config: DatasetConfig | str) -> Dataset:
-    """Load the data set described by ``config`` (or just its name)."""
-    if isinstance(config, str):
-        config = DatasetConfig(name=config)
-    return dataset_info(config.name).loader(config)
+def registered() -> dict[str, DatasetInfo]:
+    """The data sets registered so far, by name (the catalogue registers the built-in ones)."""
+    return dict(_REGISTRY)

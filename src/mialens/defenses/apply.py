@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from mialens.audit.design import AuditSetup
+from mialens.audit.training_plan import load_models
 from mialens.defenses.output import DefenderData, OutputDefense
 from mialens.seeding import int_seed
 from mialens.targets.adapters import Target
@@ -63,6 +65,28 @@ def fit_per_model(
         )
         fitted.append(copy.fit(data))
     return fitted
+
+
+def fit_output_defenses(
+    defense: OutputDefense, setup: AuditSetup, logits: np.ndarray
+) -> list[OutputDefense]:
+    """``defense`` fitted per model of the audit on what its owner holds: the model's
+    outputs on its training members (from ``logits`` on the setup's query positions), on
+    the validation split (non-members) and on random inputs."""
+    dataset, split, keep = setup.dataset, setup.split, setup.keep
+    settings = setup.config.audit
+    n_pool = len(split.pool)
+    models = load_models(setup.plan, setup.store, settings.device, setup.config.executor)
+    labels = dataset.y[split.pool]
+    held_out = dataset.x[split.validation]
+    noise = random_inputs(dataset.x[split.pool], 1000, int_seed(settings.seed, "random-inputs"))
+    return fit_per_model(
+        defense,
+        member_logits=[logits[k, :n_pool, 0][keep[k]] for k in range(len(models))],
+        member_labels=[labels[keep[k]] for k in range(len(models))],
+        nonmember_logits=[m.logits(held_out) for m in models] if len(held_out) else None,
+        random_logits=[m.logits(noise) for m in models],
+    )
 
 
 def defend_logits(defenses: list[OutputDefense], logits: np.ndarray) -> tuple[np.ndarray, float]:

@@ -11,11 +11,14 @@ many samples of each class at random.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mialens.analysis.outliers import geometric_measures
+from mialens.audit.design import AuditSetup
 from mialens.defenses.config import SampleAwareConfig
-from mialens.seeding import rng
+from mialens.seeding import int_seed, rng
 
 _MEASURE = {
     "knn": "knn",
@@ -62,3 +65,30 @@ def training_adjustment(
     if config.action == "clip":
         return keep, None, None, np.where(flags, config.clip_norm, np.inf)
     return keep, None, np.where(flags, config.smoothing, 0.0), None
+
+
+def adjusted_setup(setup: AuditSetup, config: SampleAwareConfig) -> AuditSetup:
+    """The audit with each model's training set adjusted by the defence: flagged samples
+    removed (they are then non-members of that model: the keep mask follows), or given
+    their own loss weight, label smoothing or gradient clipping."""
+    plan, seed = setup.plan, setup.config.audit.seed
+    keep = setup.keep.copy()
+    positions, weights, smoothing, clip_norms = [], [], [], []
+    for k, pos in enumerate(plan.train_positions):
+        kept, weight, smooth, clip = training_adjustment(
+            plan.dataset.x[pos], plan.dataset.y[pos], config, int_seed(seed, "sample-aware", k)
+        )
+        keep[k, np.flatnonzero(keep[k])[~kept]] = False
+        positions.append(pos[kept])
+        weights.append(weight)
+        smoothing.append(smooth)
+        clip_norms.append(clip)
+    plan = replace(
+        plan,
+        train_positions=positions,
+        sample_weights=None if weights[0] is None else weights,
+        sample_smoothing=None if smoothing[0] is None else smoothing,
+        sample_clip_norms=None if clip_norms[0] is None else clip_norms,
+        clip_noise=config.noise_multiplier * config.clip_norm if clip_norms[0] is not None else 0.0,
+    )
+    return replace(setup, plan=plan, keep=keep)

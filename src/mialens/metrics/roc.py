@@ -124,6 +124,41 @@ def fpr_resolvable(n_nonmembers: int, fpr: float) -> bool:
     return n_nonmembers > 0 and 1.0 / n_nonmembers <= fpr
 
 
+def allowed_false_positives(n_out: int, level: float) -> int:
+    """The most non-members a threshold may accept at FPR <= ``level``, compared in the
+    same floating point as the ROC points (``count / n_out``)."""
+    count = int(np.floor(level * n_out))
+    while count + 1 <= n_out and (count + 1) / n_out <= level:
+        count += 1
+    while count > 0 and count / n_out > level:
+        count -= 1
+    return count
+
+
+def flags_at_fpr(scores: np.ndarray, members: np.ndarray, level: float) -> np.ndarray:
+    """``(T, N)``: whether target ``t``'s threshold at FPR ``level`` accepts sample ``i``.
+
+    The threshold is the one of :func:`mialens.metrics.tpr_at_fpr`: the largest TPR whose
+    FPR is at most ``level``, accepting tie groups whole, so the share of a target's
+    members it flags is exactly that target's TPR at ``level``.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    m = np.asarray(members, dtype=bool)
+    if s.ndim != 2 or s.shape != m.shape:
+        raise DataError(
+            f"scores and members must be (targets, samples) arrays of one shape; got "
+            f"{s.shape} and {m.shape}"
+        )
+    if m.all(axis=1).any():
+        raise DataError("every target needs at least one non-member")
+    flags = np.empty(s.shape, dtype=bool)
+    for t in range(s.shape[0]):
+        out = np.sort(s[t, ~m[t]])[::-1]
+        allowed = allowed_false_positives(out.size, level)
+        flags[t] = True if allowed >= out.size else s[t] > out[allowed]
+    return flags
+
+
 REACH_FRACTION = 0.5  # a level is reachable if some threshold attains this share of its FPR
 
 

@@ -20,7 +20,7 @@ Recipes without a batched implementation (DP-SGD, whose per-sample clipping and 
 accounting run per model through Opacus; RelaxLoss and adversarial regularisation; any
 ``TrainConfig`` field not in :data:`_BATCHED_FIELDS`) are reported by
 :func:`ensemble_blocker`, and per-sample loss weights or smoothing (which ``train_ensemble``
-does not take) make :func:`mialens.audit.models.model_groups` train one by one; the caller
+does not take) make :func:`mialens.audit.training_plan.model_groups` train one by one; the caller
 then trains one by one. On CUDA the one-by-one trainer draws dropout masks from the CUDA
 generator, so there the two agree only without dropout.
 """

@@ -10,18 +10,19 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from mialens.analysis.explain import Analysis
+from mialens.analysis.outliers import GROUPS, describe, measure_group
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import fpr_key
 from mialens.report import plots
-
-if TYPE_CHECKING:
-    from mialens.analysis.run import Analysis
+from mialens.report.analysis_figures import analysis_figures
+from mialens.report.analysis_plots import study_png
 
 _DESIGN_LABELS = {
     "dataset": "data set",
@@ -506,8 +507,6 @@ def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -
 def _measure_rows(stats: dict[str, Any], set_keys: list[str]) -> list[dict[str, Any]]:
     """One row per measure, by group and then decreasing within-class rho: correlations and
     set AUCs; the first row of each group carries its title."""
-    from mialens.analysis.outliers import GROUPS, describe, measure_group
-
     rows = []
     for name, corr in stats["spearman"].items():
         within = stats["within_class"][name]
@@ -611,7 +610,7 @@ def render_analysis(analysis: Analysis) -> str:
         "natural": _statistics_block(summary.get("statistics_without_canaries"), summary),
         "figures": [
             {**{k: v for k, v in f.items() if k != "png"}, "data": _b64(f["png"])}
-            for f in analysis.figures
+            for f in analysis_figures(analysis)
         ],
         "top": summary["top_samples"],
         "by_class": by_class,
@@ -623,17 +622,21 @@ def render_analysis(analysis: Analysis) -> str:
     return _environment().get_template("analysis.html").render(**context)
 
 
-def render_study(study: dict[str, Any], figure: bytes | None) -> str:
-    """A study's grid of settings as one self-contained HTML page: privacy and utility per
-    setting, then per group of measures the best one (AUC with its interval) and whether
-    the geometric group supports the intra-class-outlier claim."""
+def render_study(study: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A study's grid of settings (``study.json`` and its unrounded ``rows``) as one
+    self-contained HTML page: privacy and utility per setting, then per group of measures
+    the best one (AUC with its interval) and whether the geometric group supports the
+    intra-class-outlier claim."""
+    # the figure's right panel plots row["common"]: there, the geometric measure
+    plotted = [{**r, "common": r["geometric"]} for r in rows]
+    figure = study_png(plotted, study["figure_level"]) if rows else None
     levels = study["fpr_levels"]
     groups = study.get("group_names") or {}
-    rows = []
+    table = []
     for row in study["settings"]:
         reachable = row.get("tpr_reachable", {})
         headline = row.get("groups") or {}
-        rows.append(
+        table.append(
             {
                 "name": row["name"],
                 "train": _num(row["train_acc"]),
@@ -656,10 +659,10 @@ def render_study(study: dict[str, Any], figure: bytes | None) -> str:
                 "overrides": row["overrides"],
             }
         )
-    cells = [c for r in rows for c in r["tpr"]]
+    cells = [c for r in table for c in r["tpr"]]
     context = {
         "study": study,
-        "rows": rows,
+        "rows": table,
         "groups": [{"key": k, "title": t} for k, t in groups.items()],
         "levels": [_pct(float(k)) for k in levels],
         "vulnerable_levels": [_pct(float(k)) for k in study["vulnerable_levels"]],

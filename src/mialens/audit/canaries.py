@@ -21,11 +21,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mialens.analysis.vulnerability import flags_at_fpr
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
 from mialens.metrics.leakage import fpr_key
-from mialens.metrics.roc import attack_metrics, fpr_resolvable
+from mialens.metrics.roc import attack_metrics, flags_at_fpr, fpr_resolvable
 from mialens.seeding import rng
 
 CANARY_PREFIX = "canary-"

@@ -19,7 +19,6 @@ import numpy as np
 from mialens.attacks.base import Attack, QueryData
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
-from mialens.audit.progress import ProgressHook, progress_hook, step_counter
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.folders import writable_folder
@@ -42,6 +41,8 @@ from mialens.validation import (
     check_member_mask,
     check_multiclass,
 )
+from mialens.workflows.outputs import write_outputs
+from mialens.workflows.progress import ProgressHook, progress_hook, step_counter
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def audit_model(
     TPR is reported, strictly between 0 and 1. ``out``: a folder to write metrics.json,
     samples.csv and report.html into (created if needed); nothing is written without it.
     ``progress`` shows the reference training and the attacks as in
-    :func:`~mialens.audit.runner.run_audit`.
+    :func:`~mialens.workflows.audit.run_audit`.
     """
     fpr = check_fpr_levels(fpr)
     _check_out(out)
@@ -468,8 +469,6 @@ def _finish(
     result.set_utility([train_acc], [test_accuracy], source)
     result.compute_metrics(bootstrap, seed)
     if out is not None:
-        from mialens.report.files import write_outputs
-
         write_outputs(result, out)
     return result
 
@@ -481,6 +480,6 @@ def _default_recipe(target: Any, train_reference: TrainFn | None) -> TrainFn:
         return sklearn_recipe(target)
     raise ConfigError(
         "reference models need the target's training recipe: pass train_reference=(x, y, seed) "
-        "-> model (for PyTorch, mialens.audit.api.torch_recipe builds one), or use "
+        "-> model (for PyTorch, mialens.workflows.api.torch_recipe builds one), or use "
         "audit_logits with precomputed reference outputs"
     )

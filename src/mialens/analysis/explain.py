@@ -1,26 +1,23 @@
 """The leakage analysis of an audit: per-sample vulnerability, outlierness and their link.
 
 :func:`analyze` takes an :class:`~mialens.audit.results.AuditResult` (of
-:func:`~mialens.audit.runner.run_audit`, or read back from a run folder with
-:func:`~mialens.report.files.load_result`), rebuilds the audit's design from its
+:func:`~mialens.workflows.audit.run_audit`, or read back from a run folder with
+:func:`~mialens.workflows.outputs.load_result`), rebuilds the audit's design from its
 configuration, reads the models' cached logits and weights from the model store, and
-returns an :class:`Analysis` whose :meth:`Analysis.write` saves ``analysis/samples.csv``,
-``analysis/summary.json`` and ``analysis/report.html`` in the run folder.
+returns an :class:`Analysis` (:func:`~mialens.workflows.outputs.write_analysis` writes
+it into the run folder).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mialens.analysis import figures
 from mialens.analysis.epochs import epoch_logits
 from mialens.analysis.outliers import (
     GROUPS,
@@ -31,52 +28,42 @@ from mialens.analysis.outliers import (
     output_measures,
 )
 from mialens.analysis.settings import AnalysisSettings
-from mialens.analysis.statistics import auc_test, link_statistics, per_class
+from mialens.analysis.significance import auc_test, link_statistics, per_class
 from mialens.analysis.vulnerability import (
     CHANCE_VULNERABILITY,
     Vulnerability,
     per_sample_vulnerability,
 )
-from mialens.audit.config import apply_overrides, validate_config
-from mialens.audit.models import load_models, models_logits
+from mialens.audit.design import AuditSetup, prepare_audit
 from mialens.audit.results import AuditResult
-from mialens.audit.runner import AuditSetup, prepare_audit
+from mialens.audit.settings import AuditSpec
+from mialens.audit.training_plan import load_models, models_logits
+from mialens.data.dataset import original_labels
 from mialens.errors import CacheError, ConfigError, DataError
-from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
 from mialens.models.store import spec_key
-from mialens.report.files import load_result, original_labels, table_csv, write_report
-from mialens.report.html import render_analysis
-from mialens.seeding import rng
 from mialens.signals.statistics import rescaled_logit
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_DIR = "analysis"
 TOP_SAMPLES = 25  # most vulnerable samples listed in summary.json and the report
 
 
 @dataclass
 class Analysis:
-    """Per-sample table, statistics and figures of one audit's leakage analysis."""
+    """One audit's leakage analysis: the per-sample ``table`` and the ``summary`` (as
+    written to ``analysis/``), and what they were computed from, for the figures."""
 
     table: dict[str, np.ndarray]
     summary: dict[str, Any]
-    figures: list[dict[str, Any]]
-
-    def write(self, run_dir: str | os.PathLike) -> dict[str, Path]:
-        """Write ``samples.csv``, ``summary.json`` and ``report.html`` into
-        ``run_dir/analysis``; returns their paths."""
-        out = Path(run_dir) / ANALYSIS_DIR
-        paths = {
-            "samples": out / "samples.csv",
-            "summary": out / "summary.json",
-            "report": out / "report.html",
-        }
-        write_text(paths["samples"], table_csv(self.table))
-        write_json(paths["summary"], self.summary)
-        write_text(paths["report"], render_analysis(self))
-        return paths
+    setup: AuditSetup
+    settings: AnalysisSettings
+    vulnerability: Vulnerability
+    measures: dict[str, np.ndarray]
+    features: list[np.ndarray] | None
+    statistics: dict[str, Any]
+    sets: dict[str, np.ndarray]
+    canary: np.ndarray
 
 
 def choose_attack(result: AuditResult, name: str | None) -> tuple[str, str]:
@@ -231,12 +218,6 @@ def _primary_set(stats: dict[str, Any], settings: AnalysisSettings) -> str:
     return "top"
 
 
-def _set_label(key: str, settings: AnalysisSettings) -> str:
-    if key == "top":
-        return f"top {100 * settings.top_fraction:g}% most vulnerable"
-    return f"vulnerable at {100 * float(key):g}% FPR (FDR {settings.fdr:g})"
-
-
 def _canary_summary(
     vuln: Vulnerability,
     canary: np.ndarray,
@@ -307,7 +288,7 @@ def analyze(
     setup: AuditSetup | None = None,
     logits: np.ndarray | None = None,
 ) -> Analysis:
-    """The leakage analysis of an audit run by :func:`~mialens.audit.runner.run_audit`.
+    """The leakage analysis of an audit run by :func:`~mialens.workflows.audit.run_audit`.
 
     ``settings`` default to the ``analysis:`` section of the audit's configuration.
     ``setup`` and ``logits`` (``(K, pool, queries, classes)``) are what the audit already
@@ -315,7 +296,7 @@ def analyze(
     """
     if settings is None:
         settings = AnalysisSettings.model_validate(result.config.get("analysis") or {})
-    setup = setup if setup is not None else prepare_audit(validate_config(result.config))
+    setup = setup if setup is not None else prepare_audit(AuditSpec.of(result.config))
     _check_matches(result, setup)
     if logits is None or "features" in settings.spaces or settings.epoch_models:
         _check_cached(result, setup)
@@ -396,8 +377,18 @@ def analyze(
     summary["headline"] = _headline(stats, primary)
     if settings.epoch_models:
         summary["epochs"] = _epochs_summary(setup, logits, sets[primary], settings)
-    figs = _figures(setup, vuln, measures, features, stats, summary, canary, sets, settings)
-    return Analysis(table=table, summary=json_safe(summary), figures=figs)
+    return Analysis(
+        table=table,
+        summary=json_safe(summary),
+        setup=setup,
+        settings=settings,
+        vulnerability=vuln,
+        measures=measures,
+        features=features,
+        statistics=stats,
+        sets=sets,
+        canary=canary,
+    )
 
 
 def _ties_at_max(values: np.ndarray) -> int:
@@ -557,176 +548,3 @@ def _table(
     table["top"] = sets["top"].astype(np.int64)
     table.update(measures)
     return table
-
-
-def _figures(
-    setup: AuditSetup,
-    vuln: Vulnerability,
-    measures: dict[str, np.ndarray],
-    features: list[np.ndarray] | None,
-    stats: dict[str, Any],
-    summary: dict[str, Any],
-    canary: np.ndarray,
-    sets: dict[str, np.ndarray],
-    settings: AnalysisSettings,
-) -> list[dict[str, Any]]:
-    """The report's figures as ``{title, alt, png, caption}``."""
-    primary = summary["primary_set"]
-    label = _set_label(primary, settings)
-    highlight = sets[primary]
-    seed = setup.config.audit.seed
-    out = [
-        {
-            "title": "Per-sample vulnerability",
-            "alt": "histogram of vulnerability and its relation to the LiRA separation",
-            "png": figures.vulnerability_png(
-                vuln.score,
-                vuln.tail,
-                vuln.separation,
-                highlight,
-                canary,
-                summary["vulnerability"]["ceiling"],
-                summary["vulnerability"]["top"]["tail_threshold"],
-                label,
-            ),
-            "caption": (
-                f"Left: vulnerability of every pool sample ({summary['attack']}): the mean over "
-                "the targets it trained of −log10 of the FPR at which the target's threshold "
-                "would just catch it; dotted: chance, dash-dotted: its ceiling. Middle: the "
-                "tail vulnerability (fitted exponential tail of each target's "
-                "non-member scores), which orders the samples at the ceiling, against it. "
-                "Right: the tail vulnerability against the LiRA separation of the IN and OUT "
-                f"signal. Red: {label}; dashed: the cut of the top "
-                f"{100 * settings.top_fraction:g}%."
-            ),
-        }
-    ]
-    if settings.embedding_samples:
-        keep0 = ~setup.keep[0]
-        pick = np.flatnonzero(keep0)
-        if pick.size > settings.embedding_samples:
-            pick = np.sort(rng(seed, "embedding").choice(pick, settings.embedding_samples, False))
-        space = "features of model 0" if features is not None else "inputs"
-        points = (
-            features[0][pick] if features is not None else setup.dataset.x[setup.split.pool][pick]
-        )
-        xy = figures.tsne_embedding(points, seed)
-        labels = setup.dataset.y[setup.split.pool][pick]
-        top, top_label = sets["top"][pick], _set_label("top", settings)
-        out.append(
-            {
-                "title": "t-SNE embedding",
-                "alt": "t-SNE of the samples with vulnerable samples highlighted",
-                "png": figures.embedding_png(xy, labels, top, canary[pick], top_label),
-                "caption": (
-                    f"t-SNE of the {space} for {pick.size} samples that did not train model 0 "
-                    f"(so their position is not shaped by memorisation), coloured by class; "
-                    f"ringed: the {top_label} samples; crosses: canaries."
-                ),
-            }
-        )
-    rho = {k: v["rho"] for k, v in stats["spearman"].items()}
-    shown = sorted((k for k in rho if rho[k] is not None), key=lambda k: -abs(rho[k]))[:6]
-    if shown:
-        out.append(
-            {
-                "title": "Outlierness against vulnerability",
-                "alt": "mean vulnerability per decile of the most correlated measures",
-                "png": figures.measures_png(vuln.score, {k: measures[k] for k in shown}, rho),
-                "caption": (
-                    "The six measures with the largest |Spearman ρ|: mean vulnerability (95% "
-                    "t-interval) in each decile of the measure; dotted: chance."
-                ),
-            }
-        )
-    entries = stats["sets"].get(primary, {}).get("measures")
-    if entries:
-        out.append(
-            {
-                "title": "Which measure predicts the vulnerable set",
-                "alt": "AUC of every measure for membership of the vulnerable set",
-                "png": figures.auc_png(
-                    entries,
-                    f"{label} ({stats['sets'][primary]['size']})",
-                    summary["measure_groups"],
-                    GROUPS,
-                ),
-                "caption": (
-                    "AUC of each measure for telling the vulnerable set from the other samples "
-                    "with its 95% DeLong interval (logit scale), coloured by group; filled: "
-                    "Holm-adjusted Mann-Whitney p < 0.05 over all measures."
-                ),
-            }
-        )
-    gallery = _gallery(setup, vuln, canary, settings) if setup.dataset.modality == "image" else None
-    if gallery is not None:
-        out.append(gallery)
-    if summary.get("epochs"):
-        out.append(
-            {
-                "title": "Member and non-member signals over training",
-                "alt": "per-epoch distributions of the LiRA signal",
-                "png": figures.epochs_png(summary["epochs"]),
-                "caption": (
-                    f"The first {settings.epoch_models} models retrained with a record after "
-                    "every epoch: median and 10–90% band of φ = log(p_y / (1 − p_y)) for their "
-                    f"members, non-members and members in the set '{label}'; below, the AUC "
-                    "of φ per epoch (the reference-free loss attack)."
-                ),
-            }
-        )
-    return out
-
-
-def _gallery(
-    setup: AuditSetup, vuln: Vulnerability, canary: np.ndarray, settings: AnalysisSettings
-) -> dict[str, Any] | None:
-    """The most vulnerable images beside their class prototype (closest to the class mean)."""
-    if not settings.gallery:
-        return None
-    x = setup.dataset.x[setup.split.pool]
-    labels = setup.dataset.y[setup.split.pool]
-    ids = setup.dataset.ids[setup.split.pool]
-    names = setup.dataset.class_names or tuple(str(c) for c in range(setup.dataset.num_classes))
-    natural = ~canary
-    flat = x.reshape(len(x), -1)
-    prototypes = {}
-    for c in np.unique(labels):
-        idx = np.flatnonzero((labels == c) & natural)
-        if idx.size:
-            d = np.linalg.norm(flat[idx] - flat[idx].mean(axis=0), axis=1)
-            prototypes[c] = idx[np.argmin(d)]
-    order = [i for i in np.argsort(vuln.rank) if labels[i] in prototypes][: settings.gallery]
-    if not order:
-        return None
-    captions = [f"#{vuln.rank[i]} {ids[i]}: {names[labels[i]]}" for i in order]
-    protos = [prototypes[labels[i]] for i in order]
-    return {
-        "title": "Most vulnerable images and class prototypes",
-        "alt": "gallery of the most vulnerable images beside their class prototypes",
-        "png": figures.gallery_png(
-            x[order], captions, x[protos], [f"prototype: {names[labels[i]]}" for i in order]
-        ),
-        "caption": (
-            "The most vulnerable samples (red caption: rank, id and given label) each beside "
-            "the natural sample of its class closest to the class mean in input space."
-        ),
-    }
-
-
-def analyze_run(run_dir: str | os.PathLike, overrides: list[str] = ()) -> Analysis:
-    """Analyse the audit in ``run_dir`` (its ``metrics.json`` and ``samples.csv``) and write
-    ``run_dir/analysis``; ``overrides`` are ``analysis.KEY=VALUE`` settings."""
-    result = load_result(run_dir)
-    bad = [o for o in overrides if not o.strip().startswith("analysis.")]
-    if bad:
-        raise ConfigError(
-            f"only analysis.* settings can be changed after the audit; got {', '.join(bad)}"
-        )
-    raw = dict(result.config)
-    raw["analysis"] = dict(raw.get("analysis") or {})
-    config = validate_config(apply_overrides(raw, list(overrides)))
-    analysis = analyze(result, config.analysis)
-    analysis.write(run_dir)
-    write_report(result, run_dir, analysis.summary)
-    return analysis

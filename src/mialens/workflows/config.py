@@ -1,4 +1,5 @@
-"""The audit configuration: one validated document from YAML, overrides and defaults."""
+"""The configuration of the workflows: one validated document from YAML, overrides and
+defaults, composing every layer's section model."""
 
 from __future__ import annotations
 
@@ -7,166 +8,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from mialens.analysis.canaries import CanaryConfig
 from mialens.analysis.settings import AnalysisSettings
-from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
-from mialens.audit.executor import ExecutorConfig
-from mialens.data.registry import DatasetConfig
+from mialens.attacks.registry import build_attack
+from mialens.audit.settings import AuditSpec
 from mialens.defenses.config import DefenseSettings
 from mialens.errors import ConfigError
-from mialens.models.architectures import ModelConfig
-from mialens.models.training import TrainConfig
-from mialens.signals.queries import QueryConfig
-from mialens.validation import check_fpr_levels
-
-AttackSpec = str | dict[str, Any]
 
 
-class AuditSettings(BaseModel):
-    """Experimental design, attacks and metrics of an audit."""
+class AuditConfig(AuditSpec):
+    """A complete audit: the :class:`~mialens.audit.settings.AuditSpec` (data,
+    architecture, training recipe, design, executor), the defences to evaluate and the
+    analysis."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    num_models: int = Field(
-        default=16,
-        ge=2,
-        description="models trained on complementary halves of the pool; each is attacked "
-        "in turn with the others as reference models",
-    )
-    seed: int = Field(default=0, ge=0, description="controls splits, training and bootstrap")
-    pool_size: int | None = Field(
-        default=None, ge=4, description="audit pool size (default: 70% of the data)"
-    )
-    val_size: int | None = Field(
-        default=None,
-        ge=0,
-        description="validation samples outside the pool, for early stopping (default: 20% of "
-        "the samples outside the pool when early stopping is on, else 0)",
-    )
-    test_size: int | None = Field(
-        default=None, ge=1, description="held-out test samples for utility (default: the rest)"
-    )
-    population_size: int | None = Field(
-        default=None,
-        ge=1,
-        description="population samples for Attack-P and RMIA, drawn from the test set "
-        "(default: the whole test set)",
-    )
-    attacks: list[AttackSpec] = Field(
-        default_factory=lambda: list(DEFAULT_ATTACKS),
-        description="attack names, or mappings {name: ..., <parameter>: ...}",
-    )
-    fpr: list[float] = Field(
-        default_factory=lambda: [0.1, 0.01, 0.001, 0.0001],
-        description="false-positive rates at which to report the TPR",
-    )
-    bootstrap: int = Field(default=200, ge=0, description="bootstrap replicates (0: none)")
-    queries: QueryConfig | None = Field(
-        default=None, description="query augmentations (default: those of train.augment)"
-    )
-    device: str = Field(default="cpu", description="torch device for training and queries")
-    cache_dir: Path | None = Field(
-        default=None,
-        description="model and signal cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)",
-    )
-    canaries: CanaryConfig | None = Field(
-        default=None,
-        description="replace part of the pool by canaries (Aerni et al. 2024), e.g. "
-        "{kind: mislabel, fraction: 0.02}",
-    )
-
-    @field_validator("num_models")
-    @classmethod
-    def _even(cls, k: int) -> int:
-        if k % 2:
-            raise ValueError(
-                f"must be even (models come in complementary pairs so that every sample "
-                f"trains exactly half of them); got {k}"
-            )
-        return k
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str) -> str:
-        return check_device(device)
-
-    @field_validator("fpr")
-    @classmethod
-    def _rates(cls, rates: list[float]) -> list[float]:
-        return check_fpr_levels(rates)
-
-    @field_validator("attacks")
-    @classmethod
-    def _attacks(cls, specs: list[AttackSpec]) -> list[AttackSpec]:
-        if not specs:
-            raise ValueError("list at least one attack (see `mialens attacks`)")
-        names = []
-        for spec in specs:
-            attack = build_attack(spec)  # raises a ConfigError naming the problem
-            names.append(attack.name)
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"attacks listed twice: {sorted(dup)}")
-        return specs
-
-    @model_validator(mode="after")
-    def _enough_models(self) -> AuditSettings:
-        for spec in self.attacks:
-            attack = build_attack(spec)
-            if attack.references != "none" and self.num_models < 4:
-                raise ValueError(
-                    f"attack {attack.name!r} needs num_models >= 4 (every sample must be left "
-                    "out of at least one reference model besides the target, and online "
-                    "attacks also need it to train one)"
-                )
-        return self
-
-
-def check_device(device: str) -> str:
-    """``device`` if torch parses it and this machine has it, else a ValueError saying why."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"{device!r} is not a torch device; use cpu, cuda, cuda:N or mps "
-            "(e.g. --set audit.device=cpu)"
-        ) from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(
-                f"{device!r} asks for CUDA, which this machine does not have (torch "
-                f"{torch.__version__}); run on the CPU with --set audit.device=cpu"
-            )
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(
-                f"{device!r}: this machine has {count} CUDA device(s), cuda:0 to "
-                f"cuda:{count - 1}; use one of them (or --set audit.device=cpu)"
-            )
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"{device!r}: Apple MPS is not available on this machine; run on the CPU with "
-            "--set audit.device=cpu"
-        )
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"{device!r}: mialens runs on cpu, cuda or mps")
-    return device
-
-
-class AuditConfig(BaseModel):
-    """A complete audit: data, architecture, training recipe and audit design."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: DatasetConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    audit: AuditSettings = Field(default_factory=AuditSettings)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     defenses: DefenseSettings | None = Field(
         default=None,
         description="defences to evaluate as privacy-utility points (mialens defend)",
@@ -274,7 +130,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
+def format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -314,7 +170,7 @@ def validate_config(raw: dict[str, Any]) -> AuditConfig:
     try:
         return AuditConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration:\n{_format_errors(exc, AuditConfig)}") from None
+        raise ConfigError(f"invalid configuration:\n{format_errors(exc, AuditConfig)}") from None
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> AuditConfig:

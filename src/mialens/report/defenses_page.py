@@ -66,7 +66,7 @@ def privacy_utility_png(report: dict[str, Any]) -> bytes:
 
 def render_defenses(report: dict[str, Any]) -> str:
     """The self-contained HTML page of a defence evaluation."""
-    env = Environment(loader=PackageLoader("mialens.defenses", "templates"), autoescape=True)
+    env = Environment(loader=PackageLoader("mialens.report", "templates"), autoescape=True)
     levels = (
         list(next(iter(report["defenses"].values()))["tpr_at_fpr"]) if report["defenses"] else []
     )

@@ -1,0 +1,170 @@
+"""The audit's section models: its design (:class:`AuditSettings`) and the recipe of what
+is audited (:class:`AuditSpec`: data, architecture, training, design and executor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
+from mialens.audit.canaries import CanaryConfig
+from mialens.audit.executor import ExecutorConfig
+from mialens.data.registry import DatasetConfig
+from mialens.models.architectures import ModelConfig
+from mialens.models.training import TrainConfig
+from mialens.signals.queries import QueryConfig
+from mialens.validation import check_fpr_levels
+
+AttackSpec = str | dict[str, Any]
+
+
+class AuditSettings(BaseModel):
+    """Experimental design, attacks and metrics of an audit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_models: int = Field(
+        default=16,
+        ge=2,
+        description="models trained on complementary halves of the pool; each is attacked "
+        "in turn with the others as reference models",
+    )
+    seed: int = Field(default=0, ge=0, description="controls splits, training and bootstrap")
+    pool_size: int | None = Field(
+        default=None, ge=4, description="audit pool size (default: 70% of the data)"
+    )
+    val_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="validation samples outside the pool, for early stopping (default: 20% of "
+        "the samples outside the pool when early stopping is on, else 0)",
+    )
+    test_size: int | None = Field(
+        default=None, ge=1, description="held-out test samples for utility (default: the rest)"
+    )
+    population_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="population samples for Attack-P and RMIA, drawn from the test set "
+        "(default: the whole test set)",
+    )
+    attacks: list[AttackSpec] = Field(
+        default_factory=lambda: list(DEFAULT_ATTACKS),
+        description="attack names, or mappings {name: ..., <parameter>: ...}",
+    )
+    fpr: list[float] = Field(
+        default_factory=lambda: [0.1, 0.01, 0.001, 0.0001],
+        description="false-positive rates at which to report the TPR",
+    )
+    bootstrap: int = Field(default=200, ge=0, description="bootstrap replicates (0: none)")
+    queries: QueryConfig | None = Field(
+        default=None, description="query augmentations (default: those of train.augment)"
+    )
+    device: str = Field(default="cpu", description="torch device for training and queries")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="model and signal cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)",
+    )
+    canaries: CanaryConfig | None = Field(
+        default=None,
+        description="replace part of the pool by canaries (Aerni et al. 2024), e.g. "
+        "{kind: mislabel, fraction: 0.02}",
+    )
+
+    @field_validator("num_models")
+    @classmethod
+    def _even(cls, k: int) -> int:
+        if k % 2:
+            raise ValueError(
+                f"must be even (models come in complementary pairs so that every sample "
+                f"trains exactly half of them); got {k}"
+            )
+        return k
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)
+
+    @field_validator("fpr")
+    @classmethod
+    def _rates(cls, rates: list[float]) -> list[float]:
+        return check_fpr_levels(rates)
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, specs: list[AttackSpec]) -> list[AttackSpec]:
+        if not specs:
+            raise ValueError("list at least one attack (see `mialens attacks`)")
+        names = []
+        for spec in specs:
+            attack = build_attack(spec)  # raises a ConfigError naming the problem
+            names.append(attack.name)
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"attacks listed twice: {sorted(dup)}")
+        return specs
+
+    @model_validator(mode="after")
+    def _enough_models(self) -> AuditSettings:
+        for spec in self.attacks:
+            attack = build_attack(spec)
+            if attack.references != "none" and self.num_models < 4:
+                raise ValueError(
+                    f"attack {attack.name!r} needs num_models >= 4 (every sample must be left "
+                    "out of at least one reference model besides the target, and online "
+                    "attacks also need it to train one)"
+                )
+        return self
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch parses it and this machine has it, else a ValueError saying why."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{device!r} is not a torch device; use cpu, cuda, cuda:N or mps "
+            "(e.g. --set audit.device=cpu)"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"{device!r} asks for CUDA, which this machine does not have (torch "
+                f"{torch.__version__}); run on the CPU with --set audit.device=cpu"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"{device!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}; use one of them (or --set audit.device=cpu)"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"{device!r}: Apple MPS is not available on this machine; run on the CPU with "
+            "--set audit.device=cpu"
+        )
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{device!r}: mialens runs on cpu, cuda or mps")
+    return device
+
+
+class AuditSpec(BaseModel):
+    """What is audited and how: data, architecture, training recipe, audit design and
+    executor. The workflows' configuration adds the analysis and defence sections."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @classmethod
+    def of(cls, raw: dict) -> AuditSpec:
+        """The spec's sections of a full configuration mapping (as in metrics.json)."""
+        return cls.model_validate({k: raw[k] for k in cls.model_fields if k in raw})
