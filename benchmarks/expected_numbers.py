@@ -1,6 +1,6 @@
 """A record of expected numbers: orderings and tie limits that a later change must keep.
 
-Audits at the defaults and checks, on the resulting ``metrics.json``:
+Audits at the defaults and checks, on the resulting metrics (``AuditResult.metrics``):
 
 - ``rmia_vs_lira``: RMIA online's mean TPR at 1% FPR is at least 0.95 x LiRA online's
   (Zarifzadeh et al. 2024 report RMIA >= LiRA with few reference models);
@@ -23,23 +23,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mialens.metrics.leakage import AttackLeakage
 
 ROOT = Path(__file__).resolve().parents[1]
 RMIA_OVER_LIRA = 0.95  # RMIA online TPR@1% >= this x LiRA online's
 MAX_TIE_SHARE = 0.01  # largest tie group of a continuous score, as a share of scores
-LEVEL = "0.01"
+LEVEL = 0.01
 
 
-def check(doc: dict[str, Any]) -> dict[str, Any]:
-    """The expectations on one ``metrics.json`` document: each with its numbers and ``ok``."""
+def check(metrics: dict[str, AttackLeakage]) -> dict[str, Any]:
+    """The expectations on the metrics of one audit: each with its numbers and ``ok``."""
     from mialens.attacks.registry import attack_class
+    from mialens.metrics.leakage import fpr_key
 
-    attacks = doc["attacks"]
     checks: dict[str, Any] = {}
-    if "rmia_online" in attacks and "lira_online" in attacks:
-        rmia = attacks["rmia_online"]["tpr_at_fpr"][LEVEL]["mean"]
-        lira = attacks["lira_online"]["tpr_at_fpr"][LEVEL]["mean"]
+    if "rmia_online" in metrics and "lira_online" in metrics:
+        rmia = metrics["rmia_online"].at(LEVEL).mean
+        lira = metrics["lira_online"].at(LEVEL).mean
         checks["rmia_vs_lira"] = {
             "rmia_online": rmia,
             "lira_online": lira,
@@ -47,14 +50,14 @@ def check(doc: dict[str, Any]) -> dict[str, Any]:
             "ok": rmia >= RMIA_OVER_LIRA * lira,
         }
     ties = {}
-    for name, block in attacks.items():
-        share = block["tie_share"]["max"]
+    for name, m in metrics.items():
+        share = m.tie_share.max
         discrete = attack_class(name).discrete_scores
         ties[name] = {
             "tie_share": share,
             "discrete": discrete,
             "unreachable_levels": [
-                key for key, level in block["tpr_at_fpr"].items() if not level["reachable"]
+                fpr_key(lv) for lv, e in m.tpr_at_fpr.items() if not e.reachable
             ],
             "ok": share <= MAX_TIE_SHARE or discrete,
         }
@@ -67,9 +70,8 @@ def audit(config_path: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     from mialens.workflows.config import load_config
 
     start = time.perf_counter()
-    run_audit(load_config(config_path, overrides), out_dir=out)
-    doc = json.loads((out / "metrics.json").read_text())
-    return {"seconds": time.perf_counter() - start, "checks": check(doc)}
+    result = run_audit(load_config(config_path, overrides), out_dir=out)
+    return {"seconds": time.perf_counter() - start, "checks": check(result.metrics)}
 
 
 def main() -> int:
@@ -79,12 +81,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from mialens.errors import DataError, DownloadError
+    from mialens.workflows.outputs import load_result
 
     results: dict[str, Any] = {}
     if args.run:
         for run in args.run:
-            doc = json.loads((run / "metrics.json").read_text())
-            results[str(run)] = {"checks": check(doc)}
+            results[str(run)] = {"checks": check(load_result(run).metrics)}
     else:
         work = Path(tempfile.mkdtemp(prefix="mialens-expected-"))
         demo = ROOT / "src" / "mialens" / "configs" / "demo.yaml"

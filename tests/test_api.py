@@ -33,7 +33,7 @@ def test_sklearn_target_leaks_and_keeps_ids(digits, tmp_path):
     )  # fmt: skip
     assert result.utility["train_accuracy"]["mean"] == 1.0
     assert result.utility["test_accuracy"]["mean"] < 1.0
-    assert result.metrics["loss"]["auc"]["mean"] > 0.6
+    assert result.metrics["loss"].auc.mean > 0.6
     np.testing.assert_array_equal(result.sample_ids, ids)
     assert (tmp_path / "samples.csv").read_text().splitlines()[1].startswith(ids[0])
 
@@ -78,7 +78,7 @@ def test_precomputed_logits():
     result = mialens.audit_logits(
         target, y, members, refs, ref_members, bootstrap=0, attacks=["loss", "lira_online"]
     )
-    assert result.metrics["loss"]["auc"]["mean"] > 0.7
+    assert result.metrics["loss"].auc.mean > 0.7
     assert result.utility["test_source"] == "non-members"
 
 
@@ -229,7 +229,7 @@ def test_audit_without_population_skips_the_default_attacks_that_need_it(digits,
     assert "skipped attacks attack_p, rmia_online, rmia_offline: each needs population" in (
         caplog.text
     )
-    assert result.to_dict()["skipped_attacks"] == result.skipped
+    assert result.to_json()["skipped_attacks"] == result.skipped
 
 
 def test_audit_logits_without_population_skips_too():
@@ -282,9 +282,9 @@ def test_result_repr_summary_and_frame(monkeypatch):
     assert len(text) < 300 and text.startswith("AuditResult(400 samples, 1 target(s); AUC: loss")
     table = result.summary().splitlines()
     assert table[0].split() == ["attack", "AUC", "TPR@0.1", "TPR@0.01", "TPR@0.001", "TPR@0.0001"]
-    auc = result.metrics["loss"]["auc"]
-    low, high = auc["bootstrap"]["low"], auc["bootstrap"]["high"]
-    assert table[2].startswith(f"loss         {auc['mean']:.3f} [{low:.3f}, {high:.3f}]")
+    auc = result.metrics["loss"].auc
+    low, high = auc.bootstrap.low, auc.bootstrap.high
+    assert table[2].startswith(f"loss         {auc.mean:.3f} [{low:.3f}, {high:.3f}]")
     assert table[2].endswith("unresolved")  # 0.0001 < 1 / 200 non-members
     monkeypatch.setitem(__import__("sys").modules, "pandas", None)
     with pytest.raises(ImportError, match="to_frame\\(\\) needs pandas"):
@@ -304,7 +304,7 @@ def test_result_to_frame_with_pandas():
     )
     frame = result.to_frame()
     assert list(frame.index) == ["loss", "lira_online"]
-    assert frame.loc["loss", "auc"] == result.metrics["loss"]["auc"]["mean"]
-    assert frame.loc["loss", "auc_low"] == result.metrics["loss"]["auc"]["bootstrap"]["low"]
+    assert frame.loc["loss", "auc"] == result.metrics["loss"].auc.mean
+    assert frame.loc["loss", "auc_low"] == result.metrics["loss"].auc.bootstrap.low
     assert np.isnan(frame.loc["loss", "tpr@0.0001"])  # unresolved
-    assert frame.loc["loss", "tpr@0.1"] == result.metrics["loss"]["tpr_at_fpr"]["0.1"]["mean"]
+    assert frame.loc["loss", "tpr@0.1"] == result.metrics["loss"].at(0.1).mean

@@ -170,7 +170,7 @@ def test_label_only_attack_queries_labels_and_counts_them():
     for t in range(4):
         members = result.members[t]
         assert gap[t][members].mean() - gap[t][~members].mean() == pytest.approx(
-            result.metrics["gap"]["advantage"]["per_target"][t]
+            result.metrics["gap"].advantage.per_target[t]
         )
 
 

@@ -9,12 +9,16 @@ that silently weakens an attack or brings back saturated scores fails here.
 from __future__ import annotations
 
 import importlib.util
-import json
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
+from mialens.metrics.leakage import AttackLeakage, TieShare, leakage_summary
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import load_config
+from mialens.workflows.outputs import load_result
 
 _SPEC = importlib.util.spec_from_file_location(
     "expected_numbers", Path(__file__).resolve().parents[1] / "benchmarks" / "expected_numbers.py"
@@ -26,7 +30,7 @@ _SPEC.loader.exec_module(expected)
 def test_digits_demo_keeps_the_expected_orderings(tmp_path):
     demo = resources.files("mialens.configs") / "demo.yaml"
     run_audit(load_config(demo), out_dir=tmp_path)
-    checks = expected.check(json.loads((tmp_path / "metrics.json").read_text()))
+    checks = expected.check(load_result(tmp_path).metrics)
     assert checks["rmia_vs_lira"]["ok"], checks["rmia_vs_lira"]
     bad = {name: t for name, t in checks["ties"]["attacks"].items() if not t["ok"]}
     assert not bad, bad
@@ -35,14 +39,14 @@ def test_digits_demo_keeps_the_expected_orderings(tmp_path):
 
 
 def test_a_saturated_continuous_score_fails_the_tie_check():
-    level = {"reachable": False}
-    doc = {
-        "attacks": {
-            "loss": {"tie_share": {"max": 0.1}, "tpr_at_fpr": {"0.01": level}},
-            "gap": {"tie_share": {"max": 0.5}, "tpr_at_fpr": {"0.01": level}},
-        }
-    }
-    ties = expected.check(doc)["ties"]
+    members = np.arange(200) % 2 == 0
+    base = leakage_summary(np.linspace(0, 1, 200)[None, :], members[None, :], [0.01], n_boot=0)
+    level = replace(base.at(0.01), reachable=False)
+
+    def tied(share: float) -> AttackLeakage:
+        return replace(base, tie_share=TieShare(share, [share]), tpr_at_fpr={0.01: level})
+
+    ties = expected.check({"loss": tied(0.1), "gap": tied(0.5)})["ties"]
     assert not ties["attacks"]["loss"]["ok"]  # continuous by nature: a defect
     assert ties["attacks"]["gap"]["ok"]  # discrete by nature: reported
     assert ties["attacks"]["gap"]["unreachable_levels"] == ["0.01"]

@@ -43,8 +43,8 @@ def _audit(digits, decimals):
 def test_rounded_probabilities_audit_like_exact_ones(digits):
     exact, rounded = _audit(digits, None), _audit(digits, 2)
     for name in ATTACKS:
-        auc_exact = exact.metrics[name]["auc"]["mean"]
-        auc_rounded = rounded.metrics[name]["auc"]["mean"]
+        auc_exact = exact.metrics[name].auc.mean
+        auc_rounded = rounded.metrics[name].auc.mean
         assert abs(auc_rounded - auc_exact) < 0.03, (name, auc_exact, auc_rounded)
 
 
@@ -68,6 +68,6 @@ def test_audit_logits_reads_rounded_probabilities(digits):
         output="probabilities", **kw,
     )  # fmt: skip
     for name in kw["attacks"]:
-        auc = exact.metrics[name]["auc"]["mean"]
-        assert abs(rounded.metrics[name]["auc"]["mean"] - auc) < 0.03
+        auc = exact.metrics[name].auc.mean
+        assert abs(rounded.metrics[name].auc.mean - auc) < 0.03
         np.testing.assert_array_equal(rounded.scores[name], declared.scores[name])

@@ -31,10 +31,10 @@ def _tied_result() -> AuditResult:
 
 
 def test_metrics_flag_the_straddled_level():
-    levels = _tied_result().metrics["loss"]["tpr_at_fpr"]
-    assert levels["0.1"]["reachable"] is False and levels["0.1"]["resolved"]
-    assert levels["0.1"]["mean"] == 0.0  # the TPR at FPR 0: before the tie group
-    assert levels["0.5"]["reachable"] and levels["0.5"]["mean"] == 1.0  # 10 + 10 members
+    metrics = _tied_result().metrics["loss"]
+    assert metrics.at(0.1).reachable is False and metrics.at(0.1).resolved
+    assert metrics.at(0.1).mean == 0.0  # the TPR at FPR 0: before the tie group
+    assert metrics.at(0.5).reachable and metrics.at(0.5).mean == 1.0  # 10 + 10 members
 
 
 def test_headline_gives_no_number_for_an_unreachable_level():

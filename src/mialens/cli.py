@@ -65,7 +65,6 @@ def main(
 
 def _print_summary(result, out: Path) -> None:
     from mialens.audit.results import UNREACHABLE_MARK, UNREACHABLE_NOTE
-    from mialens.metrics.leakage import fpr_key
 
     table = Table(title="Membership leakage (mean over targets)")
     table.add_column("attack")
@@ -74,16 +73,16 @@ def _print_summary(result, out: Path) -> None:
     for lv in levels:
         table.add_column(f"TPR@{lv:g}", justify="right")
     for name, m in result.metrics.items():
-        cells = [name, f"{m['auc']['mean']:.3f} ± {m['auc']['std']:.3f}"]
+        cells = [name, f"{m.auc.mean:.3f} ± {m.auc.std:.3f}"]
         for lv in levels:
-            entry = m["tpr_at_fpr"][fpr_key(lv)]
-            cells.append(_tpr_cell(entry, f"{entry['mean']:.3f}"))
+            entry = m.at(lv)
+            cells.append(_tpr_cell(entry.resolved, entry.reachable, f"{entry.mean:.3f}"))
         table.add_row(*cells)
     console.print(table)
-    entries = [m["tpr_at_fpr"][fpr_key(lv)] for m in result.metrics.values() for lv in levels]
-    if any(not e["resolved"] for e in entries):
+    entries = [m.at(lv) for m in result.metrics.values() for lv in levels]
+    if any(not e.resolved for e in entries):
         console.print("[dim]* too few non-members to resolve this FPR: TPR at FPR 0[/]")
-    if any(e["resolved"] and not e.get("reachable", True) for e in entries):
+    if any(e.resolved and not e.reachable for e in entries):
         console.print(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}", highlight=False)
     u = result.utility
     console.print(
@@ -93,13 +92,13 @@ def _print_summary(result, out: Path) -> None:
     console.print(f"outputs in {out}/: metrics.json, samples.csv, report.html")
 
 
-def _tpr_cell(entry: dict, text: str) -> str:
+def _tpr_cell(resolved: bool, reachable: bool, text: str) -> str:
     """A TPR cell: dim with ``*`` when unresolved, ``†`` when a tie makes it unreachable."""
     from mialens.audit.results import UNREACHABLE_MARK
 
-    if not entry["resolved"]:
+    if not resolved:
         return f"[dim]{text}*[/]"
-    return text if entry.get("reachable", True) else f"{text}{UNREACHABLE_MARK}"
+    return text if reachable else f"{text}{UNREACHABLE_MARK}"
 
 
 def _print_study(doc: dict, out: Path) -> None:
@@ -113,17 +112,15 @@ def _print_study(doc: dict, out: Path) -> None:
     unreachable = False
     for row in doc["settings"]:
         geo = (row.get("groups") or {}).get("geometric") or {}
-        entry = {
-            "resolved": row["tpr_resolved"].get(level, True),
-            "reachable": row.get("tpr_reachable", {}).get(level, True),
-        }
-        unreachable |= entry["resolved"] and not entry["reachable"]
+        resolved = row["tpr_resolved"].get(level, True)
+        reachable = row.get("tpr_reachable", {}).get(level, True)
+        unreachable |= resolved and not reachable
         table.add_row(
             row["name"],
             f"{row['train_acc']:.3f}",
             f"{row['test_acc']:.3f}",
             f"{row['auc']:.3f}",
-            _tpr_cell(entry, f"{row['tpr_at_fpr'][level]:.4f}"),
+            _tpr_cell(resolved, reachable, f"{row['tpr_at_fpr'][level]:.4f}"),
             "" if row["epsilon"] is None else f"{row['epsilon']:.3g}",
             "n/a" if geo.get("auc") is None else f"{geo['auc']:.3f} ({geo['measure']})",
             "supported" if row.get("intra_class_outliers_supported") else "not supported",
@@ -183,12 +180,10 @@ def _defend(config, out: Path, quiet: bool) -> None:
 
 
 def _print_analysis(run_dir: Path) -> None:
-    import json
-
     from mialens.report.html import analysis_brief
+    from mialens.workflows.outputs import read_summary
 
-    summary = json.loads((run_dir / "analysis" / "summary.json").read_text(encoding="utf-8"))
-    for line in analysis_brief(summary):
+    for line in analysis_brief(read_summary(run_dir)):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"analysis in {run_dir}/analysis/: samples.csv, summary.json, report.html")
 

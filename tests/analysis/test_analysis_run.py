@@ -105,7 +105,7 @@ def test_analyze_run_reproduces_the_analysis_from_the_folder(run, monkeypatch):
     monkeypatch.setattr(epochs_module, "train_model", no_training)
     analysis = analyze_run(out)
     assert (out / "analysis" / "samples.csv").read_text() == before
-    assert analysis.summary["epochs"]
+    assert analysis.summary.epochs
     loaded = load_result(out)
     assert loaded.members.shape == (4, 400) and set(loaded.scores) == {
         "loss", "lira_online", "rmia_offline"
@@ -121,8 +121,8 @@ def test_analysis_options_and_python_api(run, monkeypatch):
         result,
         validate_config(_raw(attack="loss", spaces=["input"], embedding_samples=0)).analysis,
     )
-    assert analysis.summary["attack"] == "loss"
-    assert analysis.summary["attack_choice"] == "configured"
+    assert analysis.summary.attack == "loss"
+    assert analysis.summary.attack_choice == "configured"
     assert not any(k.startswith("features_") for k in analysis.table)
     assert analysis_figures(analysis)[0]["title"] == "Per-sample vulnerability"
     with pytest.raises(ConfigError, match="only analysis"):

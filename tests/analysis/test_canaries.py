@@ -7,6 +7,7 @@ from mialens.audit.canaries import CanaryConfig, canary_metrics, inject_canaries
 from mialens.audit.design import prepare_audit
 from mialens.data.catalog import load_dataset
 from mialens.errors import ConfigError
+from mialens.metrics.leakage import PooledLevel
 from mialens.splits import keep_mask
 from mialens.workflows.config import validate_config
 
@@ -67,10 +68,11 @@ def test_canary_metrics_by_hand():
     scores = np.tile(np.linspace(0, 1, 200), (4, 1))  # natural samples: no signal
     scores[:, canary] = np.where(members[:, canary], 5.0, -5.0)  # canaries: perfect leak
     out = canary_metrics(scores, members, canary, [0.1, 0.01])
-    assert out["count"] == 20
-    assert out["pooled"]["auc"] == 1.0
-    assert out["pooled"]["n_members"] == 40 and out["pooled"]["n_nonmembers"] == 40
-    assert out["pooled"]["tpr_at_fpr"]["0.1"] == {"value": 1.0, "resolved": True}
-    assert out["pooled"]["tpr_at_fpr"]["0.01"]["resolved"] is False
-    assert out["global_threshold"]["0.01"]["canaries"] == 1.0
-    assert out["global_threshold"]["0.01"]["natural"] < 0.1
+    assert out.count == 20
+    assert out.auc == 1.0
+    assert out.n_members == 40 and out.n_nonmembers == 40
+    assert out.tpr_at_fpr[0.1] == PooledLevel(value=1.0, resolved=True)
+    assert out.tpr_at_fpr[0.01].resolved is False
+    assert out.global_threshold[0.01].canaries == 1.0
+    assert out.global_threshold[0.01].natural < 0.1
+    assert out.to_json()["pooled"]["tpr_at_fpr"]["0.1"] == {"value": 1.0, "resolved": True}

@@ -100,19 +100,18 @@ def _two_targets() -> tuple[np.ndarray, np.ndarray]:
 def test_leakage_summary_aggregates_the_guard():
     scores, members = _two_targets()
     out = leakage_summary(scores, members, [0.1, 0.2], n_boot=10)
-    at = out["tpr_at_fpr"]["0.1"]
-    old_keys = {"mean", "std", "min", "max", "n", "ci_low", "ci_high", "per_target"}
-    assert old_keys | {"bootstrap", "resolved"} <= set(at)
-    assert at["resolved"] is True
-    assert at["reachable"] is False and at["unreachable_targets"] == 1
-    assert at["ties"]["reachable"] == [False, True]
-    assert at["ties"]["achieved_fpr"] == [0.0, 0.1]
-    assert at["ties"]["next_fpr"] == [0.2, 0.2]
-    assert at["ties"]["group_share"] == [6 / 16, 1 / 16]
-    assert at["per_target"] == [0.0, 4 / 6]  # the untied target ranks 4 members first
-    assert out["tpr_at_fpr"]["0.2"]["reachable"] is True
-    assert out["tpr_at_fpr"]["0.2"]["unreachable_targets"] == 0
-    assert out["tie_share"] == {"max": 6 / 16, "per_target": [6 / 16, 1 / 16]}
+    at = out.at(0.1)
+    assert at.bootstrap is not None
+    assert at.resolved is True
+    assert at.reachable is False and at.unreachable_targets == 1
+    assert at.ties.reachable == [False, True]
+    assert at.ties.achieved_fpr == [0.0, 0.1]
+    assert at.ties.next_fpr == [0.2, 0.2]
+    assert at.ties.group_share == [6 / 16, 1 / 16]
+    assert at.per_target == [0.0, 4 / 6]  # the untied target ranks 4 members first
+    assert out.at(0.2).reachable is True
+    assert out.at(0.2).unreachable_targets == 0
+    assert out.tie_share.to_json() == {"max": 6 / 16, "per_target": [6 / 16, 1 / 16]}
 
 
 def test_attack_r_resolution_is_one_over_r_plus_one():

@@ -11,7 +11,6 @@ it into the run folder).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +19,15 @@ import torch
 
 from mialens.analysis.epochs import epoch_logits
 from mialens.analysis.outliers import (
-    GROUPS,
     MEMBERSHIP_DEPENDENT,
     geometric_measures,
     mean_over_out_models,
-    measure_group,
     output_measures,
 )
 from mialens.analysis.settings import AnalysisSettings
 from mialens.analysis.significance import auc_test, link_statistics, per_class
+from mialens.analysis.summary import AnalysisSummary, summarize_analysis
 from mialens.analysis.vulnerability import (
-    CHANCE_VULNERABILITY,
     Vulnerability,
     per_sample_vulnerability,
 )
@@ -46,8 +43,6 @@ from mialens.signals.statistics import rescaled_logit
 
 log = logging.getLogger(__name__)
 
-TOP_SAMPLES = 25  # most vulnerable samples listed in summary.json and the report
-
 
 @dataclass
 class Analysis:
@@ -55,7 +50,7 @@ class Analysis:
     written to ``analysis/``), and what they were computed from, for the figures."""
 
     table: dict[str, np.ndarray]
-    summary: dict[str, Any]
+    summary: AnalysisSummary
     setup: AuditSetup
     settings: AnalysisSettings
     vulnerability: Vulnerability
@@ -76,19 +71,16 @@ def choose_attack(result: AuditResult, name: str | None) -> tuple[str, str]:
             )
         return name, "configured"
     metrics = result.metrics
-    resolved = [
-        lv
-        for lv in result.fpr_levels
-        if all(m["tpr_at_fpr"][fpr_key(lv)]["resolved"] for m in metrics.values())
-    ]
+    resolved = [lv for lv in result.fpr_levels if all(m.at(lv).resolved for m in metrics.values())]
     if not resolved:
-        best = max(metrics, key=lambda n: metrics[n]["auc"]["mean"])
+        best = max(metrics, key=lambda n: metrics[n].auc.mean)
         return best, "highest mean AUC (no FPR level resolved by every target)"
-    key = fpr_key(min(resolved))
-    best = max(
-        metrics, key=lambda n: (metrics[n]["tpr_at_fpr"][key]["mean"], metrics[n]["auc"]["mean"])
+    level = min(resolved)
+    best = max(metrics, key=lambda n: (metrics[n].at(level).mean, metrics[n].auc.mean))
+    return (
+        best,
+        f"highest mean TPR at FPR {fpr_key(level)}, the lowest level every target resolves",
     )
-    return best, f"highest mean TPR at FPR {key}, the lowest level every target resolves"
 
 
 def _check_matches(result: AuditResult, setup: AuditSetup) -> None:
@@ -188,22 +180,6 @@ def _measures(
     return measures, features
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` with numpy scalars as Python numbers and every non-finite float as None
-    (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def _sets(vuln: Vulnerability, settings: AnalysisSettings) -> dict[str, np.ndarray]:
     sets = {fpr_key(lv): vuln.levels[lv].vulnerable for lv in settings.fpr}
     sets["top"] = vuln.top(settings.top_fraction)
@@ -216,27 +192,6 @@ def _primary_set(stats: dict[str, Any], settings: AnalysisSettings) -> str:
         if "measures" in stats["sets"].get(key, {}):
             return key
     return "top"
-
-
-def _canary_summary(
-    vuln: Vulnerability,
-    canary: np.ndarray,
-    sets: dict[str, np.ndarray],
-    settings: AnalysisSettings,
-) -> dict[str, Any]:
-    """Where the canaries rank: share in each vulnerable set and in the top ranks."""
-    n = canary.size
-    pct = vuln.rank[canary] / n
-    return {
-        "count": int(canary.sum()),
-        "share_in_sets": {k: float(mask[canary].mean()) for k, mask in sets.items()},
-        "natural_share_in_sets": {k: float(mask[~canary].mean()) for k, mask in sets.items()},
-        "share_in_top_1pct": float((vuln.rank[canary] <= math.ceil(0.01 * n)).mean()),
-        "median_rank_percentile": float(np.median(pct)),
-        "vulnerability_auc": auc_test(vuln.score, canary),
-        "vulnerability_tail_auc": auc_test(vuln.tail, canary),
-        "top_fraction": settings.top_fraction,
-    }
 
 
 def _epochs_summary(
@@ -272,14 +227,6 @@ def _epochs_summary(
             }
         )
     return rows
-
-
-def _top_samples(table: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
-    order = np.argsort(table["rank"])[:count]
-    keys = ("sample_id", "rank", "label", "canary", "vulnerability_tail", "vulnerability",
-            "vulnerability_low", "vulnerability_high", "separation", "out_disagreement",
-            "memorization")  # fmt: skip
-    return [{k: table[k][i].item() for k in keys if k in table} for i in order]
 
 
 def analyze(
@@ -318,200 +265,59 @@ def analyze(
     measures, features = _measures(setup, logits, settings)
     canary = setup.canaries if setup.canaries is not None else np.zeros(keep.shape[1], bool)
     sets = _sets(vuln, settings)
-
-    outlierness = [k for k in measures if k not in MEMBERSHIP_DEPENDENT]
-    stats = link_statistics(vuln.score, measures, sets, labels, outlierness)
-    natural_stats = None
-    if canary.any():
-        natural = ~canary
-        natural_stats = link_statistics(
-            vuln.score[natural],
-            {k: v[natural] for k, v in measures.items()},
-            {k: s[natural] for k, s in sets.items()},
-            labels[natural],
-            outlierness,
-        )
+    stats, natural_stats = _link(vuln, measures, sets, labels, canary)
     class_names = list(setup.dataset.class_names or [str(c) for c in range(logits.shape[-1])])
     primary = _primary_set(stats, settings)
-
     table = _table(result, vuln, labels, canary, sets, measures)
-    summary: dict[str, Any] = {
-        "dataset": setup.dataset.name,
-        "attack": attack,
-        "attack_choice": reason,
-        "design": {
-            "num_models": int(keep.shape[0]),
-            "pool_size": int(keep.shape[1]),
-            "in_targets_per_sample": int(vuln.n_in.min()),
-            "feature_models": min(settings.feature_models or keep.shape[0], keep.shape[0]),
-            "spaces": list(settings.spaces),
-            "neighbors": settings.neighbors,
-            "iforest_trees": settings.iforest_trees,
-            "fdr": settings.fdr,
-            "top_fraction": settings.top_fraction,
-            "tail_fraction": settings.tail_fraction,
-            "canaries": int(canary.sum()),
-        },
-        "utility": {
-            k: result.utility[k]["mean"]
-            for k in ("train_accuracy", "test_accuracy", "generalization_gap")
-            if k in result.utility
-        },
-        "leakage": {
-            "auc": result.metrics[attack]["auc"]["mean"],
-            "advantage": result.metrics[attack]["advantage"]["mean"],
-            "tpr_at_fpr": {k: v["mean"] for k, v in result.metrics[attack]["tpr_at_fpr"].items()},
-        },
-        "vulnerability": _vulnerability_summary(vuln, keep, sets),
-        "measures": list(measures),
-        "measure_groups": {k: measure_group(k) for k in measures},
-        "group_names": GROUPS,
-        "primary_set": primary,
-        "statistics": stats,
-        "statistics_without_canaries": natural_stats,
-        "per_class": per_class(vuln.score, measures, sets, labels, class_names),
-        "canaries": _canary_summary(vuln, canary, sets, settings) if canary.any() else None,
-        "top_samples": _top_samples(table, TOP_SAMPLES),
-    }
-    summary["link"] = _link(stats, primary)
-    summary["headline"] = _headline(stats, primary)
-    if settings.epoch_models:
-        summary["epochs"] = _epochs_summary(setup, logits, sets[primary], settings)
-    return Analysis(
-        table=table,
-        summary=json_safe(summary),
-        setup=setup,
+    summary = summarize_analysis(
+        result,
+        attack=attack,
+        attack_choice=reason,
+        dataset=setup.dataset.name,
         settings=settings,
-        vulnerability=vuln,
-        measures=measures,
-        features=features,
-        statistics=stats,
+        vuln=vuln,
+        keep=keep,
         sets=sets,
+        measures=measures,
+        statistics=(
+            stats,
+            natural_stats,
+            per_class(vuln.score, measures, sets, labels, class_names),
+        ),
+        primary=primary,
         canary=canary,
+        table=table,
+        epochs=(
+            _epochs_summary(setup, logits, sets[primary], settings)
+            if settings.epoch_models
+            else None
+        ),
     )
+    return Analysis(table, summary, setup, settings, vuln, measures, features, stats, sets, canary)
 
 
-def _ties_at_max(values: np.ndarray) -> int:
-    return int(np.isclose(values, values.max(), rtol=0, atol=1e-12).sum())
-
-
-def _vulnerability_summary(
-    vuln: Vulnerability, keep: np.ndarray, sets: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    n = vuln.score.size
-    n_out = (~keep).sum(axis=1)
-    levels = {}
-    for lv, r in vuln.levels.items():
-        n_in = int(vuln.n_in.min())
-        levels[fpr_key(lv)] = {
-            "vulnerable": int(r.vulnerable.sum()),
-            "flagged_at_least_once": int((r.hits > 0).sum()),
-            "expected_flagged_by_chance": float(n * (1 - (1 - lv) ** n_in)),
-            "mean_tpr": float(r.tpr.mean()),
-            "resolved": r.resolved,
-        }
-    top = sets["top"]
-    return {
-        "chance": CHANCE_VULNERABILITY,
-        "mean": float(vuln.score.mean()),
-        "quantiles": {
-            f"q{round(100 * q)}": float(np.quantile(vuln.score, q)) for q in (0.1, 0.5, 0.9, 0.99)
-        },
-        "mean_out_control": float(vuln.out_control.mean()),
-        "above_chance": int((vuln.low > CHANCE_VULNERABILITY).sum()),
-        "levels": levels,
-        "top": {
-            "count": int(top.sum()),
-            "threshold": float(vuln.score[top].min()),
-            "tail_threshold": float(vuln.tail[top].min()),
-        },
-        "at_ceiling": int(vuln.at_ceiling.sum()),
-        "ties_at_max": _ties_at_max(vuln.score),
-        "floor": float(1 / (1 + n_out.min())),
-        "ceiling": float(np.log10(1 + n_out.max())),
-        "tail": {
-            "mean": float(vuln.tail.mean()),
-            "max": float(vuln.tail.max()),
-            "quantiles": {
-                f"q{round(100 * q)}": float(np.quantile(vuln.tail, q)) for q in (0.5, 0.9, 0.99)
-            },
-            "ties_at_max": _ties_at_max(vuln.tail),
-            "beyond_ceiling": int((vuln.tail > np.log10(1 + n_out.max())).sum()),
-        },
-        "separation_median": float(np.median(vuln.separation)),
-    }
-
-
-def _link(stats: dict[str, Any], primary: str) -> dict[str, Any]:
-    """The headline: the outlierness measure (memorisation excluded) most correlated with
-    vulnerability within classes, and whether that correlation is positive with a
-    Holm-adjusted p below 0.05."""
-    best = stats["best"]["within_class"] or stats["best"]["spearman"]
-    if best is None:
-        return {"holds": False, "measure": None}
-    corr = stats["spearman"][best]
-    within = stats["within_class"][best]
-    entry = stats["sets"].get(primary, {}).get("measures", {}).get(best, {})
-    holds = (
-        within.get("rho") is not None
-        and within["rho"] > 0
-        and within.get("p_holm") is not None
-        and within["p_holm"] < 0.05
+def _link(
+    vuln: Vulnerability,
+    measures: dict[str, np.ndarray],
+    sets: dict[str, np.ndarray],
+    labels: np.ndarray,
+    canary: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The link statistics of vulnerability with the outlierness measures, and the same
+    without the canaries (None without canaries)."""
+    outlierness = [k for k in measures if k not in MEMBERSHIP_DEPENDENT]
+    stats = link_statistics(vuln.score, measures, sets, labels, outlierness)
+    if not canary.any():
+        return stats, None
+    natural = ~canary
+    natural_stats = link_statistics(
+        vuln.score[natural],
+        {k: v[natural] for k, v in measures.items()},
+        {k: s[natural] for k, s in sets.items()},
+        labels[natural],
+        outlierness,
     )
-    return {
-        "holds": bool(holds),
-        "measure": best,
-        "rho": corr["rho"],
-        "ci_low": corr["ci_low"],
-        "ci_high": corr["ci_high"],
-        "p_holm": corr.get("p_holm"),
-        "within_class_rho": within.get("rho"),
-        "within_class_p_holm": within.get("p_holm"),
-        "set": primary,
-        "auc": entry.get("auc"),
-        "best_auc_measure": stats["sets"].get(primary, {}).get("best"),
-    }
-
-
-def _headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
-    """Per group of measures, the one with the highest AUC for the primary vulnerable set
-    (its DeLong interval, Holm p over all measures, within-class rho; the group's lowest
-    AUC and number of measures), and whether the
-    geometric group supports the intra-class-outlier claim: its best AUC's interval above
-    0.5 and its within-class rho positive, both with Holm-adjusted p < 0.05."""
-    entries = stats["sets"].get(primary, {}).get("measures", {})
-    groups: dict[str, Any] = {}
-    for group in GROUPS:
-        scored = {
-            k: e["auc"]
-            for k, e in entries.items()
-            if measure_group(k) == group and e["auc"] is not None
-        }
-        if not scored:
-            groups[group] = None
-            continue
-        best = max(scored, key=scored.get)
-        e, within = entries[best], stats["within_class"][best]
-        groups[group] = {
-            "measure": best,
-            "auc": e["auc"],
-            "ci_low": e["ci_low"],
-            "ci_high": e["ci_high"],
-            "p_holm": e.get("p_holm"),
-            "within_class_rho": within.get("rho"),
-            "within_class_p_holm": within.get("p_holm"),
-            "measures": len(scored),
-            "auc_min": min(scored.values()),
-        }
-    geo = groups.get("geometric")
-    supported = bool(
-        geo is not None
-        and geo["ci_low"] > 0.5
-        and (geo["p_holm"] is not None and geo["p_holm"] < 0.05)
-        and (geo["within_class_rho"] or 0) > 0
-        and (geo["within_class_p_holm"] is not None and geo["within_class_p_holm"] < 0.05)
-    )
-    return {"set": primary, "groups": groups, "intra_class_outliers_supported": supported}
+    return stats, natural_stats
 
 
 def _table(

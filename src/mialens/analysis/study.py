@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from mialens.analysis.outliers import GROUPS, MEMBERSHIP_DEPENDENT, measure_group
+from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
+from mialens.metrics.leakage import fpr_key
 
 
 class StudySetting(BaseModel):
@@ -63,7 +65,7 @@ def override_text(values: dict[str, Any]) -> list[str]:
 
 
 def study_row(
-    setting: StudySetting, result: AuditResult, summary: dict[str, Any], attack: str
+    setting: StudySetting, result: AuditResult, summary: AnalysisSummary, attack: str
 ) -> dict[str, Any]:
     """What study.json records about one setting. ``groups`` is the analysis headline: per
     group of measures (geometric outlierness, model-output difficulty, memorisation) the
@@ -73,20 +75,7 @@ def study_row(
     m = result.metrics[attack]
     eps = [r["epsilon"] for r in result.training if r.get("epsilon") is not None]
     epochs = [r["epochs_run"] for r in result.training if r.get("epochs_run") is not None]
-    stats_ = summary["statistics"]
-    primary = summary["primary_set"]
-    measures = {}
-    for name, corr in stats_["spearman"].items():
-        entry = stats_["sets"].get(primary, {}).get("measures", {}).get(name, {})
-        measures[name] = {
-            "rho": corr["rho"],
-            "ci_low": corr["ci_low"],
-            "ci_high": corr["ci_high"],
-            "p_holm": corr.get("p_holm"),
-            "within_class_rho": stats_["within_class"][name]["rho"],
-            "within_class_p_holm": stats_["within_class"][name].get("p_holm"),
-            "auc": entry.get("auc"),
-        }
+    levels = {fpr_key(lv): e for lv, e in m.tpr_at_fpr.items()}
     return {
         "name": setting.name,
         "description": setting.description,
@@ -94,30 +83,48 @@ def study_row(
         "train_acc": result.utility["train_accuracy"]["mean"],
         "test_acc": result.utility["test_accuracy"]["mean"],
         "generalization_gap": result.utility["generalization_gap"]["mean"],
-        "auc": m["auc"]["mean"],
-        "advantage": m["advantage"]["mean"],
-        "tpr_at_fpr": {k: v["mean"] for k, v in m["tpr_at_fpr"].items()},
-        "tpr_resolved": {k: v["resolved"] for k, v in m["tpr_at_fpr"].items()},
-        "tpr_reachable": {k: v.get("reachable", True) for k, v in m["tpr_at_fpr"].items()},
+        "auc": m.auc.mean,
+        "advantage": m.advantage.mean,
+        "tpr_at_fpr": {k: e.mean for k, e in levels.items()},
+        "tpr_resolved": {k: e.resolved for k, e in levels.items()},
+        "tpr_reachable": {k: e.reachable for k, e in levels.items()},
         "epsilon": float(np.mean(eps)) if eps else None,
         "epochs_run": float(np.mean(epochs)) if epochs else None,
-        "vulnerable": {k: v["vulnerable"] for k, v in summary["vulnerability"]["levels"].items()},
-        "mean_vulnerability": summary["vulnerability"]["mean"],
-        "link": summary["link"],
-        "primary_set": primary,
-        "groups": summary["headline"]["groups"],
-        "intra_class_outliers_supported": summary["headline"]["intra_class_outliers_supported"],
-        "measures": measures,
-        "canaries": summary.get("canaries"),
+        "vulnerable": {fpr_key(lv): r.vulnerable for lv, r in summary.vulnerability.levels.items()},
+        "mean_vulnerability": summary.vulnerability.mean,
+        "link": summary.link,
+        "primary_set": summary.primary_set,
+        "groups": summary.headline.groups,
+        "intra_class_outliers_supported": summary.headline.intra_class_outliers_supported,
+        "measures": _measures(summary.statistics, summary.primary_set),
+        "canaries": summary.canaries,
         "attacks": {
             name: {
-                "auc": a["auc"]["mean"],
-                "advantage": a["advantage"]["mean"],
-                "tpr_at_fpr": {k: v["mean"] for k, v in a["tpr_at_fpr"].items()},
+                "auc": a.auc.mean,
+                "advantage": a.advantage.mean,
+                "tpr_at_fpr": {fpr_key(lv): e.mean for lv, e in a.tpr_at_fpr.items()},
             }
             for name, a in result.metrics.items()
         },
     }
+
+
+def _measures(stats: dict[str, Any], primary: str) -> dict[str, dict[str, Any]]:
+    """Per measure: its Spearman and within-class correlation with vulnerability, and its
+    AUC for the primary vulnerable set."""
+    measures = {}
+    for name, corr in stats["spearman"].items():
+        entry = stats["sets"].get(primary, {}).get("measures", {}).get(name, {})
+        measures[name] = {
+            "rho": corr["rho"],
+            "ci_low": corr["ci_low"],
+            "ci_high": corr["ci_high"],
+            "p_holm": corr.get("p_holm"),
+            "within_class_rho": stats["within_class"][name]["rho"],
+            "within_class_p_holm": stats["within_class"][name].get("p_holm"),
+            "auc": entry.get("auc"),
+        }
+    return measures
 
 
 def _holds(entry: dict[str, Any]) -> bool:
@@ -135,17 +142,7 @@ def summarize_study(rows: list[dict[str, Any]], levels: list[str]) -> dict[str, 
     the generalisation gap with that measure's Spearman ρ with vulnerability. A model-output
     measure would be circular there (``out_neg_margin`` is the OUT models' margin that
     LiRA scores). ``common_measure`` (the best mean within-class ρ of any group) is kept."""
-    names = set.intersection(*(set(r["measures"]) for r in rows)) - set(MEMBERSHIP_DEPENDENT)
-    mean_within = {
-        n: np.mean([r["measures"][n]["within_class_rho"] or 0.0 for r in rows]) for n in names
-    }
-    common = max(sorted(mean_within), key=mean_within.get) if mean_within else None
-    mean_auc = {
-        n: np.mean([r["measures"][n]["auc"] or 0.0 for r in rows])
-        for n in names
-        if measure_group(n) == "geometric"
-    }
-    geometric = max(sorted(mean_auc), key=mean_auc.get) if mean_auc else None
+    common, geometric = _compared_measures(rows)
     for row in rows:
         row["common"] = row["measures"].get(common) if common else None
         row["geometric"] = row["measures"].get(geometric) if geometric else None
@@ -179,21 +176,47 @@ def summarize_study(rows: list[dict[str, Any]], levels: list[str]) -> dict[str, 
             },
         },
     }
+    trend = _gap_vs_link(rows, geometric)
+    if trend is not None:
+        out["gap_vs_link"] = trend
+    return out
+
+
+def _compared_measures(rows: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """The measure of any group with the best mean within-class ρ over the settings, and
+    the geometric measure with the best mean AUC (None if no setting has one)."""
+    names = set.intersection(*(set(r["measures"]) for r in rows)) - set(MEMBERSHIP_DEPENDENT)
+    mean_within = {
+        n: np.mean([r["measures"][n]["within_class_rho"] or 0.0 for r in rows]) for n in names
+    }
+    common = max(sorted(mean_within), key=mean_within.get) if mean_within else None
+    mean_auc = {
+        n: np.mean([r["measures"][n]["auc"] or 0.0 for r in rows])
+        for n in names
+        if measure_group(n) == "geometric"
+    }
+    geometric = max(sorted(mean_auc), key=mean_auc.get) if mean_auc else None
+    return common, geometric
+
+
+def _gap_vs_link(rows: list[dict[str, Any]], geometric: str | None) -> dict[str, Any] | None:
+    """The Spearman correlation over settings of the generalisation gap with the geometric
+    measure's ρ (None with fewer than four settings or no spread of the gap)."""
     pairs = [
         (r["generalization_gap"], r["geometric"]["rho"])
         for r in rows
         if r["geometric"] and r["geometric"]["rho"] is not None
     ]
-    if len(pairs) >= 4 and np.ptp([g for g, _ in pairs]) > 0:
-        rho, p = stats.spearmanr(*zip(*pairs, strict=True))
-        out["gap_vs_link"] = {
-            "measure": geometric,
-            "group": "geometric",
-            "rho": float(rho),
-            "p": float(p),
-            "settings": len(pairs),
-        }
-    return out
+    if len(pairs) < 4 or np.ptp([g for g, _ in pairs]) <= 0:
+        return None
+    rho, p = stats.spearmanr(*zip(*pairs, strict=True))
+    return {
+        "measure": geometric,
+        "group": "geometric",
+        "rho": float(rho),
+        "p": float(p),
+        "settings": len(pairs),
+    }
 
 
 def study_findings(study: dict[str, Any]) -> list[str]:

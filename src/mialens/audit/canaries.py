@@ -16,14 +16,14 @@ exactly half of the models, and gives each an id ``canary-<kind>-<original id>``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
-from mialens.metrics.leakage import fpr_key
+from mialens.metrics.leakage import CanaryLeakage, CaughtShares, PooledLevel
 from mialens.metrics.roc import attack_metrics, flags_at_fpr, fpr_resolvable
 from mialens.seeding import rng
 
@@ -88,7 +88,7 @@ def inject_canaries(
 
 def canary_metrics(
     scores: np.ndarray, members: np.ndarray, canary: np.ndarray, levels: list[float]
-) -> dict[str, Any]:
+) -> CanaryLeakage:
     """An attack's leakage on the canaries of targets with scores ``(T, N)``.
 
     ``pooled``: the ROC of the canary scores alone, pooled over targets (positives: a
@@ -104,23 +104,20 @@ def canary_metrics(
     global_ = {}
     for level in levels:
         caught = flags_at_fpr(scores, members, level) & members
-        global_[fpr_key(level)] = {
-            group: float(caught[:, mask].sum() / members[:, mask].sum())
-            for group, mask in (("canaries", canary), ("natural", ~canary))
-        }
-    return {
-        "count": int(canary.sum()),
-        "pooled": {
-            "auc": pooled.auc,
-            "n_members": pooled.n_members,
-            "n_nonmembers": pooled.n_nonmembers,
-            "tpr_at_fpr": {
-                fpr_key(v): {
-                    "value": pooled.tpr_at_fpr[v],
-                    "resolved": fpr_resolvable(pooled.n_nonmembers, v),
-                }
-                for v in levels
-            },
+        global_[float(level)] = CaughtShares(
+            canaries=float(caught[:, canary].sum() / members[:, canary].sum()),
+            natural=float(caught[:, ~canary].sum() / members[:, ~canary].sum()),
+        )
+    return CanaryLeakage(
+        count=int(canary.sum()),
+        auc=pooled.auc,
+        n_members=pooled.n_members,
+        n_nonmembers=pooled.n_nonmembers,
+        tpr_at_fpr={
+            float(v): PooledLevel(
+                value=pooled.tpr_at_fpr[v], resolved=fpr_resolvable(pooled.n_nonmembers, v)
+            )
+            for v in levels
         },
-        "global_threshold": global_,
-    }
+        global_threshold=global_,
+    )

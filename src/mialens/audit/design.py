@@ -117,7 +117,7 @@ class AuditSetup:
     def canary_metrics(self, result: AuditResult) -> None:
         """Add each attack's metrics on the canaries to ``result.metrics``."""
         for name, scores in result.scores.items():
-            result.metrics[name]["canaries"] = canary_metrics(
+            result.metrics[name].canaries = canary_metrics(
                 scores, self.keep, self.canaries, result.fpr_levels
             )
 

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from mialens.attacks.base import Attack
+from mialens.errors import DataError
 from mialens.metrics.intervals import summarize
-from mialens.metrics.leakage import fpr_key, leakage_summary
+from mialens.metrics.leakage import METRIC_KEYS, AttackLeakage, Spread, fpr_key, leakage_summary
 
 UNREACHABLE_MARK = "†"
 UNREACHABLE_NOTE = "tie group straddles this FPR; see report"
@@ -55,9 +56,11 @@ class AuditResult:
 
     ``scores[name]`` and ``members`` are ``(T, N)``: row ``t`` is target model
     ``target_models[t]``, column ``n`` the sample with id ``sample_ids[n]``.
-    ``metrics[name]`` holds the attack's AUC, advantage and TPR at each FPR (the content
-    of metrics.json); :meth:`headline`, :meth:`summary` and :meth:`to_frame` give them
-    as rows. ``skipped`` names the default attacks the data could not serve, with why.
+    ``metrics[name]`` holds the attack's AUC, advantage and TPR at each FPR
+    (:class:`~mialens.metrics.leakage.AttackLeakage`; ``metrics[name].at(0.01).mean``);
+    :meth:`headline`, :meth:`summary` and :meth:`to_frame` give them as rows,
+    :meth:`to_json` and :meth:`from_json` are the content of metrics.json. ``skipped``
+    names the default attacks the data could not serve, with why.
     """
 
     sample_ids: np.ndarray
@@ -67,7 +70,7 @@ class AuditResult:
     scores: dict[str, np.ndarray]
     attacks: dict[str, dict[str, Any]]
     fpr_levels: list[float]
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, AttackLeakage] = field(default_factory=dict)
     utility: dict[str, Any] = field(default_factory=dict)
     design: dict[str, Any] = field(default_factory=dict)
     training: list[dict[str, Any]] = field(default_factory=list)
@@ -80,7 +83,7 @@ class AuditResult:
 
     def __repr__(self) -> str:
         aucs = ", ".join(
-            f"{name} {self.metrics[name]['auc']['mean']:.3f}" if name in self.metrics else name
+            f"{name} {self.metrics[name].auc.mean:.3f}" if name in self.metrics else name
             for name in self.scores
         )
         skipped = f"; skipped {', '.join(self.skipped)}" if self.skipped else ""
@@ -122,14 +125,14 @@ class AuditResult:
         at an FPR below ``1 / non-members`` of some target (unresolved), or where a tie
         group straddles the level on some target (unreachable: the ROC offers no threshold
         near the level, see :func:`mialens.metrics.roc.level_ties`). The number, its
-        intervals and per-target values stay in ``metrics[...]["tpr_at_fpr"]``.
+        intervals and per-target values stay in ``metrics[name].tpr_at_fpr``.
         """
         rows = []
         for name, m in self.metrics.items():
-            row = {"attack": name, "auc": m["auc"]["mean"], "advantage": m["advantage"]["mean"]}
+            row = {"attack": name, "auc": m.auc.mean, "advantage": m.advantage.mean}
             for lv in self.fpr_levels:
-                entry = m["tpr_at_fpr"][fpr_key(lv)]
-                row[f"tpr@{fpr_key(lv)}"] = entry["mean"] if _valid(entry) else None
+                entry = m.at(lv)
+                row[f"tpr@{fpr_key(lv)}"] = entry.mean if entry.valid else None
             rows.append(row)
         return rows
 
@@ -137,13 +140,13 @@ class AuditResult:
         """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved, reachable)``."""
         rows = []
         for name, m in self.metrics.items():
-            row: dict[str, Any] = {"attack": name, "auc": (*_with_interval(m["auc"]), True, True)}
+            row: dict[str, Any] = {"attack": name, "auc": (*_with_interval(m.auc), True, True)}
             for lv in self.fpr_levels:
-                entry = m["tpr_at_fpr"][fpr_key(lv)]
+                entry = m.at(lv)
                 row[f"tpr@{fpr_key(lv)}"] = (
                     *_with_interval(entry),
-                    bool(entry["resolved"]),
-                    bool(entry.get("reachable", True)),
+                    entry.resolved,
+                    entry.reachable,
                 )
             rows.append(row)
         return rows
@@ -194,7 +197,7 @@ class AuditResult:
             records.append(record)
         return pd.DataFrame.from_records(records, index="attack")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """Everything except the per-sample arrays: the content of ``metrics.json``."""
         return {
             "created": self.created,
@@ -202,7 +205,11 @@ class AuditResult:
             "design": self.design,
             "utility": self.utility,
             "attacks": {
-                name: {**self.attacks[name], **self.metrics.get(name, {})} for name in self.scores
+                name: {
+                    **self.attacks[name],
+                    **(m.to_json() if (m := self.metrics.get(name)) else {}),
+                }
+                for name in self.scores
             },
             "fpr_levels": [fpr_key(v) for v in self.fpr_levels],
             "training": self.training,
@@ -210,19 +217,52 @@ class AuditResult:
             **({"skipped_attacks": self.skipped} if self.skipped else {}),
         }
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], samples: dict[str, np.ndarray]) -> AuditResult:
+        """The result of a ``metrics.json`` document and its ``samples.csv`` columns
+        (:func:`~mialens.report.tables.read_samples`)."""
+        targets = list(dict.fromkeys(samples["target"].tolist()))
+        if not targets:
+            raise DataError("no rows")
+        rows = [samples["target"] == t for t in targets]
+        ids = samples["sample_id"][rows[0]]
+        if any(not np.array_equal(samples["sample_id"][r], ids) for r in rows):
+            raise DataError("the targets do not list the same samples in one order")
+        attacks = doc["attacks"]
+        labels = samples["label"][rows[0]]
+        return cls(
+            sample_ids=ids,
+            labels=_class_indices(labels, doc.get("design", {}).get("label_values")),
+            members=np.stack([samples["member"][r].astype(bool) for r in rows]),
+            target_models=targets,
+            scores={name: np.stack([samples[name][r] for r in rows]) for name in attacks},
+            attacks={
+                n: {k: v for k, v in a.items() if k not in METRIC_KEYS} for n, a in attacks.items()
+            },
+            fpr_levels=[float(v) for v in doc["fpr_levels"]],
+            metrics={n: AttackLeakage.from_json(a) for n, a in attacks.items() if "auc" in a},
+            utility=doc.get("utility", {}),
+            design=doc.get("design", {}),
+            training=doc.get("training", []),
+            config=doc["config"],
+            environment=doc.get("environment", {}),
+            created=doc.get("created", ""),
+            skipped=doc.get("skipped_attacks", {}),
+        )
 
-def _with_interval(entry: dict[str, Any]) -> tuple[float, float | None, float | None]:
+
+def _class_indices(labels: np.ndarray, values: list[str] | None) -> np.ndarray:
+    """The class index of each label of samples.csv (original labels mapped back)."""
+    if values is None:
+        return labels.astype(np.int64)
+    index = {v: c for c, v in enumerate(values)}
+    return np.array([index[str(v)] for v in labels.tolist()], dtype=np.int64)
+
+
+def _with_interval(entry: Spread) -> tuple[float, float | None, float | None]:
     """``(mean, low, high)``: the bootstrap interval, else the t interval over targets."""
-    if "bootstrap" in entry:
-        return entry["mean"], entry["bootstrap"]["low"], entry["bootstrap"]["high"]
-    if entry.get("n", 1) > 1:
-        return entry["mean"], entry["ci_low"], entry["ci_high"]
-    return entry["mean"], None, None
-
-
-def _valid(entry: dict[str, Any]) -> bool:
-    """Whether a ``tpr_at_fpr`` entry is a TPR at its level: resolved and reachable."""
-    return bool(entry["resolved"]) and bool(entry.get("reachable", True))
+    low, high = entry.interval() or (None, None)
+    return entry.mean, low, high
 
 
 def _cell(

@@ -15,26 +15,26 @@ from mialens.metrics.leakage import fpr_key
 def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
     """The privacy-utility point of one defended audit (the strongest attack per metric)."""
     utility = result.utility
+    metrics = result.metrics
     attacks = {}
-    for name, m in result.metrics.items():
+    for name, m in metrics.items():
         attacks[name] = {
-            "auc": m["auc"]["mean"],
-            "tpr_at_fpr": {k: v["mean"] for k, v in m["tpr_at_fpr"].items()},
-            "tpr_interval": {k: [v["ci_low"], v["ci_high"]] for k, v in m["tpr_at_fpr"].items()},
+            "auc": m.auc.mean,
+            "tpr_at_fpr": {fpr_key(lv): e.mean for lv, e in m.tpr_at_fpr.items()},
+            "tpr_interval": {fpr_key(lv): [e.ci_low, e.ci_high] for lv, e in m.tpr_at_fpr.items()},
             "threat_model": result.attacks[name]["threat_model"],
         }
-    strongest_auc = max(result.metrics, key=lambda n: result.metrics[n]["auc"]["mean"])
+    strongest_auc = max(metrics, key=lambda n: metrics[n].auc.mean)
     tpr = {}
     for level in result.fpr_levels:
-        key = fpr_key(level)
-        best = max(result.metrics, key=lambda n, k=key: result.metrics[n]["tpr_at_fpr"][k]["mean"])
-        block = result.metrics[best]["tpr_at_fpr"][key]
-        tpr[key] = {
-            "value": block["mean"],
+        best = max(metrics, key=lambda n, lv=level: metrics[n].at(lv).mean)
+        block = metrics[best].at(level)
+        tpr[fpr_key(level)] = {
+            "value": block.mean,
             "attack": best,
-            "ci_low": block["ci_low"],
-            "ci_high": block["ci_high"],
-            "resolved": block["resolved"],
+            "ci_low": block.ci_low,
+            "ci_high": block.ci_high,
+            "resolved": block.resolved,
         }
     epsilons = [r.get("epsilon") for r in result.training if r.get("epsilon") is not None]
     delta = (result.config.get("train", {}).get("dp") or {}).get("delta", 1e-5)
@@ -43,7 +43,7 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         if len(result.target_models) > 1
         else None
     )
-    auc_block = result.metrics[strongest_auc]["auc"]
+    auc_block = metrics[strongest_auc].auc
     return {
         "kind": _kind(spec),
         "spec": spec.model_dump(exclude_none=True),
@@ -51,10 +51,10 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         "test_acc": utility["test_accuracy"]["mean"],
         "test_acc_std": utility["test_accuracy"]["std"],
         "auc": {
-            "value": auc_block["mean"],
+            "value": auc_block.mean,
             "attack": strongest_auc,
-            "ci_low": auc_block["ci_low"],
-            "ci_high": auc_block["ci_high"],
+            "ci_low": auc_block.ci_low,
+            "ci_high": auc_block.ci_high,
         },
         "tpr_at_fpr": tpr,
         "attacks": attacks,

@@ -140,8 +140,8 @@ def evaluate_defenses(
         entry["training_overhead"] = (
             entry["training_seconds"] / base_seconds if base_seconds else None
         )
-    levels = [fpr_key(v) for v in config.audit.fpr]
-    level = "0.001" if "0.001" in levels else levels[-1]
+    fpr = config.audit.fpr
+    level = fpr_key(0.001 if 0.001 in fpr else fpr[-1])  # the key of defenses.json
     report = {
         "defenses": entries,
         "privacy_level": level,

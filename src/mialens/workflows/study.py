@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mialens.analysis.explain import json_safe
 from mialens.analysis.study import (
     StudyConfig,
     StudySetting,
@@ -23,6 +22,7 @@ from mialens.analysis.study import (
     study_row,
     summarize_study,
 )
+from mialens.analysis.summary import AnalysisSummary, json_safe
 from mialens.attacks.registry import build_attack
 from mialens.audit.results import AuditResult
 from mialens.errors import ConfigError, DataError
@@ -37,7 +37,7 @@ from mialens.workflows.config import (
     read_yaml,
     validate_config,
 )
-from mialens.workflows.outputs import ANALYSIS_DIR, load_result
+from mialens.workflows.outputs import ANALYSIS_DIR, SUMMARY_FILE, load_result, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -90,27 +90,20 @@ def _default_attack(base: dict[str, Any]) -> str:
     return next((n for n in _PREFERRED_ATTACKS if n in names), names[0])
 
 
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / ANALYSIS_DIR / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the analysis {path}: {exc}") from exc
-
-
-def _finished(run_dir: Path, config: AuditConfig) -> tuple[AuditResult, dict] | None:
+def _finished(run_dir: Path, config: AuditConfig) -> tuple[AuditResult, AnalysisSummary] | None:
     """The result and analysis summary of ``run_dir`` if it holds a finished audit of
-    exactly ``config`` (so an interrupted study resumes at its first unfinished setting)."""
-    if not (run_dir / ANALYSIS_DIR / "summary.json").is_file():
+    exactly ``config`` (so an interrupted study resumes at its first unfinished setting);
+    an analysis older than the headline is run again."""
+    if not (run_dir / ANALYSIS_DIR / SUMMARY_FILE).is_file():
         return None
     try:
         result = load_result(run_dir)
+        summary = read_summary(run_dir)
     except DataError:
         return None
     if result.config != json.loads(json.dumps(config.model_dump(mode="json"))):
         return None
-    summary = _read_summary(run_dir)
-    return (result, summary) if "headline" in summary else None  # older analyses: rerun
+    return result, summary
 
 
 def run_study(
@@ -136,7 +129,7 @@ def run_study(
             result, summary = done
         else:
             result = run_audit(config, run_dir, progress=progress)
-            summary = _read_summary(run_dir)
+            summary = read_summary(run_dir)
         rows.append(study_row(setting, result, summary, study.attack))
     levels = [fpr_key(v) for v in configs[0][1].audit.fpr]
     doc: dict[str, Any] = {
