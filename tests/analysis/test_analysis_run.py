@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from mialens.analysis import epochs as epochs_module
 from mialens.analysis.explain import analyze
 from mialens.analysis.outliers import GEOMETRIC, OUTPUT
+from mialens.analysis.summary import AnalysisSummary
 from mialens.cli import app
 from mialens.errors import CacheError, ConfigError, DataError
 from mialens.report.analysis_figures import analysis_figures
@@ -20,7 +21,7 @@ from mialens.workflows import study as runner_module
 from mialens.workflows.analyse import analyze_run
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import validate_config
-from mialens.workflows.outputs import load_result
+from mialens.workflows.outputs import load_result, read_summary
 from mialens.workflows.study import load_study
 
 runner = CliRunner()
@@ -92,6 +93,21 @@ def test_outputs_of_an_audit_with_analysis(run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["attacks"]["loss"]["canaries"]["count"] == 20
     assert metrics["design"]["canaries"].startswith("20 mislabel")
+
+
+def test_summary_round_trips_through_summary_json(run):
+    """summary.json keeps its keys, order and values through AnalysisSummary."""
+    out, _, _ = run
+    doc = json.loads((out / "analysis" / "summary.json").read_text())
+    summary = read_summary(out)
+    assert summary.to_json() == doc and list(summary.to_json()) == list(doc)
+    assert json.dumps(summary.to_json()) == json.dumps(doc)  # the order of nested keys too
+    assert AnalysisSummary.from_json(summary.to_json()) == summary
+    assert summary.vulnerability.levels[0.01].vulnerable == (
+        doc["vulnerability"]["levels"]["0.01"]["vulnerable"]
+    )
+    assert summary.leakage.tpr_at_fpr[0.01] == doc["leakage"]["tpr_at_fpr"]["0.01"]
+    assert summary.headline.groups == doc["headline"]["groups"]
 
 
 def test_analyze_run_reproduces_the_analysis_from_the_folder(run, monkeypatch):

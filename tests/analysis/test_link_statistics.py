@@ -148,7 +148,7 @@ def test_auc_delong_standard_error_by_hand():
 
 def _grouped_summary(geometric_leaks: bool):
     """Synthetic measures of the three groups against a planted vulnerable set."""
-    from mialens.analysis.explain import _headline
+    from mialens.analysis.summary import headline
     from mialens.analysis.outliers import GROUPS, measure_group
 
     gen = np.random.default_rng(11)
@@ -167,7 +167,7 @@ def _grouped_summary(geometric_leaks: bool):
     stats_ = link_statistics(vuln, measures, {"0.01": vulnerable}, labels)
     summary = {
         "design": {"top_fraction": 0.05, "pool_size": n},
-        "headline": _headline(stats_, "0.01"),
+        "headline": headline(stats_, "0.01"),
         "group_names": GROUPS,
     }
     return summary, {k: measure_group(k) for k in measures}
