@@ -185,7 +185,7 @@ def _defend(config, out: Path, quiet: bool) -> None:
 def _print_analysis(run_dir: Path) -> None:
     import json
 
-    from mialens.report.html import analysis_brief
+    from mialens.report.analysis_page import analysis_brief
 
     summary = json.loads((run_dir / "analysis" / "summary.json").read_text(encoding="utf-8"))
     for line in analysis_brief(summary):
