@@ -180,7 +180,7 @@ def _defend(config, out: Path, quiet: bool) -> None:
 
 
 def _print_analysis(run_dir: Path) -> None:
-    from mialens.report.html import analysis_brief
+    from mialens.report.analysis_page import analysis_brief
     from mialens.workflows.outputs import read_summary
 
     for line in analysis_brief(read_summary(run_dir)):

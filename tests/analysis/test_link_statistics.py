@@ -174,7 +174,7 @@ def _grouped_summary(geometric_leaks: bool):
 
 
 def test_headline_names_the_best_measure_of_each_group():
-    from mialens.report.html import _headline_lines
+    from mialens.report.analysis_page import _headline_lines
 
     summary, groups = _grouped_summary(geometric_leaks=True)
     assert groups == {
@@ -207,7 +207,7 @@ def test_headline_names_the_best_measure_of_each_group():
 
 
 def test_headline_says_when_geometry_does_not_support_the_claim():
-    from mialens.report.html import _headline_lines
+    from mialens.report.analysis_page import _headline_lines
 
     summary, _ = _grouped_summary(geometric_leaks=False)
     assert not summary["headline"]["intra_class_outliers_supported"]

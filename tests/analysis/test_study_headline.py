@@ -7,7 +7,7 @@ import pytest
 
 from mialens.analysis.outliers import GROUPS
 from mialens.analysis.study import study_findings, summarize_study
-from mialens.report.html import render_study
+from mialens.report.study_page import render_study
 from mialens.workflows.study import load_study, run_study
 
 GAPS = [0.3, 0.1, 0.4, 0.2]  # settings in shuffled gap order

@@ -9,7 +9,7 @@ import pytest
 
 from mialens.audit.results import AuditResult
 from mialens.report import plots
-from mialens.report.html import render_report
+from mialens.report.audit_page import render_report
 
 EVIL = "<script>alert(1)</script>"
 LEVELS = [0.1, 0.01, 0.001]

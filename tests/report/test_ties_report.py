@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 
 from mialens.audit.results import AuditResult
-from mialens.report.html import render_report
+from mialens.report.audit_page import render_report
 from mialens.report.plots import reachable
 from mialens.workflows.outputs import load_result, write_outputs
 

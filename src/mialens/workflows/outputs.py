@@ -15,7 +15,8 @@ from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.errors import DataError
 from mialens.io import write_json, write_text
-from mialens.report.html import render_analysis, render_report
+from mialens.report.analysis_page import render_analysis
+from mialens.report.audit_page import render_report
 from mialens.report.tables import read_samples, samples_table, table_csv
 
 METRICS_FILE = "metrics.json"

@@ -28,7 +28,7 @@ from mialens.audit.results import AuditResult
 from mialens.errors import ConfigError, DataError
 from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
-from mialens.report.html import render_study
+from mialens.report.study_page import render_study
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import (
     AuditConfig,

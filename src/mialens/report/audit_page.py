@@ -1,28 +1,23 @@
-"""The self-contained HTML reports: an audit, its leakage analysis and a study.
+"""The audit's HTML page: design, utility, the metrics table with its tie notes, the
+attacks, the figures, training, canaries and the link to the leakage analysis.
 
-The page is rendered from ``templates/report.html`` with Jinja2 (autoescaping on) and
-embeds its figures as base64 PNG, so it references no external resource and can be
-mailed or archived as a single file.
+The page is rendered from ``templates/report.html`` and embeds its figures as base64 PNG,
+so it references no external resource and can be mailed or archived as a single file.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import yaml
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from mialens.analysis.explain import Analysis
-from mialens.analysis.outliers import GROUPS, describe, measure_group
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import fpr_key
 from mialens.report import plots
-from mialens.report.analysis_figures import analysis_figures
-from mialens.report.analysis_plots import study_png
+from mialens.report.analysis_page import analysis_brief
+from mialens.report.environment import render
+from mialens.report.format import _b64, _date, _num, _pct, _plural, _share, _span
 
 _DESIGN_LABELS = {
     "dataset": "data set",
@@ -36,43 +31,16 @@ _DESIGN_LABELS = {
     "seed": "seed",
     "canaries": "canaries (replace pool samples)",
 }
+
+
 TIE_FLAG_SHARE = 0.01  # an attack whose largest tie group holds more of its scores is flagged
+
+
 _UTILITY_LABELS = {
     "train_accuracy": "train accuracy (on members)",
     "test_accuracy": "test accuracy",
     "generalization_gap": "generalization gap (train − test)",
 }
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return Environment(
-        loader=PackageLoader("mialens.report", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _pct(level: float) -> str:
-    """An FPR level as a percentage: ``0.001 -> "0.1%"``."""
-    return f"{100 * level:g}%"
-
-
-def _date(created: str) -> str:
-    try:
-        stamp = _dt.datetime.fromisoformat(created)
-    except ValueError:
-        return created
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(_dt.timezone.utc)
-        return stamp.strftime("%Y-%m-%d %H:%M UTC")
-    return stamp.strftime("%Y-%m-%d %H:%M")
 
 
 def _cell(block: dict[str, Any], digits: int) -> dict[str, Any]:
@@ -93,11 +61,6 @@ def _cell(block: dict[str, Any], digits: int) -> dict[str, Any]:
         "unreachable": None,
         "best": False,
     }
-
-
-def _share(share: float) -> str:
-    """A share of scores as a percentage: ``0.474 -> "47%"``, ``0.042 -> "4.2%"``."""
-    return f"{100 * share:.0f}%" if share >= 0.095 else f"{100 * share:.2g}%"
 
 
 def _unreachable(entry: dict[str, Any]) -> list[int]:
@@ -243,11 +206,6 @@ def _attack_rows(result: AuditResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _span(values: list[float], fmt: str) -> str:
-    lo, hi = fmt.format(min(values)), fmt.format(max(values))
-    return lo if lo == hi else f"{lo} – {hi}"
-
-
 def _training(result: AuditResult) -> dict[str, Any] | None:
     """Summary and per-model rows of the training records (None without records)."""
     records = result.training
@@ -285,10 +243,6 @@ def _training(result: AuditResult) -> dict[str, Any] | None:
         for r in records
     ]
     return {"summary": summary, "rows": rows, "dp": bool(eps)}
-
-
-def _b64(png: bytes) -> str:
-    return base64.b64encode(png).decode("ascii")
 
 
 def _figures(result: AuditResult) -> list[dict[str, str]]:
@@ -345,16 +299,6 @@ def _figures(result: AuditResult) -> list[dict[str, str]]:
     ]
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.2g}" if value >= 1e-4 else "< 1e-4"
-
-
 def _canaries(result: AuditResult) -> dict[str, Any] | None:
     """Per attack: the canary-only ROC pooled over targets and the global-threshold TPRs."""
     if not any("canaries" in m for m in result.metrics.values()):
@@ -388,89 +332,6 @@ def _canaries(result: AuditResult) -> dict[str, Any] | None:
     }
 
 
-def _group_finding(entry: dict[str, Any]) -> str:
-    spread = (
-        f"{entry['measures']} measures, AUC {_num(entry['auc_min'], 2)}–{_num(entry['auc'], 2)}; "
-        if entry["measures"] > 1
-        else ""
-    )
-    return (
-        f"{spread}best {entry['measure']} AUC {_num(entry['auc'])} [{_num(entry['ci_low'])}, "
-        f"{_num(entry['ci_high'])}] (within-class ρ {_num(entry['within_class_rho'])}, "
-        f"Holm p {_p(entry['within_class_p_holm'])})"
-    )
-
-
-def _headline_lines(summary: dict[str, Any]) -> list[str]:
-    """The best measure of each group for the primary vulnerable set, and whether the
-    geometric group supports the intra-class-outlier claim."""
-    head = summary["headline"]
-    names = summary["group_names"]
-    found = {g: e for g, e in head["groups"].items() if e is not None}
-    if not found:
-        return ["No measure could be tested against the vulnerable sets (too few samples)."]
-    set_title = _set_title(head["set"], summary)
-    lines = [
-        f"Best measure per group for telling the set '{set_title}' apart (AUC, 95% DeLong "
-        "interval): "
-        + "; ".join(f"{names[g]}: {_group_finding(e)}" for g, e in found.items())
-        + "."
-    ]
-    geo = found.get("geometric")
-    if geo is None:
-        lines.append("No geometric measure was computed (analysis.spaces), so the seed paper's "
-                     "intra-class-outlier claim is not tested.")  # fmt: skip
-        return lines
-    verdict = "supports" if head["intra_class_outliers_supported"] else "does not support"
-    lines.append(
-        f"Geometric outlierness {verdict} the seed paper's claim that intra-class outliers leak "
-        f"({geo['measure']}: AUC interval {'above' if geo['ci_low'] > 0.5 else 'not above'} "
-        f"0.5, Holm p {_p(geo['p_holm'])}). The model-output measures describe difficulty as "
-        "the OUT models see it, the quantity the attack itself scores, so they are no evidence "
-        "for that claim."
-    )
-    return lines
-
-
-def _ranking_line(summary: dict[str, Any]) -> str:
-    """The conformal ceiling and how the samples beyond it are ordered."""
-    vul = summary["vulnerability"]
-    n, tail = summary["design"]["pool_size"], vul["tail"]
-    ties = tail["ties_at_max"]
-    flag = " (more than 1% of the pool: ties, ordered by LiRA separation)" if ties > n / 100 else ""
-    return (
-        f"{vul['at_ceiling']} samples reach the conformal ceiling (detection FPR "
-        f"{vul['floor']:.2g} at every target they trained, vulnerability "
-        f"{_num(vul['ceiling'], 2)}); samples are ranked by the tail vulnerability (a fitted "
-        f"tail, not a p-value), whose maximum {_num(tail['max'], 2)} is reached by "
-        f"{_plural(ties, 'sample')}{flag}."
-    )
-
-
-def analysis_brief(summary: dict[str, Any]) -> list[str]:
-    """The analysis' findings in a few sentences, for the audit report."""
-    vul = summary["vulnerability"]
-    lines = [
-        f"Vulnerability from {summary['attack']} ({summary['attack_choice']}). "
-        + "; ".join(
-            f"{lv['vulnerable']} samples vulnerable at {_pct(float(k))} FPR "
-            f"({lv['flagged_at_least_once']} flagged at least once, "
-            f"{lv['expected_flagged_by_chance']:.0f} expected by chance)"
-            for k, lv in vul["levels"].items()
-        )
-        + ".",
-        _ranking_line(summary),
-    ]
-    lines.extend(_headline_lines(summary))
-    canaries = summary.get("canaries")
-    if canaries:
-        lines.append(
-            f"{canaries['count']} canaries: {100 * canaries['share_in_sets']['top']:.0f}% rank "
-            f"in the top {100 * canaries['top_fraction']:g}% most vulnerable samples."
-        )
-    return lines
-
-
 def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
     ``analysis``, the summary of its leakage analysis, adds a section linking it."""
@@ -501,184 +362,4 @@ def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),
     }
-    return _environment().get_template("report.html").render(**context)
-
-
-def _measure_rows(stats: dict[str, Any], set_keys: list[str]) -> list[dict[str, Any]]:
-    """One row per measure, by group and then decreasing within-class rho: correlations and
-    set AUCs; the first row of each group carries its title."""
-    rows = []
-    for name, corr in stats["spearman"].items():
-        within = stats["within_class"][name]
-        space, text = describe(name)
-        cells = []
-        for key in set_keys:
-            entry = stats["sets"].get(key, {}).get("measures", {}).get(name)
-            if entry is None or entry["auc"] is None:
-                cells.append({"main": "n/a", "ci": "", "p": "", "best": False})
-                continue
-            cells.append(
-                {
-                    "main": _num(entry["auc"]),
-                    "ci": f"[{_num(entry['ci_low'])}, {_num(entry['ci_high'])}]",
-                    "p": _p(entry["p_holm"]),
-                    "best": stats["sets"][key].get("best") == name,
-                }
-            )
-        rows.append(
-            {
-                "name": name,
-                "space": space,
-                "text": text,
-                "rho": _num(corr["rho"]),
-                "rho_ci": (
-                    f"[{_num(corr['ci_low'])}, {_num(corr['ci_high'])}]"
-                    if corr["rho"] is not None
-                    else ""
-                ),
-                "rho_p": _p(corr.get("p_holm")),
-                "within": _num(within["rho"]),
-                "within_p": _p(within.get("p_holm")),
-                "group": measure_group(name),
-                "sort": -1e9 if within["rho"] is None else within["rho"],
-                "sets": cells,
-            }
-        )
-    order = list(GROUPS)
-    rows.sort(key=lambda r: (order.index(r["group"]), -r["sort"]))
-    for i, row in enumerate(rows):
-        first = i == 0 or rows[i - 1]["group"] != row["group"]
-        row["group_title"] = GROUPS[row["group"]] if first else None
-    return rows
-
-
-def _set_title(key: str, summary: dict[str, Any]) -> str:
-    if key == "top":
-        return f"top {100 * summary['design']['top_fraction']:g}%"
-    return f"vulnerable @ {_pct(float(key))} FPR"
-
-
-def _statistics_block(stats: dict[str, Any] | None, summary: dict[str, Any]) -> dict | None:
-    if stats is None:
-        return None
-    keys = list(stats["sets"])
-    return {
-        "n": stats["n"],
-        "sets": [
-            {
-                "title": _set_title(k, summary),
-                "size": stats["sets"][k]["size"],
-                "skipped": stats["sets"][k].get("skipped"),
-            }
-            for k in keys
-        ],
-        "rows": _measure_rows(stats, keys),
-    }
-
-
-def render_analysis(analysis: Analysis) -> str:
-    """The leakage analysis as one self-contained HTML page."""
-    summary = analysis.summary
-    vul = summary["vulnerability"]
-    levels = [
-        {
-            "level": _pct(float(k)),
-            "vulnerable": lv["vulnerable"],
-            "flagged": lv["flagged_at_least_once"],
-            "chance": f"{lv['expected_flagged_by_chance']:.0f}",
-            "mean_tpr": _num(lv["mean_tpr"], 4),
-            "resolved": lv["resolved"],
-        }
-        for k, lv in vul["levels"].items()
-    ]
-    link = summary["link"]
-    by_class = [
-        {
-            "cls": row["name"],
-            "n": row["n"],
-            "mean": _num(row["mean_vulnerability"]),
-            "sets": [row["sets"][k] for k in summary["statistics"]["sets"]],
-            "rho": _num(row["spearman"].get(link.get("measure") or "", None)),
-        }
-        for row in summary["per_class"]
-    ]
-    context = {
-        "summary": summary,
-        "brief": analysis_brief(summary),
-        "levels": levels,
-        "stats": _statistics_block(summary["statistics"], summary),
-        "natural": _statistics_block(summary.get("statistics_without_canaries"), summary),
-        "figures": [
-            {**{k: v for k, v in f.items() if k != "png"}, "data": _b64(f["png"])}
-            for f in analysis_figures(analysis)
-        ],
-        "top": summary["top_samples"],
-        "by_class": by_class,
-        "set_titles": [_set_title(k, summary) for k in summary["statistics"]["sets"]],
-        "canaries": summary.get("canaries"),
-        "fmt": _num,
-        "pct": _pct,
-    }
-    return _environment().get_template("analysis.html").render(**context)
-
-
-def render_study(study: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """A study's grid of settings (``study.json`` and its unrounded ``rows``) as one
-    self-contained HTML page: privacy and utility per setting, then per group of measures
-    the best one (AUC with its interval) and whether the geometric group supports the
-    intra-class-outlier claim."""
-    # the figure's right panel plots row["common"]: there, the geometric measure
-    plotted = [{**r, "common": r["geometric"]} for r in rows]
-    figure = study_png(plotted, study["figure_level"]) if rows else None
-    levels = study["fpr_levels"]
-    groups = study.get("group_names") or {}
-    table = []
-    for row in study["settings"]:
-        reachable = row.get("tpr_reachable", {})
-        headline = row.get("groups") or {}
-        table.append(
-            {
-                "name": row["name"],
-                "train": _num(row["train_acc"]),
-                "test": _num(row["test_acc"]),
-                "gap": _num(row["generalization_gap"]),
-                "auc": _num(row["auc"]),
-                "adv": _num(row["advantage"]),
-                "tpr": [
-                    {
-                        "main": _num(row["tpr_at_fpr"].get(k), 4),
-                        "resolved": row["tpr_resolved"].get(k, True),
-                        "reachable": reachable.get(k, True),
-                    }
-                    for k in levels
-                ],
-                "epsilon": "" if row.get("epsilon") is None else f"{row['epsilon']:.3g}",
-                "vulnerable": [row["vulnerable"].get(k, "") for k in study["vulnerable_levels"]],
-                "groups": [{"key": g, **_study_group(headline.get(g))} for g in groups],
-                "supported": "yes" if row.get("intra_class_outliers_supported") else "no",
-                "overrides": row["overrides"],
-            }
-        )
-    cells = [c for r in table for c in r["tpr"]]
-    context = {
-        "study": study,
-        "rows": table,
-        "groups": [{"key": k, "title": t} for k, t in groups.items()],
-        "levels": [_pct(float(k)) for k in levels],
-        "vulnerable_levels": [_pct(float(k)) for k in study["vulnerable_levels"]],
-        "any_unresolved": any(not c["resolved"] for c in cells),
-        "any_unreachable": any(c["resolved"] and not c["reachable"] for c in cells),
-        "figure": _b64(figure) if figure else None,
-    }
-    return _environment().get_template("study.html").render(**context)
-
-
-def _study_group(entry: dict[str, Any] | None) -> dict[str, str]:
-    """The cells of one group's best measure in a study row (``n/a`` without one)."""
-    entry = entry or {}
-    return {
-        "measure": entry.get("measure") or "n/a",
-        "auc": _num(entry.get("auc")),
-        "ci": f"[{_num(entry.get('ci_low'))}, {_num(entry.get('ci_high'))}]" if entry else "",
-        "within": _num(entry.get("within_class_rho")),
-    }
+    return render("report.html", **context)

@@ -1,0 +1,29 @@
+"""The one Jinja2 environment of every page: templates from ``templates/``, autoescaping
+on, undefined names an error, and the shared formatters as filters."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from mialens.report.format import _num, _p, _pct
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The environment, built once: the formatters ``num``, ``p`` and ``pct`` are filters."""
+    env = Environment(
+        loader=PackageLoader("mialens.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(num=_num, p=_p, pct=_pct)
+    return env
+
+
+def render(template: str, **context) -> str:
+    """The page ``template`` rendered with ``context``."""
+    return environment().get_template(template).render(**context)
