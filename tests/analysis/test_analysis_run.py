@@ -103,8 +103,9 @@ def test_summary_round_trips_through_summary_json(run):
     assert summary.to_json() == doc and list(summary.to_json()) == list(doc)
     assert json.dumps(summary.to_json()) == json.dumps(doc)  # the order of nested keys too
     assert AnalysisSummary.from_json(summary.to_json()) == summary
-    assert summary.vulnerability.levels[0.01].vulnerable == (
-        doc["vulnerability"]["levels"]["0.01"]["vulnerable"]
+    assert (
+        summary.vulnerability.levels[0.01].vulnerable
+        == (doc["vulnerability"]["levels"]["0.01"]["vulnerable"])
     )
     assert summary.leakage.tpr_at_fpr[0.01] == doc["leakage"]["tpr_at_fpr"]["0.01"]
     assert summary.headline.groups == doc["headline"]["groups"]

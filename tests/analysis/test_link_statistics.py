@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from mialens.analysis.outliers import GROUPS
 from mialens.analysis.significance import (
     auc_test,
     benjamini_hochberg,
@@ -148,8 +149,8 @@ def test_auc_delong_standard_error_by_hand():
 
 def _grouped_summary(geometric_leaks: bool):
     """Synthetic measures of the three groups against a planted vulnerable set."""
-    from mialens.analysis.summary import headline
-    from mialens.analysis.outliers import GROUPS, measure_group
+    from mialens.analysis.outliers import measure_group
+    from mialens.analysis.summary import Headline, headline
 
     gen = np.random.default_rng(11)
     n = 600
@@ -165,18 +166,13 @@ def _grouped_summary(geometric_leaks: bool):
         "memorization": gen.normal(size=n) + 3.0 * vulnerable,
     }
     stats_ = link_statistics(vuln, measures, {"0.01": vulnerable}, labels)
-    summary = {
-        "design": {"top_fraction": 0.05, "pool_size": n},
-        "headline": headline(stats_, "0.01"),
-        "group_names": GROUPS,
-    }
-    return summary, {k: measure_group(k) for k in measures}
+    return Headline(**headline(stats_, "0.01")), {k: measure_group(k) for k in measures}
 
 
 def test_headline_names_the_best_measure_of_each_group():
     from mialens.report.analysis_page import _headline_lines
 
-    summary, groups = _grouped_summary(geometric_leaks=True)
+    head, groups = _grouped_summary(geometric_leaks=True)
     assert groups == {
         "input_knn": "geometric",
         "features_lof": "geometric",
@@ -184,17 +180,16 @@ def test_headline_names_the_best_measure_of_each_group():
         "out_neg_margin": "output",
         "memorization": "memorization",
     }
-    head = summary["headline"]
-    best = {g: e["measure"] for g, e in head["groups"].items()}
+    best = {g: e["measure"] for g, e in head.groups.items()}
     assert best == {
         "geometric": "input_knn",
         "output": "logits_knn",
         "memorization": "memorization",
     }
-    geo = head["groups"]["geometric"]
+    geo = head.groups["geometric"]
     assert 0.5 < geo["ci_low"] < geo["auc"] < geo["ci_high"]
-    assert head["intra_class_outliers_supported"]
-    lines = _headline_lines(summary)
+    assert head.intra_class_outliers_supported
+    lines = _headline_lines(head, GROUPS, 0.05)
     assert geo["measures"] == 2 and geo["auc_min"] < geo["auc"]
     assert (
         f"geometric outlierness (input and feature space): 2 measures, AUC {geo['auc_min']:.2f}"
@@ -209,7 +204,7 @@ def test_headline_names_the_best_measure_of_each_group():
 def test_headline_says_when_geometry_does_not_support_the_claim():
     from mialens.report.analysis_page import _headline_lines
 
-    summary, _ = _grouped_summary(geometric_leaks=False)
-    assert not summary["headline"]["intra_class_outliers_supported"]
-    assert summary["headline"]["groups"]["output"]["auc"] > 0.8
-    assert "does not support" in _headline_lines(summary)[1]
+    head, _ = _grouped_summary(geometric_leaks=False)
+    assert not head.intra_class_outliers_supported
+    assert head.groups["output"]["auc"] > 0.8
+    assert "does not support" in _headline_lines(head, GROUPS, 0.05)[1]

@@ -155,16 +155,16 @@ def test_report_contents():
 def test_report_numbers_match_metrics():
     result = _result()
     text = " ".join(_parse(render_report(result)).text)
-    auc = result.metrics["attack_1"]["auc"]
-    assert f"{auc['mean']:.3f} ± {auc['std']:.3f}" in text
-    assert f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" in text
-    assert f"[{auc['bootstrap']['low']:.3f}, {auc['bootstrap']['high']:.3f}]" in text
+    auc = result.metrics["attack_1"].auc
+    assert f"{auc.mean:.3f} ± {auc.std:.3f}" in text
+    assert f"[{auc.ci_low:.3f}, {auc.ci_high:.3f}]" in text
+    assert f"[{auc.bootstrap.low:.3f}, {auc.bootstrap.high:.3f}]" in text
     assert "0.990 ± " in text or "0.985 ± " in text  # mean train accuracy of the 4 targets
 
 
 def test_report_without_bootstrap():
     result = _result(n_boot=0)
-    assert "bootstrap" not in result.metrics["attack_0"]["auc"]
+    assert result.metrics["attack_0"].auc.bootstrap is None
     parser = _parse(render_report(result))
     text = " ".join(parser.text)
     assert "boot [" not in text and "replicates" not in text
@@ -175,7 +175,7 @@ def test_report_single_target_with_dp():
     result = _result(n_targets=1, n_boot=0, dp=True)
     parser = _parse(render_report(result))
     text = " ".join(parser.text)
-    auc = result.metrics["attack_1"]["auc"]["mean"]
+    auc = result.metrics["attack_1"].auc.mean
     assert f"{auc:.3f}" in text and f"{auc:.3f} ±" not in text  # no spread with one target
     assert "n/a (one target)" in text and "t [" not in text
     assert "DP ε" in text and "δ = 1e-05" in text

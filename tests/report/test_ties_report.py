@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 
 from mialens.audit.results import AuditResult
+from mialens.metrics.leakage import AttackLeakage
 from mialens.report.audit_page import render_report
 from mialens.report.plots import reachable
 from mialens.workflows.outputs import load_result, write_outputs
@@ -51,19 +52,19 @@ def _text(html: str) -> str:
 def test_unreachable_levels_are_explained():
     result = _result()
     discrete = result.metrics["discrete"]
-    assert discrete["tpr_at_fpr"]["0.1"]["reachable"] is False
-    assert discrete["tpr_at_fpr"]["0.1"]["unreachable_targets"] == 3
-    assert discrete["tpr_at_fpr"]["0.1"]["mean"] == 0.0
-    assert result.metrics["smooth"]["tpr_at_fpr"]["0.1"]["reachable"] is True
+    assert discrete.at(0.1).reachable is False
+    assert discrete.at(0.1).unreachable_targets == 3
+    assert discrete.at(0.1).mean == 0.0
+    assert result.metrics["smooth"].at(0.1).reachable is True
     html = render_report(result)
     text = _text(html)
-    share = max(discrete["tpr_at_fpr"]["0.1"]["ties"]["group_share"])
+    share = max(discrete.at(0.1).ties.group_share)
     assert f"unreachable: {100 * share:.0f}% of scores tie" in text
     assert html.count('class="num unreachable"') == 2  # both levels of discrete only
     assert "Unreachable FPR level" in text and "vertical rise" in text
     assert "discrete at 10%, 1% FPR (3 of 3 targets): a tie group holding" in text
     assert "moves the FPR from 0% to" in text
-    tie = discrete["tie_share"]["max"]
+    tie = discrete.tie_share.max
     assert f"discrete ties: {100 * tie:.0f}% of scores at one value" in text
     assert "smooth ties" not in text
     assert "leave some FPR levels unreachable for discrete:" in text
@@ -71,15 +72,16 @@ def test_unreachable_levels_are_explained():
 
 def test_partly_unreachable_and_old_metrics():
     result = _result()
-    entry = result.metrics["discrete"]["tpr_at_fpr"]["0.01"]
-    entry["ties"]["reachable"][1] = True
+    result.metrics["discrete"].at(0.01).ties.reachable[1] = True
     text = _text(render_report(result))
     assert "unreachable on 2 of 3 targets:" in text
-    for m in result.metrics.values():  # a metrics.json written before the tie guard
-        m.pop("tie_share")
-        for e in m["tpr_at_fpr"].values():
+    for name, m in result.metrics.items():  # a metrics.json written before the tie guard
+        doc = m.to_json()
+        doc.pop("tie_share")
+        for e in doc["tpr_at_fpr"].values():
             for key in ("reachable", "unreachable_targets", "ties"):
                 e.pop(key)
+        result.metrics[name] = AttackLeakage.from_json(doc)
     text = _text(render_report(result))
     for words in ("Unreachable FPR level", "of scores tie", "of scores at one value"):
         assert words not in text
@@ -95,6 +97,6 @@ def test_tie_guard_survives_reloading_a_run(tmp_path):
     result = _result()
     write_outputs(result, tmp_path)
     loaded = load_result(tmp_path)
-    assert loaded.metrics["discrete"]["tie_share"] == result.metrics["discrete"]["tie_share"]
+    assert loaded.metrics["discrete"].tie_share == result.metrics["discrete"].tie_share
     assert "tie_share" not in loaded.attacks["discrete"]
-    assert loaded.metrics["discrete"]["tpr_at_fpr"]["0.1"]["reachable"] is False
+    assert loaded.metrics["discrete"].at(0.1).reachable is False

@@ -223,11 +223,11 @@ class AuditResult:
         (:func:`~mialens.report.tables.read_samples`)."""
         targets = list(dict.fromkeys(samples["target"].tolist()))
         if not targets:
-            raise DataError("no rows")
+            raise DataError("samples.csv has no rows")
         rows = [samples["target"] == t for t in targets]
         ids = samples["sample_id"][rows[0]]
         if any(not np.array_equal(samples["sample_id"][r], ids) for r in rows):
-            raise DataError("the targets do not list the same samples in one order")
+            raise DataError("samples.csv: the targets do not list the same samples in one order")
         attacks = doc["attacks"]
         labels = samples["label"][rows[0]]
         return cls(

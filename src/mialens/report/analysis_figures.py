@@ -35,7 +35,7 @@ def analysis_figures(analysis: Analysis) -> list[dict[str, Any]]:
 
 def _vulnerability(a: Analysis) -> dict[str, Any]:
     summary, vuln, settings = a.summary, a.vulnerability, a.settings
-    label = set_label(summary["primary_set"], settings)
+    label = set_label(summary.primary_set, settings)
     return {
         "title": "Per-sample vulnerability",
         "alt": "histogram of vulnerability and its relation to the LiRA separation",
@@ -43,14 +43,14 @@ def _vulnerability(a: Analysis) -> dict[str, Any]:
             vuln.score,
             vuln.tail,
             vuln.separation,
-            a.sets[summary["primary_set"]],
+            a.sets[summary.primary_set],
             a.canary,
-            summary["vulnerability"]["ceiling"],
-            summary["vulnerability"]["top"]["tail_threshold"],
+            summary.vulnerability.ceiling,
+            summary.vulnerability.top["tail_threshold"],
             label,
         ),
         "caption": (
-            f"Left: vulnerability of every pool sample ({summary['attack']}): the mean over "
+            f"Left: vulnerability of every pool sample ({summary.attack}): the mean over "
             "the targets it trained of −log10 of the FPR at which the target's threshold "
             "would just catch it; dotted: chance, dash-dotted: its ceiling. Middle: the "
             "tail vulnerability (fitted exponential tail of each target's "
@@ -109,7 +109,7 @@ def _measures(a: Analysis) -> dict[str, Any] | None:
 
 
 def _auc(a: Analysis) -> dict[str, Any] | None:
-    primary = a.summary["primary_set"]
+    primary = a.summary.primary_set
     entries = a.statistics["sets"].get(primary, {}).get("measures")
     if not entries:
         return None
@@ -120,7 +120,7 @@ def _auc(a: Analysis) -> dict[str, Any] | None:
         "png": plots.auc_png(
             entries,
             f"{set_label(primary, a.settings)} ({size})",
-            a.summary["measure_groups"],
+            a.summary.measure_groups,
             GROUPS,
         ),
         "caption": (
@@ -165,10 +165,10 @@ def _gallery(a: Analysis) -> dict[str, Any] | None:
 
 
 def _epochs(a: Analysis) -> dict[str, Any] | None:
-    epochs = a.summary.get("epochs")
+    epochs = a.summary.epochs
     if not epochs:
         return None
-    label = set_label(a.summary["primary_set"], a.settings)
+    label = set_label(a.summary.primary_set, a.settings)
     return {
         "title": "Member and non-member signals over training",
         "alt": "per-epoch distributions of the LiRA signal",

@@ -7,6 +7,7 @@ from typing import Any
 
 from mialens.analysis.explain import Analysis
 from mialens.analysis.outliers import GROUPS, describe, measure_group
+from mialens.analysis.summary import AnalysisSummary, Headline
 from mialens.report.analysis_figures import analysis_figures
 from mialens.report.environment import render
 from mialens.report.format import _b64, _num, _p, _pct, _plural
@@ -25,15 +26,14 @@ def _group_finding(entry: dict[str, Any]) -> str:
     )
 
 
-def _headline_lines(summary: dict[str, Any]) -> list[str]:
-    """The best measure of each group for the primary vulnerable set, and whether the
-    geometric group supports the intra-class-outlier claim."""
-    head = summary["headline"]
-    names = summary["group_names"]
-    found = {g: e for g, e in head["groups"].items() if e is not None}
+def _headline_lines(head: Headline, names: dict[str, str], top_fraction: float) -> list[str]:
+    """The best measure of each group for the primary vulnerable set (``names``: the
+    groups' titles), and whether the geometric group supports the intra-class-outlier
+    claim."""
+    found = {g: e for g, e in head.groups.items() if e is not None}
     if not found:
         return ["No measure could be tested against the vulnerable sets (too few samples)."]
-    set_title = _set_title(head["set"], summary)
+    set_title = _set_title(head.set, top_fraction)
     lines = [
         f"Best measure per group for telling the set '{set_title}' apart (AUC, 95% DeLong "
         "interval): "
@@ -45,7 +45,7 @@ def _headline_lines(summary: dict[str, Any]) -> list[str]:
         lines.append("No geometric measure was computed (analysis.spaces), so the seed paper's "
                      "intra-class-outlier claim is not tested.")  # fmt: skip
         return lines
-    verdict = "supports" if head["intra_class_outliers_supported"] else "does not support"
+    verdict = "supports" if head.intra_class_outliers_supported else "does not support"
     lines.append(
         f"Geometric outlierness {verdict} the seed paper's claim that intra-class outliers leak "
         f"({geo['measure']}: AUC interval {'above' if geo['ci_low'] > 0.5 else 'not above'} "
@@ -56,37 +56,38 @@ def _headline_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ranking_line(summary: dict[str, Any]) -> str:
+def _ranking_line(summary: AnalysisSummary) -> str:
     """The conformal ceiling and how the samples beyond it are ordered."""
-    vul = summary["vulnerability"]
-    n, tail = summary["design"]["pool_size"], vul["tail"]
+    vul = summary.vulnerability
+    n, tail = summary.design["pool_size"], vul.tail
     ties = tail["ties_at_max"]
     flag = " (more than 1% of the pool: ties, ordered by LiRA separation)" if ties > n / 100 else ""
     return (
-        f"{vul['at_ceiling']} samples reach the conformal ceiling (detection FPR "
-        f"{vul['floor']:.2g} at every target they trained, vulnerability "
-        f"{_num(vul['ceiling'], 2)}); samples are ranked by the tail vulnerability (a fitted "
+        f"{vul.at_ceiling} samples reach the conformal ceiling (detection FPR "
+        f"{vul.floor:.2g} at every target they trained, vulnerability "
+        f"{_num(vul.ceiling, 2)}); samples are ranked by the tail vulnerability (a fitted "
         f"tail, not a p-value), whose maximum {_num(tail['max'], 2)} is reached by "
         f"{_plural(ties, 'sample')}{flag}."
     )
 
 
-def analysis_brief(summary: dict[str, Any]) -> list[str]:
+def analysis_brief(summary: AnalysisSummary) -> list[str]:
     """The analysis' findings in a few sentences, for the audit report."""
-    vul = summary["vulnerability"]
     lines = [
-        f"Vulnerability from {summary['attack']} ({summary['attack_choice']}). "
+        f"Vulnerability from {summary.attack} ({summary.attack_choice}). "
         + "; ".join(
-            f"{lv['vulnerable']} samples vulnerable at {_pct(float(k))} FPR "
-            f"({lv['flagged_at_least_once']} flagged at least once, "
-            f"{lv['expected_flagged_by_chance']:.0f} expected by chance)"
-            for k, lv in vul["levels"].items()
+            f"{lv.vulnerable} samples vulnerable at {_pct(level)} FPR "
+            f"({lv.flagged_at_least_once} flagged at least once, "
+            f"{lv.expected_flagged_by_chance:.0f} expected by chance)"
+            for level, lv in summary.vulnerability.levels.items()
         )
         + ".",
         _ranking_line(summary),
     ]
-    lines.extend(_headline_lines(summary))
-    canaries = summary.get("canaries")
+    lines.extend(
+        _headline_lines(summary.headline, summary.group_names, summary.design["top_fraction"])
+    )
+    canaries = summary.canaries
     if canaries:
         lines.append(
             f"{canaries['count']} canaries: {100 * canaries['share_in_sets']['top']:.0f}% rank "
@@ -95,9 +96,10 @@ def analysis_brief(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _set_title(key: str, summary: dict[str, Any]) -> str:
+def _set_title(key: str, top_fraction: float) -> str:
+    """The title of a vulnerable set: ``"top 5%"`` or ``"vulnerable @ 1% FPR"``."""
     if key == "top":
-        return f"top {100 * summary['design']['top_fraction']:g}%"
+        return f"top {100 * top_fraction:g}%"
     return f"vulnerable @ {_pct(float(key))} FPR"
 
 
@@ -149,7 +151,7 @@ def _measure_rows(stats: dict[str, Any], set_keys: list[str]) -> list[dict[str, 
     return rows
 
 
-def _statistics_block(stats: dict[str, Any] | None, summary: dict[str, Any]) -> dict | None:
+def _statistics_block(stats: dict[str, Any] | None, top_fraction: float) -> dict | None:
     if stats is None:
         return None
     keys = list(stats["sets"])
@@ -157,7 +159,7 @@ def _statistics_block(stats: dict[str, Any] | None, summary: dict[str, Any]) -> 
         "n": stats["n"],
         "sets": [
             {
-                "title": _set_title(k, summary),
+                "title": _set_title(k, top_fraction),
                 "size": stats["sets"][k]["size"],
                 "skipped": stats["sets"][k].get("skipped"),
             }
@@ -170,43 +172,43 @@ def _statistics_block(stats: dict[str, Any] | None, summary: dict[str, Any]) -> 
 def render_analysis(analysis: Analysis) -> str:
     """The leakage analysis as one self-contained HTML page."""
     summary = analysis.summary
-    vul = summary["vulnerability"]
+    top_fraction = summary.design["top_fraction"]
     levels = [
         {
-            "level": _pct(float(k)),
-            "vulnerable": lv["vulnerable"],
-            "flagged": lv["flagged_at_least_once"],
-            "chance": f"{lv['expected_flagged_by_chance']:.0f}",
-            "mean_tpr": _num(lv["mean_tpr"], 4),
-            "resolved": lv["resolved"],
+            "level": _pct(level),
+            "vulnerable": lv.vulnerable,
+            "flagged": lv.flagged_at_least_once,
+            "chance": f"{lv.expected_flagged_by_chance:.0f}",
+            "mean_tpr": _num(lv.mean_tpr, 4),
+            "resolved": lv.resolved,
         }
-        for k, lv in vul["levels"].items()
+        for level, lv in summary.vulnerability.levels.items()
     ]
-    link = summary["link"]
+    set_keys = list(summary.statistics["sets"])
     by_class = [
         {
             "cls": row["name"],
             "n": row["n"],
             "mean": _num(row["mean_vulnerability"]),
-            "sets": [row["sets"][k] for k in summary["statistics"]["sets"]],
-            "rho": _num(row["spearman"].get(link.get("measure") or "", None)),
+            "sets": [row["sets"][k] for k in set_keys],
+            "rho": _num(row["spearman"].get(summary.link.get("measure") or "", None)),
         }
-        for row in summary["per_class"]
+        for row in summary.per_class
     ]
     context = {
         "summary": summary,
         "brief": analysis_brief(summary),
         "levels": levels,
-        "stats": _statistics_block(summary["statistics"], summary),
-        "natural": _statistics_block(summary.get("statistics_without_canaries"), summary),
+        "stats": _statistics_block(summary.statistics, top_fraction),
+        "natural": _statistics_block(summary.statistics_without_canaries, top_fraction),
         "figures": [
             {**{k: v for k, v in f.items() if k != "png"}, "data": _b64(f["png"])}
             for f in analysis_figures(analysis)
         ],
-        "top": summary["top_samples"],
+        "top": summary.top_samples,
         "by_class": by_class,
-        "set_titles": [_set_title(k, summary) for k in summary["statistics"]["sets"]],
-        "canaries": summary.get("canaries"),
+        "set_titles": [_set_title(k, top_fraction) for k in set_keys],
+        "canaries": summary.canaries,
         "fmt": _num,
         "pct": _pct,
     }

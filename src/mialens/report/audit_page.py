@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
-from mialens.metrics.leakage import fpr_key
+from mialens.metrics.leakage import LevelResult, Spread, fpr_key
 from mialens.report import plots
 from mialens.report.analysis_page import analysis_brief
 from mialens.report.environment import render
@@ -43,39 +44,33 @@ _UTILITY_LABELS = {
 }
 
 
-def _cell(block: dict[str, Any], digits: int) -> dict[str, Any]:
+def _cell(block: Spread, digits: int, resolved: bool = True) -> dict[str, Any]:
     """One metric as mean ± std with its t-interval over targets and bootstrap interval.
 
     With a single target there is no spread: the cell shows the value alone.
     """
     f = f"{{:.{digits}f}}".format
-    boot = block.get("bootstrap")
-    several = block["n"] > 1
+    boot = block.bootstrap
+    several = block.n > 1
     return {
-        "mean": block["mean"],
-        "main": f"{f(block['mean'])} ± {f(block['std'])}" if several else f(block["mean"]),
-        "t": f"[{f(block['ci_low'])}, {f(block['ci_high'])}]" if several else None,
-        "boot": f"[{f(boot['low'])}, {f(boot['high'])}]" if boot else None,
-        "range": f"{f(block['min'])} – {f(block['max'])}" if several else f(block["min"]),
-        "resolved": block.get("resolved", True),
+        "mean": block.mean,
+        "main": f"{f(block.mean)} ± {f(block.std)}" if several else f(block.mean),
+        "t": f"[{f(block.ci_low)}, {f(block.ci_high)}]" if several else None,
+        "boot": f"[{f(boot.low)}, {f(boot.high)}]" if boot else None,
+        "range": f"{f(block.min)} – {f(block.max)}" if several else f(block.min),
+        "resolved": resolved,
         "unreachable": None,
         "best": False,
     }
 
 
-def _unreachable(entry: dict[str, Any]) -> list[int]:
-    """Targets on which ties make an FPR level unreachable (none for older metrics.json)."""
-    ties = entry.get("ties")
-    return [] if ties is None else [t for t, ok in enumerate(ties["reachable"]) if not ok]
-
-
-def _tie_flag(entry: dict[str, Any]) -> str | None:
+def _tie_flag(entry: LevelResult) -> str | None:
     """ "unreachable: 47% of scores tie" for a level that a tie group makes unreachable."""
-    bad = _unreachable(entry)
+    bad = entry.unreachable()
     if not bad:
         return None
-    share = _share(max(entry["ties"]["group_share"][t] for t in bad))
-    n = len(entry["ties"]["reachable"])
+    share = _share(max(entry.ties.group_share[t] for t in bad))
+    n = len(entry.ties.reachable)
     where = "" if len(bad) == n else f" on {len(bad)} of {n} targets"
     return f"unreachable{where}: {share} of scores tie"
 
@@ -95,11 +90,11 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
     ]
     rows = []
     for name, m in result.metrics.items():
-        cells = [_cell(m["auc"], 3), _cell(m["advantage"], 3)]
+        cells = [_cell(m.auc, 3), _cell(m.advantage, 3)]
         for lv in result.fpr_levels:
-            entry = m["tpr_at_fpr"][fpr_key(lv)]
-            cells.append({**_cell(entry, 4), "unreachable": _tie_flag(entry)})
-        share = (m.get("tie_share") or {}).get("max", 0.0)
+            entry = m.at(lv)
+            cells.append({**_cell(entry, 4, entry.resolved), "unreachable": _tie_flag(entry)})
+        share = m.tie_share.max if m.tie_share is not None else 0.0
         ties = f"ties: {_share(share)} of scores at one value" if share > TIE_FLAG_SHARE else None
         rows.append({"name": name, "cells": cells, "ties": ties})
     for j in range(len(columns)):
@@ -115,17 +110,17 @@ def _tie_notes(result: AuditResult) -> list[str]:
     for name, m in result.metrics.items():
         groups: dict[str, list[str]] = {}
         for lv in result.fpr_levels:
-            entry = m["tpr_at_fpr"][fpr_key(lv)]
-            bad = _unreachable(entry)
+            entry = m.at(lv)
+            bad = entry.unreachable()
             if not bad:
                 continue
-            ties = entry["ties"]
+            ties = entry.ties
             jump = (
-                f"{len(bad)} of {len(ties['reachable'])} targets): a tie group holding "
-                f"{_span([100 * ties['group_share'][t] for t in bad], '{:.3g}')}% of the scores "
+                f"{len(bad)} of {len(ties.reachable)} targets): a tie group holding "
+                f"{_span([100 * ties.group_share[t] for t in bad], '{:.3g}')}% of the scores "
                 "straddles it; accepting the group moves the FPR from "
-                f"{_span([100 * ties['achieved_fpr'][t] for t in bad], '{:.3g}')}% to "
-                f"{_span([100 * ties['next_fpr'][t] for t in bad], '{:.3g}')}%"
+                f"{_span([100 * ties.achieved_fpr[t] for t in bad], '{:.3g}')}% to "
+                f"{_span([100 * ties.next_fpr[t] for t in bad], '{:.3g}')}%"
             )
             groups.setdefault(jump, []).append(_pct(lv))
         notes += [f"{name} at {', '.join(lvs)} FPR ({jump}." for jump, lvs in groups.items()]
@@ -137,17 +132,13 @@ def _highlights(result: AuditResult) -> list[str]:
     if not result.metrics:
         return []
     metrics = result.metrics
-    by_auc = max(metrics, key=lambda n: metrics[n]["auc"]["mean"])
-    out = [f"Highest mean AUC: {by_auc} ({metrics[by_auc]['auc']['mean']:.3f})."]
-    resolved = [
-        lv
-        for lv in result.fpr_levels
-        if all(m["tpr_at_fpr"][fpr_key(lv)]["resolved"] for m in metrics.values())
-    ]
+    by_auc = max(metrics, key=lambda n: metrics[n].auc.mean)
+    out = [f"Highest mean AUC: {by_auc} ({metrics[by_auc].auc.mean:.3f})."]
+    resolved = [lv for lv in result.fpr_levels if all(m.at(lv).resolved for m in metrics.values())]
     if resolved:
-        key = fpr_key(min(resolved))
-        best = max(metrics, key=lambda n: metrics[n]["tpr_at_fpr"][key]["mean"])
-        tpr = metrics[best]["tpr_at_fpr"][key]["mean"]
+        level = min(resolved)
+        best = max(metrics, key=lambda n: metrics[n].at(level).mean)
+        tpr = metrics[best].at(level).mean
         out.append(
             f"Highest mean TPR at the lowest resolved FPR ({_pct(min(resolved))}): "
             f"{best} ({tpr:.4f}, i.e. {tpr / min(resolved):.1f}× chance)."
@@ -155,7 +146,7 @@ def _highlights(result: AuditResult) -> list[str]:
     unreachable = [
         name
         for name, m in metrics.items()
-        if any(_unreachable(m["tpr_at_fpr"][fpr_key(lv)]) for lv in result.fpr_levels)
+        if any(m.at(lv).unreachable() for lv in result.fpr_levels)
     ]
     if unreachable:
         out.append(
@@ -180,7 +171,7 @@ def _design_rows(result: AuditResult) -> list[tuple[str, str]]:
 
 def _utility_rows(result: AuditResult) -> list[dict[str, Any]]:
     return [
-        {"label": label, **_cell(result.utility[key], 3)}
+        {"label": label, **_cell(Spread.from_json(result.utility[key]), 3)}
         for key, label in _UTILITY_LABELS.items()
         if key in result.utility
     ]
@@ -301,42 +292,41 @@ def _figures(result: AuditResult) -> list[dict[str, str]]:
 
 def _canaries(result: AuditResult) -> dict[str, Any] | None:
     """Per attack: the canary-only ROC pooled over targets and the global-threshold TPRs."""
-    if not any("canaries" in m for m in result.metrics.values()):
+    if not any(m.canaries is not None for m in result.metrics.values()):
         return None
-    levels = [fpr_key(lv) for lv in result.fpr_levels]
+    levels = result.fpr_levels
     rows = []
     for name, m in result.metrics.items():
-        c = m["canaries"]
-        pooled = c["pooled"]["tpr_at_fpr"]
+        c = m.canaries
         rows.append(
             {
                 "name": name,
-                "auc": _num(c["pooled"]["auc"]),
+                "auc": _num(c.auc),
                 "pooled": [
-                    {"main": _num(pooled[k]["value"], 4), "resolved": pooled[k]["resolved"]}
-                    for k in levels
+                    {"main": _num(c.tpr_at_fpr[lv].value, 4), "resolved": c.tpr_at_fpr[lv].resolved}
+                    for lv in levels
                 ],
                 "global": [
-                    f"{_num(c['global_threshold'][k]['canaries'], 3)} vs "
-                    f"{_num(c['global_threshold'][k]['natural'], 3)}"
-                    for k in levels
+                    f"{_num(c.global_threshold[lv].canaries, 3)} vs "
+                    f"{_num(c.global_threshold[lv].natural, 3)}"
+                    for lv in levels
                 ],
             }
         )
-    first = next(iter(result.metrics.values()))["canaries"]
+    first = next(iter(result.metrics.values())).canaries
     return {
-        "levels": [_pct(lv) for lv in result.fpr_levels],
+        "levels": [_pct(lv) for lv in levels],
         "rows": rows,
-        "count": first["count"],
-        "negatives": first["pooled"]["n_nonmembers"],
+        "count": first.count,
+        "negatives": first.n_nonmembers,
     }
 
 
-def render_report(result: AuditResult, analysis: dict[str, Any] | None = None) -> str:
+def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
     ``analysis``, the summary of its leakage analysis, adds a section linking it."""
     columns, rows = _metrics_table(result)
-    boot = {m.get("bootstrap_replicates") for m in result.metrics.values()} - {None}
+    boot = {m.bootstrap_replicates for m in result.metrics.values()} - {None}
     dataset = result.design.get("dataset") or (result.config.get("dataset") or {}).get("name")
     context = {
         "dataset": dataset or "unnamed data set",

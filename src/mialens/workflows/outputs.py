@@ -91,13 +91,7 @@ def load_result(run_dir: str | os.PathLike) -> AuditResult:
         )
     try:
         doc = json.loads(paths[0].read_text(encoding="utf-8"))
-        table = read_samples(paths[1])
-        try:
-            return AuditResult.from_json(doc, table)
-        except DataError as exc:
-            raise DataError(f"{paths[1]}: {exc}") from None
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        return AuditResult.from_json(doc, read_samples(paths[1]))
+    except (DataError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         # a truncated or foreign file: missing keys or columns, no rows, wrong types
         raise DataError(f"cannot read the audit run in {run}: {type(exc).__name__}: {exc}") from exc
