@@ -5,6 +5,7 @@
 * :mod:`~mialens.analysis.significance`: correlation, AUC and group tests with intervals;
 * :mod:`~mialens.analysis.epochs`: per-epoch outputs of retrained models;
 * :mod:`~mialens.analysis.explain`: the analysis of an audit (``mialens analyze``);
+* :mod:`~mialens.analysis.summary`: what it concludes, typed (``analysis/summary.json``);
 * :mod:`~mialens.analysis.study`: what a grid of audits over training recipes shows
   (``mialens study``).
 

@@ -252,15 +252,7 @@ def analyze(
     attack, reason = choose_attack(result, settings.attack)
     labels = setup.dataset.y[setup.split.pool]
     keep = setup.keep
-    phi = rescaled_logit(logits, labels[None, :, None]).mean(axis=2)
-    vuln = per_sample_vulnerability(
-        result.scores[attack],
-        keep,
-        phi,
-        settings.fpr,
-        settings.fdr,
-        tail_fraction=settings.tail_fraction,
-    )
+    vuln = _vulnerability(result.scores[attack], setup, logits, settings)
     log.info("analysis: computing outlierness measures in %s", ", ".join(settings.spaces))
     measures, features = _measures(setup, logits, settings)
     canary = setup.canaries if setup.canaries is not None else np.zeros(keep.shape[1], bool)
@@ -294,6 +286,18 @@ def analyze(
         ),
     )
     return Analysis(table, summary, setup, settings, vuln, measures, features, stats, sets, canary)
+
+
+def _vulnerability(
+    scores: np.ndarray, setup: AuditSetup, logits: np.ndarray, settings: AnalysisSettings
+) -> Vulnerability:
+    """Per-sample vulnerability to the attack with ``scores``, with the retrained models'
+    LiRA signal (the rescaled logit averaged over queries) for the separation."""
+    labels = setup.dataset.y[setup.split.pool]
+    phi = rescaled_logit(logits, labels[None, :, None]).mean(axis=2)
+    return per_sample_vulnerability(
+        scores, setup.keep, phi, settings.fpr, settings.fdr, tail_fraction=settings.tail_fraction
+    )
 
 
 def _link(

@@ -75,7 +75,6 @@ def study_row(
     m = result.metrics[attack]
     eps = [r["epsilon"] for r in result.training if r.get("epsilon") is not None]
     epochs = [r["epochs_run"] for r in result.training if r.get("epochs_run") is not None]
-    levels = {fpr_key(lv): e for lv, e in m.tpr_at_fpr.items()}
     return {
         "name": setting.name,
         "description": setting.description,
@@ -85,9 +84,9 @@ def study_row(
         "generalization_gap": result.utility["generalization_gap"]["mean"],
         "auc": m.auc.mean,
         "advantage": m.advantage.mean,
-        "tpr_at_fpr": {k: e.mean for k, e in levels.items()},
-        "tpr_resolved": {k: e.resolved for k, e in levels.items()},
-        "tpr_reachable": {k: e.reachable for k, e in levels.items()},
+        "tpr_at_fpr": m.levels_json(lambda e: e.mean),
+        "tpr_resolved": m.levels_json(lambda e: e.resolved),
+        "tpr_reachable": m.levels_json(lambda e: e.reachable),
         "epsilon": float(np.mean(eps)) if eps else None,
         "epochs_run": float(np.mean(epochs)) if epochs else None,
         "vulnerable": {fpr_key(lv): r.vulnerable for lv, r in summary.vulnerability.levels.items()},
@@ -102,7 +101,7 @@ def study_row(
             name: {
                 "auc": a.auc.mean,
                 "advantage": a.advantage.mean,
-                "tpr_at_fpr": {fpr_key(lv): e.mean for lv, e in a.tpr_at_fpr.items()},
+                "tpr_at_fpr": a.levels_json(lambda e: e.mean),
             }
             for name, a in result.metrics.items()
         },

@@ -318,6 +318,25 @@ def headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     return {"set": primary, "groups": groups, "intra_class_outliers_supported": supported}
 
 
+def _design(
+    settings: AnalysisSettings, keep: np.ndarray, vuln: Vulnerability, canary: np.ndarray
+) -> dict[str, Any]:
+    """The design of the analysis: models, pool, IN targets per sample and its settings."""
+    return {
+        "num_models": int(keep.shape[0]),
+        "pool_size": int(keep.shape[1]),
+        "in_targets_per_sample": int(vuln.n_in.min()),
+        "feature_models": min(settings.feature_models or keep.shape[0], keep.shape[0]),
+        "spaces": list(settings.spaces),
+        "neighbors": settings.neighbors,
+        "iforest_trees": settings.iforest_trees,
+        "fdr": settings.fdr,
+        "top_fraction": settings.top_fraction,
+        "tail_fraction": settings.tail_fraction,
+        "canaries": int(canary.sum()),
+    }
+
+
 def summarize_analysis(
     result: AuditResult,
     *,
@@ -344,19 +363,7 @@ def summarize_analysis(
         "dataset": dataset,
         "attack": attack,
         "attack_choice": attack_choice,
-        "design": {
-            "num_models": int(keep.shape[0]),
-            "pool_size": int(keep.shape[1]),
-            "in_targets_per_sample": int(vuln.n_in.min()),
-            "feature_models": min(settings.feature_models or keep.shape[0], keep.shape[0]),
-            "spaces": list(settings.spaces),
-            "neighbors": settings.neighbors,
-            "iforest_trees": settings.iforest_trees,
-            "fdr": settings.fdr,
-            "top_fraction": settings.top_fraction,
-            "tail_fraction": settings.tail_fraction,
-            "canaries": int(canary.sum()),
-        },
+        "design": _design(settings, keep, vuln, canary),
         "utility": {
             k: result.utility[k]["mean"]
             for k in ("train_accuracy", "test_accuracy", "generalization_gap")

@@ -20,8 +20,8 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
     for name, m in metrics.items():
         attacks[name] = {
             "auc": m.auc.mean,
-            "tpr_at_fpr": {fpr_key(lv): e.mean for lv, e in m.tpr_at_fpr.items()},
-            "tpr_interval": {fpr_key(lv): [e.ci_low, e.ci_high] for lv, e in m.tpr_at_fpr.items()},
+            "tpr_at_fpr": m.levels_json(lambda e: e.mean),
+            "tpr_interval": m.levels_json(lambda e: [e.ci_low, e.ci_high]),
             "threat_model": result.attacks[name]["threat_model"],
         }
     strongest_auc = max(metrics, key=lambda n: metrics[n].auc.mean)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mialens.metrics.intervals import bootstrap_ci, summarize
-from mialens.metrics.leakage import fpr_key, leakage_summary
+from mialens.metrics.leakage import AttackLeakage, LevelResult, Spread, fpr_key, leakage_summary
 from mialens.metrics.roc import (
     AttackMetrics,
     LevelTies,
@@ -21,8 +21,11 @@ from mialens.metrics.roc import (
 )
 
 __all__ = [
+    "AttackLeakage",
     "AttackMetrics",
+    "LevelResult",
     "LevelTies",
+    "Spread",
     "advantage",
     "attack_metrics",
     "auc",

@@ -8,6 +8,7 @@ as :class:`LevelResult`, keyed by the level as a float (``leakage.at(0.01).mean`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,11 +275,15 @@ class AttackLeakage:
         """The TPR at FPR ``level``."""
         return self.tpr_at_fpr[float(level)]
 
+    def levels_json(self, value: Callable[[LevelResult], Any]) -> dict[str, Any]:
+        """``value`` of each level's result keyed as in the JSON files: ``{"0.01": ...}``."""
+        return {fpr_key(lv): value(e) for lv, e in self.tpr_at_fpr.items()}
+
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "auc": self.auc.to_json(),
             "advantage": self.advantage.to_json(),
-            "tpr_at_fpr": {fpr_key(lv): e.to_json() for lv, e in self.tpr_at_fpr.items()},
+            "tpr_at_fpr": self.levels_json(LevelResult.to_json),
         }
         if self.tie_share is not None:
             doc["tie_share"] = self.tie_share.to_json()
