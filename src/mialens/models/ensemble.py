@@ -16,12 +16,12 @@ batch left in an epoch, or already stopped, takes no optimizer step. The result 
 one-by-one training up to floating-point rounding (a batched product may sum in another
 order than a single one).
 
-Recipes without a batched implementation (DP-SGD, whose per-sample clipping and privacy
-accounting run per model through Opacus; RelaxLoss and adversarial regularisation; any
-``TrainConfig`` field not in :data:`_BATCHED_FIELDS`) are reported by
-:func:`ensemble_blocker`, and per-sample loss weights or smoothing (which ``train_ensemble``
-does not take) make :func:`mialens.audit.models.model_groups` train one by one; the caller
-then trains one by one. On CUDA the one-by-one trainer draws dropout masks from the CUDA
+The training itself is the shared loop of :mod:`mialens.models.loop` (the same code as
+one model's), with this module's stacked learner. Recipes the loop runs on one model
+only (DP-SGD, RelaxLoss, adversarial regularisation, per-sample treatment:
+:func:`mialens.models.loop.batching_blocker`) and architectures that cannot be stacked
+are reported by :func:`ensemble_blocker`; the caller then trains one by one. On CUDA
+the one-by-one trainer draws dropout masks from the CUDA
 generator, so there the two agree only without dropout.
 """
 
@@ -64,12 +64,6 @@ _CPU_SMALL_MACS = 10**8
 # activations (a model's share is estimated by :func:`_model_bytes`).
 _GROUP_BYTES = 2 * 2**30
 _INFER_ROWS = 2**17  # samples x models per inference chunk
-
-
-def recipe_blocker(config: TrainConfig, per_sample: bool = False) -> str | None:
-    """Why ``config`` cannot be trained as an ensemble (None when it can): the loop's
-    one rule, :func:`mialens.models.loop.batching_blocker`."""
-    return batching_blocker(config, per_sample)
 
 
 @dataclass(frozen=True)
@@ -154,10 +148,15 @@ def architecture_blocker(
 
 
 def ensemble_blocker(
-    build: Callable[[], nn.Module], config: TrainConfig, input_shape: tuple[int, ...]
+    build: Callable[[], nn.Module],
+    config: TrainConfig,
+    input_shape: tuple[int, ...],
+    per_sample: bool = False,
 ) -> str | None:
-    """Why this recipe and architecture must be trained one by one (None if batchable)."""
-    return recipe_blocker(config) or architecture_blocker(build, input_shape)
+    """Why this recipe (with ``per_sample`` treatment or not) and architecture must be
+    trained one by one (None if batchable); the recipe's rule is
+    :func:`mialens.models.loop.batching_blocker`."""
+    return batching_blocker(config, per_sample) or architecture_blocker(build, input_shape)
 
 
 def _model_bytes(probe: _Probe, batch_size: int) -> int:
@@ -174,8 +173,10 @@ def group_size(
     device: str,
     mode: str = "auto",
     max_size: int | None = None,
+    per_sample: bool = False,
 ) -> tuple[int, str]:
-    """How many models to train together (1: one by one) and why.
+    """How many models to train together (1: one by one) and why (``per_sample``: the
+    models have per-sample weights, smoothing or clipping).
 
     ``mode`` ``off`` always trains one by one; ``on`` batches whenever the recipe and the
     architecture allow it; ``auto`` also requires small models (on CPU, at most 10^8
@@ -186,7 +187,7 @@ def group_size(
     """
     if mode == "off" or num_models < 2:
         return 1, "ensemble training is off" if mode == "off" else "a single model"
-    blocker = ensemble_blocker(build, config, input_shape)
+    blocker = ensemble_blocker(build, config, input_shape, per_sample)
     if blocker is not None:
         return 1, blocker
     probe = _probe(build, input_shape)
