@@ -48,10 +48,11 @@ from mialens.models.loop import (
     Step,
     TrainResult,
     batching_blocker,
+    build_optimizer,
     run_epochs,
 )
 from mialens.models.objectives import Objective
-from mialens.models.training import TrainConfig, _optimizer, fixed_threads
+from mialens.models.training import TrainConfig, fixed_threads
 from mialens.validation import check_finite
 
 log = logging.getLogger(__name__)
@@ -338,7 +339,7 @@ class _StackedOptimizer:
         k = params[0].shape[0]
         self.views = [] if lockstep else [[p.detach()[i] for p in params] for i in range(k)]
         targets = params if lockstep else [v for views in self.views for v in views]
-        self.optimizer = _optimizer(config, targets, fused=True)
+        self.optimizer = build_optimizer(config, targets, fused=True)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -385,7 +386,10 @@ def train_ensemble(
     if any(len(s) == 0 for s in subsets):
         raise ConfigError("cannot train on an empty training set")
     if step.grad_hook is not None:
-        raise ConfigError("a gradient hook needs per-sample clipping, which runs one by one")
+        raise ConfigError(
+            "a gradient hook (Step.grad_hook) needs per-sample clipping, which trains one "
+            "model at a time (train_model)"
+        )
     start = time.perf_counter()
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):

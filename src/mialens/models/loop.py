@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -123,13 +123,30 @@ class Batch:
     extras: torch.Tensor | None = None
 
 
+class Batches(Protocol):
+    """Where a run's mini-batches come from."""
+
+    def epoch(self, active: Sequence[bool]) -> Iterator[Batch]:
+        """This epoch's batches of the models still ``active``."""
+        ...
+
+
 class ShuffledBatches:
     """Mini-batches of a fresh permutation of each model's rows every epoch (from the
     model's own generator), stepped in lock-step: a model with fewer rows is padded.
     ``pad``: every batch is ``batch_size`` wide (a stack needs one width for all
     models); otherwise trimmed to the widest model's batch (one model: no padding)."""
 
-    def __init__(self, x, y, rows, batch_size, gens, extras=None, pad=True) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        rows: Sequence[torch.Tensor],
+        batch_size: int,
+        gens: Sequence[torch.Generator],
+        extras: torch.Tensor | None = None,
+        pad: bool = True,
+    ) -> None:
         self.x, self.y, self.rows, self.extras = x, y, list(rows), extras
         self.batch_size, self.gens, self.pad = batch_size, list(gens), pad
 
@@ -155,20 +172,54 @@ class ShuffledBatches:
 
 
 class Learner(Protocol):
-    """The ``K`` models one run trains (see the module docstring)."""
+    """The ``K`` models one run trains (see the module docstring). Recipes that run on
+    one model only (:func:`batching_blocker`) also use its ``model``, ``trainable()``
+    and ``per_sample_grads()``."""
 
     size: int
     device: str
 
-    def train_mode(self, training: bool) -> None: ...
-    def set_lr(self, lr: float) -> None: ...
+    def train_mode(self, training: bool) -> None:
+        """Training or evaluation mode (dropout)."""
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the coming steps."""
+
     def zero_grad(self) -> None: ...
-    def forward(self, batch: Batch) -> torch.Tensor: ...
-    def step(self, active: list[bool]) -> None: ...
-    def eval_logits(self, x: torch.Tensor) -> torch.Tensor: ...
-    def keep_best(self, k: int) -> None: ...
-    def state_dict(self, k: int, best: bool) -> dict[str, torch.Tensor]: ...
-    def epsilon(self) -> float | None: ...
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Training-mode logits ``(K, B, C)`` of every model on its own batch."""
+
+    def step(self, active: list[bool]) -> None:
+        """One optimizer step (``active``: the models that had samples in it)."""
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation-mode logits ``(K, N, C)`` of every model on the samples ``x``."""
+
+    def keep_best(self, k: int) -> None:
+        """Keep model ``k``'s current weights as its best."""
+
+    def state_dict(self, k: int, best: bool) -> dict[str, torch.Tensor]:
+        """Model ``k``'s final weights (its kept best ones if ``best``), on the CPU."""
+
+    def epsilon(self) -> float | None:
+        """The DP-SGD privacy spent (None without DP)."""
+
+
+def build_optimizer(
+    config: TrainConfig, params, fused: bool | None = None
+) -> torch.optim.Optimizer:
+    """The recipe's optimizer (``fused`` kernels for stacked parameters)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            fused=fused,
+        )
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:
@@ -238,8 +289,8 @@ def minibatch_epoch(
 class Run:
     """What one training run is made of (see :func:`run_epochs`)."""
 
-    learner: Any
-    batches: Any  # ShuffledBatches, or one model's DP-SGD (Poisson) batches
+    learner: Learner
+    batches: Batches
     gens: list[torch.Generator]  # each model's generator for augmentation
     objective: Objective
     step: Step

@@ -28,6 +28,7 @@ from mialens.models.loop import (
     ShuffledBatches,
     Step,
     TrainResult,
+    build_optimizer,
     run_epochs,
 )
 from mialens.models.objectives import AdversarialRegularizer, Objective
@@ -206,8 +207,7 @@ def train_model(
     outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
     """
     step = step or Step()
-    per_sample = {"weight": sample_weight, "smoothing": sample_smoothing}
-    per_sample["clip"] = sample_clip_norm
+    per_sample = {"weight": sample_weight, "smoothing": sample_smoothing, "clip": sample_clip_norm}
     _check_inputs(len(x), config, validation, reference, per_sample, clip_noise, step)
     start = time.perf_counter()
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
@@ -252,9 +252,15 @@ def _check_inputs(n, config, validation, reference, per_sample, clip_noise, step
     if given and config.relaxloss is not None:
         raise ConfigError("per-sample weights or smoothing cannot be combined with relaxloss")
     if step.grad_hook is not None and config.dp is None and per_sample["clip"] is None:
-        raise ConfigError("a gradient hook needs per-sample clipping (train.dp or clip norms)")
+        raise ConfigError(
+            "a gradient hook (Step.grad_hook) needs per-sample clipping: train.dp or "
+            "sample_clip_norm"
+        )
     if step.loss is not None and (per_sample["smoothing"] is not None or config.relaxloss):
-        raise ConfigError("a custom loss replaces per-sample smoothing and RelaxLoss")
+        raise ConfigError(
+            "a custom loss (Step.loss) cannot be combined with sample_smoothing or "
+            "train.relaxloss: it replaces the loss they change"
+        )
     if config.adversarial_regularization is not None and reference is None:
         raise ConfigError(
             "train.adversarial_regularization needs a reference set of non-members "
@@ -291,7 +297,7 @@ def _single_run(model, x, y, config, seed, validation, device, reference, extras
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
-    optimizer = _optimizer(config, model.parameters())
+    optimizer = build_optimizer(config, model.parameters())
     engine = None
     if config.dp is not None:
         model, optimizer, loader, engine = _make_private(model, optimizer, xt, yt, config, gen)
@@ -316,20 +322,6 @@ def _single_run(model, x, y, config, seed, validation, device, reference, extras
         _hook_before_noise(optimizer, list(learner.trainable()), step.grad_hook)
     objective = Objective(config, step.loss, regularizer)
     return Run(learner, batches, [gen], objective, step, val)
-
-
-def _optimizer(config: TrainConfig, params, fused: bool | None = None) -> torch.optim.Optimizer:
-    """The recipe's optimizer (``fused`` kernels for stacked parameters)."""
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            fused=fused,
-        )
-    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 class _SingleLearner:
