@@ -64,6 +64,7 @@ from mialens.attacks.attack_models import (
 from mialens.attacks.base import QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.loop import minibatch_epoch
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import entropy, log_probabilities, loss, modified_entropy
 
@@ -99,14 +100,12 @@ def distill_trajectory(
 
 
 def _distill_epoch(student, xt, soft, opt, gen, batch_size) -> None:
-    student.train()
-    order = torch.randperm(len(xt), generator=gen)
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        opt.zero_grad(set_to_none=True)
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(student(xt[idx]), dim=1)
-        F.kl_div(logp, soft[idx], reduction="batchmean").backward()
-        opt.step()
+        return F.kl_div(logp, soft[idx], reduction="batchmean")
+
+    student.train()
+    minibatch_epoch(opt, torch.arange(len(xt)), batch_size, gen, batch_loss)
 
 
 class TrajectoryParams(AttackModelParams):

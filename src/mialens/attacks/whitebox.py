@@ -497,16 +497,20 @@ class NasrAttack(QueryAttack):
         )
         self.component_auc_drop_ = {}
         if n_hold >= 20:
-            held = tuple(t[hold] for t in inputs)
-            base = auc(predict_logit(self.net_, held), y_mem[hold])
-            names = [f"gradient:{n}" for n in self.grad_layers_]
-            names += [f"activation:{n}" for n in self.act_layers_] + ["loss", "label"]
-            for j, name in enumerate(names):
-                blank = list(held)
-                blank[j] = torch.zeros_like(held[j])
-                drop = base - auc(predict_logit(self.net_, tuple(blank)), y_mem[hold])
-                self.component_auc_drop_[name] = float(drop)
-            self.holdout_auc_ = float(base)
+            self._measure_components(tuple(t[hold] for t in inputs), y_mem[hold])
+
+    def _measure_components(self, held: tuple[torch.Tensor, ...], member: np.ndarray) -> None:
+        """The trained network's AUC on held-out reference rows, and how much it drops
+        when one component's input is blanked out."""
+        base = auc(predict_logit(self.net_, held), member)
+        names = [f"gradient:{n}" for n in self.grad_layers_]
+        names += [f"activation:{n}" for n in self.act_layers_] + ["loss", "label"]
+        for j, name in enumerate(names):
+            blank = list(held)
+            blank[j] = torch.zeros_like(held[j])
+            drop = base - auc(predict_logit(self.net_, tuple(blank)), member)
+            self.component_auc_drop_[name] = float(drop)
+        self.holdout_auc_ = float(base)
 
     @single_threaded
     def _score(self, target, data: QueryData) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Models: architectures, the training recipe and trainer, and the model store."""
+"""Models: architectures, the training recipe, the training loop and the model store."""
 
 from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.loop import Step
 from mialens.models.store import ModelStore
 from mialens.models.training import DPConfig, EarlyStoppingConfig, TrainConfig, train_model
 
@@ -9,6 +10,7 @@ __all__ = [
     "EarlyStoppingConfig",
     "ModelConfig",
     "ModelStore",
+    "Step",
     "TrainConfig",
     "build_model",
     "train_model",
