@@ -10,14 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mialens.attacks.base import Attack
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
