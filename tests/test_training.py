@@ -16,14 +16,8 @@ from torch import nn
 from mialens.errors import ConfigError
 from mialens.models.architectures import MLP, ModelConfig, SmallCNN, build_model
 from mialens.models.loop import lr_factor
-from mialens.models.training import (
-    AugmentConfig,
-    DPConfig,
-    EarlyStoppingConfig,
-    TrainConfig,
-    predict_logits,
-    train_model,
-)
+from mialens.models.recipe import AugmentConfig, DPConfig, EarlyStoppingConfig, TrainConfig
+from mialens.models.training import predict_logits, train_model
 
 
 def _separable(n: int = 64, d: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -649,8 +643,9 @@ def test_sample_weights_and_smoothing():
 
 def _clipped_gradient(model, x, y, extras, hook=None):
     """Run the loop's clipped backward pass of one step on ``model``."""
-    from mialens.models.loop import Batch, Run, Step, _clipped_backward
+    from mialens.models.loop import Run, _clipped_backward
     from mialens.models.objectives import Objective
+    from mialens.models.step import Batch, Step
     from mialens.models.training import _SingleLearner
 
     learner = _SingleLearner(model, None, "cpu", None, TrainConfig())

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from mialens.errors import ConfigError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import group_size, train_ensemble
-from mialens.models.loop import Patience, Step, batching_blocker, minibatch_epoch
-from mialens.models.training import TrainConfig, train_model
+from mialens.models.loop import Patience, batching_blocker, minibatch_epoch
+from mialens.models.recipe import TrainConfig
+from mialens.models.step import Step
+from mialens.models.training import train_model
 
 
 def _data(n=120, d=5, classes=3, seed=0):

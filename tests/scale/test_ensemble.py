@@ -17,13 +17,8 @@ from mialens.models.ensemble import (
     train_ensemble,
 )
 from mialens.models.loop import batching_blocker
-from mialens.models.training import (
-    AugmentConfig,
-    DPConfig,
-    EarlyStoppingConfig,
-    TrainConfig,
-    train_model,
-)
+from mialens.models.recipe import AugmentConfig, DPConfig, EarlyStoppingConfig, TrainConfig
+from mialens.models.training import train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
 from mialens.workflows.audit import run_audit

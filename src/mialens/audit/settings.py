@@ -18,7 +18,7 @@ from mialens.audit.canaries import CanaryConfig
 from mialens.audit.executor import ExecutorConfig
 from mialens.data.registry import DatasetConfig
 from mialens.models.architectures import ModelConfig
-from mialens.models.training import TrainConfig
+from mialens.models.recipe import TrainConfig
 from mialens.signals.queries import QueryConfig
 from mialens.validation import check_fpr_levels
 

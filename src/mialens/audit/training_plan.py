@@ -22,8 +22,9 @@ from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
+from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
-from mialens.models.training import TrainConfig, TrainResult, train_model
+from mialens.models.training import TrainResult, train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
 

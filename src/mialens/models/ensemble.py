@@ -42,17 +42,17 @@ from torch.func import functional_call
 from mialens.augment import Transform
 from mialens.errors import ConfigError
 from mialens.models.loop import (
-    Batch,
     Run,
     ShuffledBatches,
-    Step,
     TrainResult,
     batching_blocker,
     build_optimizer,
     run_epochs,
 )
 from mialens.models.objectives import Objective
-from mialens.models.training import TrainConfig, fixed_threads
+from mialens.models.recipe import TrainConfig
+from mialens.models.step import Batch, Step
+from mialens.models.training import fixed_threads
 from mialens.validation import check_finite
 
 log = logging.getLogger(__name__)

@@ -10,17 +10,14 @@ a custom :data:`mialens.models.loop.LossFn`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mialens.errors import ConfigError
-from mialens.models.loop import Batch, LossFn
-
-if TYPE_CHECKING:
-    from mialens.models.training import AdversarialRegularizationConfig, TrainConfig
+from mialens.models.recipe import AdversarialRegularizationConfig, TrainConfig
+from mialens.models.step import Batch, LossFn
 
 
 class CrossEntropy:

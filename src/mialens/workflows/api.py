@@ -24,7 +24,8 @@ from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.folders import writable_folder
 from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.training import TrainConfig, fixed_threads, train_model
+from mialens.models.recipe import TrainConfig
+from mialens.models.training import fixed_threads, train_model
 from mialens.seeding import int_seed
 from mialens.signals.queries import (
     QueryConfig,
