@@ -47,7 +47,7 @@ sample itself, i.e. distance 0, which calls the most robust samples non-members)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -55,7 +55,7 @@ import torch
 from pydantic import Field
 
 from mialens.attacks._common import data_box, single_threaded
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
 from mialens.attacks.threshold import best_threshold
 from mialens.seeding import int_seed, rng
 from mialens.targets.adapters import Target
@@ -255,7 +255,15 @@ def _bisect(query, origin: torch.Tensor, adv: torch.Tensor, rows: np.ndarray, st
 
 
 class BoundaryAttack(QueryAttack):
-    """Decision-boundary distance with a batched HopSkipJump search (module docstring)."""
+    """Decision-boundary distance with a batched HopSkipJump search (module docstring).
+
+    ``calibration: supervised`` fits the threshold in :meth:`fit` on a reference model.
+    ``unsupervised`` has a per-target step (:meth:`prepare`): the search on
+    ``calibration_samples`` random inputs labelled by the target (one label query each,
+    then the search's queries), whose ``top_t``-th percentile distance is the threshold.
+    :meth:`score` runs the search on the candidates (at most ``max_queries`` label
+    queries per sample).
+    """
 
     name = "boundary"
     summary = (
@@ -267,11 +275,18 @@ class BoundaryAttack(QueryAttack):
         "2021, Membership Leakage in Label-Only Exposures (CCS); HopSkipJump: Chen et al. 2020"
     )
     threat_model = "label"
+    needs = Needs("queries", target_step=True)
     Params = BoundaryParams
 
-    @property
-    def references(self):  # type: ignore[override]
-        return "offline" if self.params.calibration == "supervised" else "none"
+    @classmethod
+    def needs_for(cls, params: BoundaryParams) -> Needs:
+        """A reference model for ``supervised`` calibration, a per-target step for
+        ``unsupervised``."""
+        return replace(
+            cls.needs,
+            references="offline" if params.calibration == "supervised" else "none",
+            target_step=params.calibration == "unsupervised",
+        )
 
     @single_threaded
     def _fit(self, refs: QueryReferences | None) -> None:
@@ -305,23 +320,23 @@ class BoundaryAttack(QueryAttack):
         )
 
     @single_threaded
+    def _prepare(self, target: Target, data: QueryData) -> None:
+        box = data_box(data.x)
+        g = rng(data.seed, "boundary-unsupervised")
+        shape = (self.params.calibration_samples, *data.x.shape[1:])
+        noise = (g.random(shape) * (box[1] - box[0]) + box[0]).astype(np.float32)
+        own = target.labels(noise)
+        settings = SearchSettings.of(self.params)
+        seed = int_seed(data.seed, "boundary-random")
+        dist, _ = boundary_distances(target.labels, noise, own, settings, seed, box)
+        self.threshold_ = float(np.percentile(dist, self.params.top_t))
+
+    @single_threaded
     def _score(self, target: Target, data: QueryData) -> np.ndarray:
         settings = SearchSettings.of(self.params)
-        box = data_box(data.x)
-        if self.params.calibration == "unsupervised":
-            g = rng(data.seed, "boundary-unsupervised")
-            shape = (self.params.calibration_samples, *data.x.shape[1:])
-            noise = (g.random(shape) * (box[1] - box[0]) + box[0]).astype(np.float32)
-            own = target.labels(noise)
-            dist, _ = boundary_distances(
-                target.labels, noise, own, settings, int_seed(data.seed, "boundary-random"), box
-            )
-            self.threshold_ = float(np.percentile(dist, self.params.top_t))
-        dist, used = boundary_distances(
-            target.labels, data.x, data.labels, settings, data.seed, box
+        dist, _ = boundary_distances(
+            target.labels, data.x, data.labels, settings, data.seed, data_box(data.x)
         )
-        self.distances_ = dist
-        self.queries_used_ = used
         return dist - self.threshold_
 
     def extra(self) -> dict:
