@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import json
 import math
 from dataclasses import dataclass
 
@@ -15,9 +16,11 @@ import numpy as np
 import pytest
 import torch
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 from mialens.attacks.base import (
     Attack,
+    Needs,
     QueryAttack,
     QueryData,
     QueryReferences,
@@ -26,13 +29,16 @@ from mialens.attacks.base import (
     TargetSignals,
 )
 from mialens.attacks.registry import ATTACKS, build_attack
+from mialens.audit.api import audit_model
+from mialens.audit.config import validate_config
 from mialens.audit.engine import ModelOutputs, score_targets
+from mialens.cli import app
 from mialens.defenses.apply import DefendedTarget
 from mialens.defenses.output import OUTPUT_DEFENSES, DefenderData, build_output_defense
 from mialens.errors import ConfigError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.training import TrainConfig, train_model
-from mialens.signals.statistics import compute_signal
+from mialens.signals.statistics import SignalSpec, compute_signal
 from mialens.splits import keep_mask
 from mialens.targets.adapters import Target, TorchTarget, restrict
 
@@ -276,3 +282,59 @@ def test_query_attacks_run_behind_every_output_defence(name):
     for attack in attacks:
         assert np.isfinite(scored.scores[attack.name]).all()
         assert scored.queries_per_sample[attack.name] == 1.0
+
+
+class _NewSignalAttack(SignalAttack):
+    name = "new_signal_attack"
+    summary = "a new signal attack: the negated loss"
+    paper = "Yeom et al. 2018 (CSF), Sec. 3.2"
+    needs = Needs("signals", chunking="samples")
+
+    def signal(self) -> SignalSpec:
+        return SignalSpec("loss")
+
+    def _score(self, target: TargetSignals) -> np.ndarray:
+        return -target.values[:, 0]
+
+
+class _NewQueryAttack(QueryAttack):
+    name = "new_query_attack"
+    summary = "a new label-only attack: correctness of the target's label"
+    paper = "Yeom et al. 2018 (CSF), Sec. 3.3"
+    threat_model = "label"
+    needs = Needs("queries")
+
+    def _score(self, target, data: QueryData) -> np.ndarray:
+        return (target.labels(data.x) == data.labels).astype(np.float64)
+
+
+def test_a_new_attack_is_one_class_and_one_registry_entry(monkeypatch, tmp_path):
+    """The CLI's list, the configuration's validation, the engine and the report pick
+    attacks up from the registry: nothing else needs to know a new attack."""
+    for cls in (_NewSignalAttack, _NewQueryAttack):
+        monkeypatch.setitem(ATTACKS, cls.name, cls)
+    listed = CliRunner().invoke(app, ["attacks"]).output
+    assert "new_signal_attack" in listed and "new_query_attack" in listed
+    config = {"dataset": {"name": "digits"}, "audit": {"attacks": ["new_query_attack"]}}
+    assert validate_config(config).audit.attacks == ["new_query_attack"]
+    with pytest.raises(ConfigError, match="new_query_attack"):
+        validate_config({"audit": {"attacks": [{"name": "new_query_attack", "typo": 1}]}})
+    setup = tiny()
+    members = setup.member[0]
+    audit_model(
+        setup.models[0],
+        setup.data.x,
+        setup.data.labels,
+        members,
+        population=(setup.data.population_x, setup.data.population_labels),
+        train_reference=setup.data.train_model,
+        num_references=4,
+        attacks=["new_signal_attack", "new_query_attack"],
+        bootstrap=0,
+        out=tmp_path,
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"new_signal_attack", "new_query_attack"} <= set(metrics["attacks"])
+    assert metrics["attacks"]["new_query_attack"]["threat_model"] == "label"
+    report = (tmp_path / "report.html").read_text()
+    assert "new_signal_attack" in report and "new_query_attack" in report
