@@ -338,3 +338,20 @@ def test_a_new_attack_is_one_class_and_one_registry_entry(monkeypatch, tmp_path)
     assert metrics["attacks"]["new_query_attack"]["threat_model"] == "label"
     report = (tmp_path / "report.html").read_text()
     assert "new_signal_attack" in report and "new_query_attack" in report
+
+
+def test_an_attack_declares_its_needs_in_one_place():
+    with pytest.raises(TypeError, match="needs = Needs"):
+
+        class Legacy(SignalAttack):  # the former protocol: scattered class attributes
+            references = "offline"
+
+    with pytest.raises(ValueError, match="signal attacks"):
+        Needs("queries", chunking="samples")
+    with pytest.raises(ValueError, match="chunking='samples'"):
+        Needs("signals", summary_pass=True)
+    attack = make("boundary")
+    with pytest.raises(RuntimeError, match="prepare"):
+        attack.fit().score(tiny().models[0], tiny().data)
+    with pytest.raises(RuntimeError, match="no per-target step"):
+        make("gap").fit().prepare(tiny().models[0], tiny().data)

@@ -39,6 +39,10 @@ ReferenceUse = Literal["none", "offline", "online"]
 ThreatModel = Literal["score", "label", "white-box"]
 
 
+_UNDECLARED = ("references", "uses_population", "uses_all_queries", "chunking")
+"""Former class attributes, now fields of :class:`Needs`."""
+
+
 @dataclass(frozen=True)
 class Needs:
     """What an attack needs from the audit; the scoring engine reads only this.
@@ -132,6 +136,17 @@ class Attack(ABC):
     percentile among few references): large tie groups are expected, and the metrics'
     tie guard flags the FPR levels they make unreachable."""
     Params: ClassVar[type[AttackParams]] = AttackParams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = [a for a in _UNDECLARED if a in vars(cls)]
+        if legacy:
+            raise TypeError(
+                f"{cls.__name__} sets {', '.join(legacy)}: declare what the attack needs as "
+                "one class attribute, needs = Needs(...) (mialens.attacks.base.Needs)"
+            )
+        if not isinstance(getattr(cls, "needs", None), (Needs, type(None))):
+            raise TypeError(f"{cls.__name__}.needs must be a Needs(...)")
 
     def __init__(self, **params: Any) -> None:
         try:
