@@ -182,8 +182,8 @@ class Attack(ABC):
         return type(self)(**self.params.model_dump())
 
     def extra(self) -> dict[str, Any]:
-        """Diagnostics of the fitted (and, for query attacks, scored) attack for the
-        report, e.g. calibrated thresholds or which layers carry the signal; JSON-ready."""
+        """Diagnostics of the fitted (and prepared) attack for the report, e.g. calibrated
+        thresholds or which layers carry the signal; JSON-ready."""
         return {}
 
     def _check_fitted(self) -> None:
