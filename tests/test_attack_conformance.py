@@ -355,3 +355,10 @@ def test_an_attack_declares_its_needs_in_one_place():
         attack.fit().score(tiny().models[0], tiny().data)
     with pytest.raises(RuntimeError, match="no per-target step"):
         make("gap").fit().prepare(tiny().models[0], tiny().data)
+
+
+def test_the_declared_input_matches_the_base_class():
+    with pytest.raises(TypeError, match=r"its needs\.input must be 'signals'"):
+
+        class Confused(SignalAttack):
+            needs = Needs("queries")

@@ -197,10 +197,19 @@ class Attack(ABC):
         return scores
 
 
+def _check_input(cls: type[Attack], kind: str) -> None:
+    if cls.needs.input != kind:
+        raise TypeError(f"{cls.__name__} reads {kind}: its needs.input must be {kind!r}")
+
+
 class SignalAttack(Attack):
     """An attack on one per-sample statistic of the models' outputs (:meth:`signal`)."""
 
     needs = Needs("signals")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_input(cls, "signals")
 
     @abstractmethod
     def signal(self) -> SignalSpec:
@@ -280,6 +289,10 @@ class QueryAttack(Attack):
     """
 
     needs = Needs("queries")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_input(cls, "queries")
 
     def fit(self, refs: QueryReferences | None = None) -> QueryAttack:
         """Learn from reference models (calibration, attack classifiers)."""
