@@ -267,6 +267,8 @@ def test_output_defences_honour_the_contract(name):
     def released():
         return build_output_defense(name).fit(data).apply(z)
 
+    fitted = build_output_defense(name).fit(data)
+    assert vars(fitted.clone()).keys() == vars(defense).keys()  # a clone is unfitted
     out = released()
     assert out.dtype == np.float32 and out.shape == z.shape and np.isfinite(out).all()
     np.testing.assert_array_equal(released(), out)
