@@ -41,7 +41,8 @@ from mialens.data.catalog import load_dataset
 from mialens.data.registry import DatasetConfig
 from mialens.errors import MialensError
 from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.training import TrainConfig, train_model
+from mialens.models.recipe import TrainConfig
+from mialens.models.training import train_model
 from mialens.targets.adapters import LabelOnlyTarget, TorchTarget
 
 

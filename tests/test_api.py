@@ -159,6 +159,32 @@ def test_population_and_test_features_must_match_the_audited_samples(digits):
         mialens.audit_model(tree, x, y, members, test=(x_pop[:, 1:], y_pop))
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"test": "not a pair"},
+        {"population": ("x", "y", "z")},
+        {"num_references": 3},
+        {"attacks": ["rmia_online"]},  # needs population data
+        {"attacks": ["no_such_attack"]},
+        {"fpr": [0.0]},
+    ],
+)
+def test_audit_model_checks_its_inputs_before_training_a_reference(digits, bad):
+    x, y, members, _, ids = digits
+    trained, events = [], []
+
+    def recipe(xs, ys, seed):
+        trained.append(seed)
+        return DecisionTreeClassifier(random_state=0).fit(xs, ys)
+
+    tree = DecisionTreeClassifier(random_state=0).fit(x[members], y[members])
+    kwargs = {"num_references": 2, "train_reference": recipe, "sample_ids": ids, **bad}
+    with pytest.raises((ConfigError, DataError)):
+        mialens.audit_model(tree, x, y, members, progress=lambda *e: events.append(e), **kwargs)
+    assert trained == [] and events == []
+
+
 def test_callable_target_returning_strings_is_a_data_error(digits):
     x, y, members, _, _ = digits
 

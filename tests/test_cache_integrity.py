@@ -225,7 +225,7 @@ def test_rerun_on_a_damaged_cache_gives_the_clean_numbers(
 
 
 def _signal_store(root: Path):
-    from mialens.attacks.base import SignalSpec
+    from mialens.signals.statistics import SignalSpec
     from mialens.signals.store import SignalStore
 
     member = np.zeros((2, 6), bool)

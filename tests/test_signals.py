@@ -96,3 +96,22 @@ def test_unknown_signal():
 def test_probability_rejects_bad_temperature():
     with pytest.raises(ValueError, match="temperature"):
         probability(LOGITS, LABELS, temperature=0.0)
+
+
+def test_signals_import_nothing_from_the_layers_above():
+    """signals sits below attacks: SignalSpec is defined here, not imported upwards."""
+    import ast
+    from pathlib import Path
+
+    import mialens.signals
+
+    above = ("mialens.attacks", "mialens.audit", "mialens.analysis", "mialens.defenses")
+    for path in Path(mialens.signals.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = [
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        ]
+        assert not [m for m in imported if m and m.startswith(above)], path.name

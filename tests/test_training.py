@@ -15,15 +15,9 @@ from torch import nn
 
 from mialens.errors import ConfigError
 from mialens.models.architectures import MLP, ModelConfig, SmallCNN, build_model
-from mialens.models.training import (
-    AugmentConfig,
-    DPConfig,
-    EarlyStoppingConfig,
-    TrainConfig,
-    _lr_factor,
-    predict_logits,
-    train_model,
-)
+from mialens.models.loop import lr_factor
+from mialens.models.recipe import AugmentConfig, DPConfig, EarlyStoppingConfig, TrainConfig
+from mialens.models.training import predict_logits, train_model
 
 
 def _separable(n: int = 64, d: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -325,32 +319,32 @@ def test_early_stopping_without_validation_is_a_config_error():
 
 def test_constant_schedule_factor_is_one():
     config = TrainConfig(epochs=10)
-    assert [_lr_factor(config, e) for e in range(10)] == [1.0] * 10
+    assert [lr_factor(config, e) for e in range(10)] == [1.0] * 10
 
 
 def test_cosine_schedule_factors():
     config = TrainConfig(epochs=10, schedule="cosine")
-    assert _lr_factor(config, 0) == pytest.approx(1.0)
+    assert lr_factor(config, 0) == pytest.approx(1.0)
     # 0.5 * (1 + cos(pi / 5)) = 0.5 * (1 + 0.80901699) = 0.90450850
-    assert _lr_factor(config, 2) == pytest.approx(0.9045084972)
-    assert _lr_factor(config, 5) == pytest.approx(0.5)
+    assert lr_factor(config, 2) == pytest.approx(0.9045084972)
+    assert lr_factor(config, 5) == pytest.approx(0.5)
     # 0.5 * (1 + cos(9 pi / 10)) = 0.5 * (1 - 0.95105652) = 0.02447174
-    assert _lr_factor(config, 9) == pytest.approx(0.0244717419)
-    factors = [_lr_factor(config, e) for e in range(10)]
+    assert lr_factor(config, 9) == pytest.approx(0.0244717419)
+    factors = [lr_factor(config, e) for e in range(10)]
     assert all(a > b for a, b in itertools.pairwise(factors))
 
 
 def test_step_schedule_factors():
     # epochs=8: x0.1 from epoch 4 (50%), x0.01 from epoch 6 (75%)
     config = TrainConfig(epochs=8, schedule="step")
-    factors = [_lr_factor(config, e) for e in range(8)]
+    factors = [lr_factor(config, e) for e in range(8)]
     assert factors == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
     # epochs=10: 10 // 2 = 5 and 30 // 4 = 7
     config = TrainConfig(epochs=10, schedule="step")
-    assert _lr_factor(config, 4) == 1.0
-    assert _lr_factor(config, 5) == pytest.approx(0.1)
-    assert _lr_factor(config, 6) == pytest.approx(0.1)
-    assert _lr_factor(config, 7) == pytest.approx(0.01)
+    assert lr_factor(config, 4) == 1.0
+    assert lr_factor(config, 5) == pytest.approx(0.1)
+    assert lr_factor(config, 6) == pytest.approx(0.1)
+    assert lr_factor(config, 7) == pytest.approx(0.01)
 
 
 def test_schedule_changes_training():
@@ -541,18 +535,28 @@ def test_epoch_hook_sees_each_epoch_without_changing_training():
 
 
 def test_relaxloss_objective_follows_algorithm_1():
-    from mialens.models.training import RelaxLossConfig, _Objective
+    from mialens.models.objectives import relaxloss
 
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     y = torch.tensor([0, 2])
     ce = torch.nn.functional.cross_entropy(logits, y)
-    high = _Objective(TrainConfig(relaxloss=RelaxLossConfig(alpha=0.5)))
-    # epoch 1 (even, counting from 0): |L - alpha|
-    assert high(logits, y, 1).item() == pytest.approx(abs(ce.item() - 0.5))
+
+    def high(logits, y, epoch):  # the batch objective is the mean of the per-sample losses
+        return relaxloss(logits, y, epoch, alpha=0.5, upper=1.0).mean()
+
+    def low(logits, y, epoch):
+        return relaxloss(logits, y, epoch, alpha=5.0, upper=1.0).mean()
+
+    # epoch 1 (even, counting from 0): |L - alpha|, here as its gradient sign(L - alpha) dL
+    assert high(logits, y, 1).item() == pytest.approx(ce.item() * np.sign(ce.item() - 0.5))
+    grad = torch.autograd.functional.jacobian(lambda z: high(z, y, 1), logits)
+    expected_grad = torch.autograd.functional.jacobian(
+        lambda z: (F.cross_entropy(z, y) - 0.5).abs(), logits
+    )
+    torch.testing.assert_close(grad, expected_grad)
     # epoch 2 with L > alpha: plain cross-entropy
     assert high(logits, y, 2).item() == pytest.approx(ce.item())
     # epoch 2 with L <= alpha: soft labels keep p_y and share 1 - p_y over the other classes
-    low = _Objective(TrainConfig(relaxloss=RelaxLossConfig(alpha=5.0)))
     p = torch.softmax(logits, 1)
     soft = torch.stack(
         [
@@ -619,13 +623,12 @@ def test_sample_weights_and_smoothing():
     for key in zero.state_dict:  # zero weights: no gradient, the weights stay at init
         torch.testing.assert_close(zero.state_dict[key], init.state_dict[key], atol=1e-6, rtol=0)
 
-    from mialens.models.training import _weighted_smoothed_ce
+    from mialens.models.objectives import CrossEntropy
 
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 0])
-    loss = _weighted_smoothed_ce(
-        logits, labels, torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.2]), TrainConfig()
-    )
+    loss = CrossEntropy()(logits, labels, torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.2]))
+    loss = loss.mean()
     logp = torch.log_softmax(logits, 1)
     expected = (-logp[0, 0] + 0.5 * (0.8 * -logp[1, 0] + 0.2 * -logp[1].mean())) / 2
     assert loss.item() == pytest.approx(expected.item())
@@ -638,9 +641,22 @@ def test_sample_weights_and_smoothing():
         train_model(_mlp_builder(), x, y, config, seed=0, sample_weight=np.ones(3))
 
 
-def test_clipped_step_matches_the_hand_computed_gradient():
-    from mialens.models.training import _clipped_step
+def _clipped_gradient(model, x, y, extras, hook=None):
+    """Run the loop's clipped backward pass of one step on ``model``."""
+    from mialens.models.loop import Run, _clipped_backward
+    from mialens.models.objectives import Objective
+    from mialens.models.step import Batch, Step
+    from mialens.models.training import _SingleLearner
 
+    learner = _SingleLearner(model, None, "cpu", None, TrainConfig())
+    batch = Batch(x[None], y[None], torch.ones((1, len(y)), dtype=torch.bool), None, extras[None])
+    batch.counts = torch.tensor([len(y)])
+    run = Run(learner, None, [], Objective(TrainConfig()), Step(grad_hook=hook), clip_noise=0.0)
+    _clipped_backward(learner, batch, run, epoch=1)
+
+
+def test_clipped_step_matches_the_hand_computed_gradient():
+    seen = []
     # one linear layer, two samples: g_i = (softmax(W x_i + b) - onehot(y_i)) (x_i, 1)
     model = torch.nn.Linear(2, 2)
     with torch.no_grad():
@@ -650,7 +666,7 @@ def test_clipped_step_matches_the_hand_computed_gradient():
     y = torch.tensor([0, 1])
     clip = torch.tensor([0.5, float("inf")])  # sample 0 clipped to norm 0.5, sample 1 not
     extras = torch.stack([torch.ones(2), torch.zeros(2), clip], dim=1)
-    _clipped_step(model, x, y, extras, TrainConfig(), noise_std=0.0)
+    _clipped_gradient(model, x, y, extras, hook=seen.append)
     expected_w, expected_b = torch.zeros(2, 2), torch.zeros(2)
     for i in range(2):
         delta = torch.softmax(model(x[i]).detach(), 0) - torch.nn.functional.one_hot(y[i], 2)
@@ -659,8 +675,12 @@ def test_clipped_step_matches_the_hand_computed_gradient():
         c = min(1.0, (clip[i] / norm).item())
         expected_w += c * g_w / 2
         expected_b += c * g_b / 2
+        # the gradient hook sees sample i's clipped gradient c_i g_i
+        torch.testing.assert_close(seen[0].per_sample["weight"][i], c * g_w)
+        torch.testing.assert_close(seen[0].per_sample["bias"][i], c * g_b)
     torch.testing.assert_close(model.weight.grad, expected_w)
     torch.testing.assert_close(model.bias.grad, expected_b)
+    torch.testing.assert_close(seen[0].summed["weight"], 2 * expected_w)  # the sum before noise
     assert (clip[0] / torch.sqrt(sum(g.pow(2).sum() for g in (g_w, g_b)))) < 10  # clip active
 
 

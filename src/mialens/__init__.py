@@ -27,7 +27,7 @@ _EXPORTS = {
     "audit_logits": "mialens.workflows.api",
     "sklearn_recipe": "mialens.workflows.api",
     "torch_recipe": "mialens.workflows.api",
-    "TrainConfig": "mialens.models.training",
+    "TrainConfig": "mialens.models.recipe",
     "ModelConfig": "mialens.models.architectures",
     "analyze": "mialens.analysis.explain",
     "analyze_run": "mialens.workflows.analyse",

@@ -94,7 +94,7 @@ def test_unsupervised_threshold_is_the_percentile_of_random_input_distances():
     data = QueryData(x, y, seed=5)
     attack = BoundaryAttack(max_queries=80, calibration_samples=20, top_t=30).fit()
     target = linear_target()
-    scores = attack.score(target, data)
+    scores = attack.prepare(target, data).score(target, data)
     # the attack's random inputs and search, reproduced from its seeds
     box = (float(x.min()), float(x.max()))
     noise = rng(5, "boundary-unsupervised").random((20, W.size)) * (box[1] - box[0]) + box[0]
@@ -104,16 +104,21 @@ def test_unsupervised_threshold_is_the_percentile_of_random_input_distances():
     ref, ref_used = boundary_distances(
         linear_target().labels, noise, own, settings, int_seed(5, "boundary-random"), box
     )
+    dist, used = boundary_distances(linear_target().labels, x, y, settings, 5, box)
     assert attack.threshold_ == pytest.approx(np.percentile(ref, 30))
-    np.testing.assert_allclose(scores, attack.distances_ - attack.threshold_)
+    np.testing.assert_allclose(scores, dist - attack.threshold_)
     # every query counts: the random inputs' labels, their searches, the samples' searches
-    assert target.queries == 20 + ref_used.sum() + attack.queries_used_.sum()
+    assert target.queries == 20 + ref_used.sum() + used.sum()
 
 
 def test_references_are_needed_only_for_supervised_calibration():
     assert BoundaryAttack().references == "none"
     assert BoundaryAttack(calibration="none").references == "none"
     assert BoundaryAttack(calibration="supervised").references == "offline"
+    # the per-target step is the unsupervised calibration
+    assert BoundaryAttack().needs.target_step
+    assert not BoundaryAttack(calibration="none").needs.target_step
+    assert not BoundaryAttack(calibration="supervised").needs.target_step
 
 
 def test_supervised_calibration_needs_only_the_reference_labels():

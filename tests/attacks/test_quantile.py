@@ -62,7 +62,7 @@ def test_score_is_the_hinge_against_the_regressed_quantile_exact(monkeypatch, lo
     monkeypatch.setattr(QuantileAttack, "_fit_regressor", fake_fit)
     target = BlackBoxTarget(CallableTarget(lambda b: b[:, 4:], 2, output="logits"))
     data = QueryData(x, y, pop_x, pop_y, seed=0)
-    scores = QuantileAttack(loss=loss).fit().score(target, data)
+    scores = QuantileAttack(loss=loss).fit().prepare(target, data).score(target, data)
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
     # fitted on the target's hinge scores of the population (non-members) only
     np.testing.assert_array_equal(seen["x"], pop_x)

@@ -27,7 +27,7 @@ def test_shadow_trains_on_relabelled_population_and_scores_its_loss():
         CallableTarget(lambda b: np.stack([-b[:, 0], b[:, 0]], 1), 2, output="logits")
     )
     data = QueryData(x, y, pop_x, pop_y, train_model=train_model, seed=0)
-    scores = TransferAttack().fit().score(target, data)
+    scores = TransferAttack().fit().prepare(target, data).score(target, data)
     # half as many shadow samples as audited samples, labelled by the target (x > 0 -> 1)
     np.testing.assert_array_equal(seen["x"], pop_x[:2])
     np.testing.assert_array_equal(seen["y"], [0, 1])
@@ -35,14 +35,15 @@ def test_shadow_trains_on_relabelled_population_and_scores_its_loss():
     z = SHADOW_LOGITS.astype(np.float32).astype(np.float64)  # the adapter returns float32
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
     np.testing.assert_allclose(scores, logp[np.arange(4), y], rtol=1e-6)
-    conf = TransferAttack(statistic="confidence", shadow_size=4).fit().score(target, data)
+    conf = TransferAttack(statistic="confidence", shadow_size=4).fit().prepare(target, data)
+    conf = conf.score(target, data)
     np.testing.assert_allclose(conf, np.exp(logp[np.arange(4), y]), rtol=1e-6)
 
 
 def test_needs_a_training_recipe():
     data = QueryData(np.zeros((2, 1), np.float32), np.array([0, 1]), np.zeros((2, 1)), np.zeros(2))
     with pytest.raises(DataError, match="recipe"):
-        TransferAttack().fit().score(LabelOnlyTarget(CallableTarget(lambda b: b, 1)), data)
+        TransferAttack().fit().prepare(LabelOnlyTarget(CallableTarget(lambda b: b, 1)), data)
 
 
 def test_transfer_on_a_leaky_setup():

@@ -57,8 +57,11 @@ def test_one_query_per_sample_and_binary_scores():
     attack = YOQOAttack(steps=200, lr=0.01).fit(refs)
     in_like = LabelOnlyTarget(TorchTarget(step(2.0), 2))
     out_like = LabelOnlyTarget(TorchTarget(step(1.0), 2))
-    assert attack.score(in_like, QueryData(x, y))[:2].tolist() == [1.0, 1.0]
-    assert attack.score(out_like, QueryData(x, y))[:2].tolist() == [0.0, 0.0]
+    data = QueryData(x, y)
+    attack.prepare(in_like, data)  # crafts the queries on the reference models
+    assert in_like.queries == 0
+    assert attack.score(in_like, data)[:2].tolist() == [1.0, 1.0]
+    assert attack.score(out_like, data)[:2].tolist() == [0.0, 0.0]
     assert in_like.queries == out_like.queries == 4
 
 

@@ -20,7 +20,8 @@ from mialens.data.catalog import load_dataset
 from mialens.data.registry import DatasetConfig
 from mialens.metrics import auc, tpr_at_fpr
 from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.training import TrainConfig, train_model
+from mialens.models.recipe import TrainConfig
+from mialens.models.training import train_model
 from mialens.splits import keep_mask
 from mialens.targets.adapters import TorchTarget
 

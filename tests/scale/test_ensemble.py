@@ -14,16 +14,11 @@ from mialens.models.ensemble import (
     ensemble_blocker,
     ensemble_logits,
     group_size,
-    recipe_blocker,
     train_ensemble,
 )
-from mialens.models.training import (
-    AugmentConfig,
-    DPConfig,
-    EarlyStoppingConfig,
-    TrainConfig,
-    train_model,
-)
+from mialens.models.loop import batching_blocker
+from mialens.models.recipe import AugmentConfig, DPConfig, EarlyStoppingConfig, TrainConfig
+from mialens.models.training import train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
 from mialens.workflows.audit import run_audit
@@ -212,7 +207,7 @@ def test_ensemble_logits_match_per_model_logits():
 def test_recipes_without_a_batched_form_fall_back_with_a_reason():
     x, y = _data()
     dp = TrainConfig(epochs=1, dp=DPConfig(noise_multiplier=1.0))
-    assert "DP-SGD" in recipe_blocker(dp)
+    assert "DP-SGD" in batching_blocker(dp)
     size, reason = group_size(_mlp(), dp, (6,), 8, "cpu")
     assert size == 1 and "DP-SGD" in reason
     with pytest.raises(ConfigError, match="cannot be trained as an ensemble"):

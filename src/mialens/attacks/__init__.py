@@ -1,21 +1,24 @@
-"""Membership-inference attacks: one module per family, one interface (fit, score)."""
+"""Membership-inference attacks: one module per family, one contract (declared needs;
+fit, prepare, score; see :mod:`mialens.attacks.base`)."""
 
 from mialens.attacks.base import (
     Attack,
+    Needs,
     QueryAttack,
     QueryData,
     QueryReferences,
     ReferenceSignals,
     SignalAttack,
-    SignalSpec,
     TargetSignals,
 )
 from mialens.attacks.registry import ATTACKS, DEFAULT_ATTACKS, attack_class, build_attack
+from mialens.signals.statistics import SignalSpec
 
 __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
     "Attack",
+    "Needs",
     "QueryAttack",
     "QueryData",
     "QueryReferences",

@@ -39,6 +39,7 @@ from mialens.attacks._common import (
 )
 from mialens.attacks.base import AttackParams
 from mialens.errors import DataError
+from mialens.models.loop import Patience, minibatch_epoch
 
 ClassifierKind = Literal["mlp", "logistic", "gbdt", "sklearn_mlp"]
 """``mlp``: a small torch MLP (default); ``logistic``: scikit-learn logistic regression;
@@ -97,8 +98,10 @@ def train_until_stopped(
     """Early stopping: run epochs until the held-out loss has not dropped by more than
     ``min_delta`` for ``patience`` epochs (or ``max_epochs``), then restore the best
     epoch's weights. ``run_epoch`` trains ``net`` for one epoch; ``holdout_loss``
-    measures it on the held-out rows."""
-    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+    measures it on the held-out rows. The patience rule is the training loop's
+    (:class:`mialens.models.loop.Patience`)."""
+    stop = Patience(1, patience, min_delta)
+    best_state = copy.deepcopy(net.state_dict())
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         net.train()
@@ -106,13 +109,13 @@ def train_until_stopped(
         net.eval()
         with torch.no_grad():
             value = float(holdout_loss())
-        if value < best_loss - min_delta:
-            best_loss, best_epoch, best_state = value, epoch, copy.deepcopy(net.state_dict())
-        elif epoch - best_epoch >= patience:
+        if stop.improved(0, epoch, value):
+            best_state = copy.deepcopy(net.state_dict())
+        elif stop.stopped(0):
             break
     net.load_state_dict(best_state)
     net.eval()
-    return TrainingRecord(best_epoch, epoch, epoch - best_epoch >= patience, best_loss)
+    return TrainingRecord(stop.best_epoch[0] or 0, epoch, stop.stopped(0), stop.best[0])
 
 
 def _too_few_rows(n: int, fraction: float, held: int) -> DataError:
@@ -172,12 +175,9 @@ def train_binary(
     held_inputs = tuple(t[held] for t in inputs)
 
     def run_epoch() -> None:
-        order = train[torch.randperm(len(train), generator=gen)]
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(*(t[idx] for t in inputs)), y[idx]).backward()
-            opt.step()
+        minibatch_epoch(
+            opt, train, batch_size, gen, lambda idx: loss_fn(net(*(t[idx] for t in inputs)), y[idx])
+        )
 
     with single_thread():
         return train_until_stopped(

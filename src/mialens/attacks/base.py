@@ -1,11 +1,25 @@
-"""The attack interface: fit on reference material, score target samples.
+"""The attack contract: what an attack needs, fit on the adversary's material, score.
 
-Signal attacks never train or query models: the audit computes one per-sample
-statistic (a *signal*, see :mod:`mialens.signals.statistics`) of every model's outputs
-and hands the attack the reference models' values with their membership, then the
-target's values. Query attacks (label-only, white-box) query the target themselves,
-through an adapter that enforces their threat model and counts queries. Scores are
-float64, one per sample; higher means "more likely a member".
+Every attack declares what it needs from the audit as data, :attr:`Attack.needs` (a
+:class:`Needs`), and the scoring engine (:mod:`mialens.audit.engine`) reads that
+declaration and nothing else to decide what to hand it:
+
+* ``input="signals"`` (:class:`SignalAttack`): the audit computes one per-sample
+  statistic (a *signal*, :mod:`mialens.signals.statistics`) of every model's outputs;
+  ``fit`` gets the reference models' values with their membership, ``score`` the
+  target's values. Such attacks never train or query models.
+* ``input="queries"`` (:class:`QueryAttack`: label-only, white-box, shadow-model
+  classifiers): ``fit`` gets the reference models the adversary trained itself, and the
+  target is queried through an adapter that enforces the attack's ``threat_model`` and
+  counts every query. Attacks that learn from the target itself (calibration queries,
+  shadow models trained on its answers, distillation of it) do so in an explicit
+  per-target step, ``prepare(target, data)``, declared by ``needs.target_step`` and run
+  by the engine between ``fit`` and ``score`` through the same counting adapter.
+
+The verbs: ``fit`` learns only from what the adversary holds (reference models or their
+signals, population data), ``prepare`` binds a fitted attack to one target, and
+``score`` is a pure function of that state and the target: it changes nothing and
+returns one float64 score per sample, higher meaning "more likely a member".
 """
 
 from __future__ import annotations
@@ -19,27 +33,56 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mialens.errors import ConfigError, DataError
+from mialens.signals.statistics import SignalSpec
 
 ReferenceUse = Literal["none", "offline", "online"]
 ThreatModel = Literal["score", "label", "white-box"]
+
+
+_UNDECLARED = ("references", "uses_population", "uses_all_queries", "chunking")
+"""Former class attributes, now fields of :class:`Needs`."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an attack needs from the audit; the scoring engine reads only this.
+
+    ``input``: per-sample signals of the models' outputs, or queries to the models.
+    ``references``: no reference models, reference models that did not train on a
+    sample (``offline``) or also ones that did (``online``: every sample needs an IN
+    model). ``population``: data that trained no model (and, for signal attacks, every
+    model's signal on it). Signal attacks only: ``all_queries`` when the attack reads
+    every augmented query (else only the first, unmodified one); ``chunking="samples"``
+    when fit and score are per sample given the population, so that the engine may fit
+    and score chunks of samples (``"whole"``: fitting needs every sample at once);
+    ``summary_pass`` when a few numbers over all samples (LiRA's pooled variance) come
+    first, from :meth:`SignalAttack.chunk_summary` of every chunk handed to
+    :meth:`SignalAttack.use_summaries`. Query attacks only: ``target_step`` when the
+    attack learns from the target in :meth:`QueryAttack.prepare` before scoring.
+    """
+
+    input: Literal["signals", "queries"]
+    references: ReferenceUse = "none"
+    population: bool = False
+    all_queries: bool = False
+    chunking: Literal["samples", "whole"] = "whole"
+    summary_pass: bool = False
+    target_step: bool = False
+
+    def __post_init__(self) -> None:
+        signals_only = self.all_queries or self.chunking != "whole" or self.summary_pass
+        if self.input == "queries" and signals_only:
+            raise ValueError("all_queries, chunking and summary_pass are for signal attacks")
+        if self.input == "signals" and self.target_step:
+            raise ValueError("target_step is for query attacks")
+        if self.summary_pass and self.chunking != "samples":
+            raise ValueError("a summary pass runs over chunks of samples: chunking='samples'")
 
 
 class AttackParams(BaseModel):
     """Base of every attack's parameter model (unknown keys are rejected)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class SignalSpec:
-    """Which statistic of the model outputs an attack consumes, with its parameters."""
-
-    name: str
-    params: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def kwargs(self) -> dict[str, float]:
-        return dict(self.params)
 
 
 @dataclass(frozen=True)
@@ -73,35 +116,62 @@ class TargetSignals:
 
 
 class Attack(ABC):
-    """A membership-inference attack with scikit-learn-style verbs.
+    """A membership-inference attack with scikit-learn-style verbs (module docstring).
 
-    ``Attack(**params)`` validates parameters against the class's ``Params`` model;
-    ``fit`` learns from reference material (a no-op for attacks without references) and
-    ``score`` returns one score per target sample. Subclasses read either per-sample
-    signals of the models' outputs (:class:`SignalAttack`) or query models themselves
-    (:class:`QueryAttack`).
+    ``Attack(**params)`` validates parameters against the class's ``Params`` model and
+    sets ``self.needs = needs_for(params)``; ``fit`` learns from reference material (a
+    no-op for attacks without references) and ``score`` returns one score per target
+    sample without changing the attack.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     paper: ClassVar[str]
     threat_model: ClassVar[ThreatModel] = "score"
-    references: ClassVar[ReferenceUse] = "none"
-    uses_population: ClassVar[bool] = False
-    uses_all_queries: ClassVar[bool] = False
-    """True when the attack reads every augmented query; else only the first (unmodified)."""
+    needs: Needs
+    """The declaration for the default parameters; an instance holds the one for its own
+    parameters (:meth:`needs_for`), which is what the engine reads."""
     discrete_scores: ClassVar[bool] = False
     """True when the score takes few values by construction (a label's correctness, a
     percentile among few references): large tie groups are expected, and the metrics'
     tie guard flags the FPR levels they make unreachable."""
     Params: ClassVar[type[AttackParams]] = AttackParams
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = [a for a in _UNDECLARED if a in vars(cls)]
+        if legacy:
+            raise TypeError(
+                f"{cls.__name__} sets {', '.join(legacy)}: declare what the attack needs as "
+                "one class attribute, needs = Needs(...) (mialens.attacks.base.Needs)"
+            )
+        if not isinstance(getattr(cls, "needs", None), (Needs, type(None))):
+            raise TypeError(f"{cls.__name__}.needs must be a Needs(...)")
+
     def __init__(self, **params: Any) -> None:
         try:
             self.params = self.Params(**params)
         except ValidationError as exc:
             raise ConfigError(f"invalid parameters for attack {self.name!r}:\n{exc}") from exc
+        self.needs = self.needs_for(self.params)
         self.fitted_ = False
+
+    @classmethod
+    def needs_for(cls, params: AttackParams) -> Needs:
+        """What the attack needs with these parameters: the class's :attr:`needs`, unless
+        an attack's reference use or per-target step depends on a parameter (e.g. the
+        calibration of the boundary attack), in which case it overrides this method."""
+        return cls.needs
+
+    @property
+    def references(self) -> ReferenceUse:
+        """``needs.references`` (kept for callers that read it directly)."""
+        return self.needs.references
+
+    @property
+    def uses_population(self) -> bool:
+        """``needs.population`` (kept for callers that read it directly)."""
+        return self.needs.population
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
@@ -112,8 +182,8 @@ class Attack(ABC):
         return type(self)(**self.params.model_dump())
 
     def extra(self) -> dict[str, Any]:
-        """Diagnostics of the fitted (and, for query attacks, scored) attack for the
-        report, e.g. calibrated thresholds or which layers carry the signal; JSON-ready."""
+        """Diagnostics of the fitted (and prepared) attack for the report, e.g. calibrated
+        thresholds or which layers carry the signal; JSON-ready."""
         return {}
 
     def _check_fitted(self) -> None:
@@ -127,12 +197,19 @@ class Attack(ABC):
         return scores
 
 
+def _check_input(cls: type[Attack], kind: str) -> None:
+    if cls.needs.input != kind:
+        raise TypeError(f"{cls.__name__} reads {kind}: its needs.input must be {kind!r}")
+
+
 class SignalAttack(Attack):
     """An attack on one per-sample statistic of the models' outputs (:meth:`signal`)."""
 
-    chunking: ClassVar[Literal["samples", "whole"]] = "whole"
-    """``samples`` when fit and score are per sample (given any population data), so the
-    engine may score chunks of samples; ``whole`` when fitting needs every sample."""
+    needs = Needs("signals")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_input(cls, "signals")
 
     @abstractmethod
     def signal(self) -> SignalSpec:
@@ -140,7 +217,7 @@ class SignalAttack(Attack):
 
     def fit(self, refs: ReferenceSignals | None = None) -> SignalAttack:
         """Learn from reference models; attacks without references need none."""
-        if self.references != "none":
+        if self.needs.references != "none":
             if refs is None:
                 raise DataError(f"attack {self.name!r} needs reference models")
             _check_references(self, refs)
@@ -151,10 +228,20 @@ class SignalAttack(Attack):
     def _fit(self, refs: ReferenceSignals | None) -> None:
         """Attack-specific fitting."""
 
+    def chunk_summary(self, refs: ReferenceSignals) -> Any:
+        """``needs.summary_pass``: the numbers this chunk of samples contributes to what
+        the fit needs over all samples (e.g. block sums of squared deviations)."""
+        raise NotImplementedError(f"attack {self.name!r} declares no summary pass")
+
+    def use_summaries(self, summaries: list[Any]) -> None:
+        """``needs.summary_pass``: fix the global numbers of every later :meth:`fit` from
+        the :meth:`chunk_summary` of every chunk of samples (the engine's first pass)."""
+        raise NotImplementedError(f"attack {self.name!r} declares no summary pass")
+
     def score(self, target: TargetSignals) -> np.ndarray:
         """Membership scores of the target's samples (higher = more likely member)."""
         self._check_fitted()
-        if self.uses_population and target.population is None:
+        if self.needs.population and target.population is None:
             raise DataError(f"attack {self.name!r} needs the target's outputs on population data")
         return self._check_scores(self._score(target), target.values.shape[0])
 
@@ -196,27 +283,56 @@ class QueryReferences:
 class QueryAttack(Attack):
     """An attack that queries the target itself: label-only, white-box, shadow models.
 
-    :meth:`score` receives the target restricted to the attack's threat model (labels
-    only, scores, or the module for white-box attacks); queries are counted.
+    :meth:`prepare` and :meth:`score` receive the target restricted to the attack's
+    threat model (labels only, scores, or the module for white-box attacks), and the
+    same ``data``; every query is counted.
     """
+
+    needs = Needs("queries")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_input(cls, "queries")
 
     def fit(self, refs: QueryReferences | None = None) -> QueryAttack:
         """Learn from reference models (calibration, attack classifiers)."""
-        if self.references != "none" and (refs is None or len(refs.models) == 0):
+        if self.needs.references != "none" and (refs is None or len(refs.models) == 0):
             raise DataError(f"attack {self.name!r} needs reference models")
         self._fit(refs)
         self.fitted_ = True
+        self.prepared_ = False
         return self
 
     def _fit(self, refs: QueryReferences | None) -> None:
         """Attack-specific fitting."""
 
+    def prepare(self, target: Any, data: QueryData) -> QueryAttack:
+        """The per-target step (``needs.target_step``): learn from the queryable
+        ``target`` what scoring ``data``'s samples needs; each attack's docstring says what
+        it does and which queries it makes. Call :meth:`score` with the same ``data``."""
+        self._check_fitted()
+        if not self.needs.target_step:
+            raise RuntimeError(f"attack {self.name!r} has no per-target step")
+        self._check_population(data)
+        self._prepare(target, data)
+        self.prepared_ = True
+        return self
+
+    def _prepare(self, target: Any, data: QueryData) -> None:
+        """Attack-specific per-target step."""
+        raise NotImplementedError
+
     def score(self, target: Any, data: QueryData) -> np.ndarray:
         """Membership scores of ``data``'s samples against the queryable ``target``."""
         self._check_fitted()
-        if self.uses_population and data.population_x is None:
-            raise DataError(f"attack {self.name!r} needs population samples")
+        if self.needs.target_step and not self.prepared_:
+            raise RuntimeError(f"call prepare(target, data) before score() on {self.name!r}")
+        self._check_population(data)
         return self._check_scores(self._score(target, data), len(data.labels))
+
+    def _check_population(self, data: QueryData) -> None:
+        if self.needs.population and data.population_x is None:
+            raise DataError(f"attack {self.name!r} needs population samples")
 
     @abstractmethod
     def _score(self, target: Any, data: QueryData) -> np.ndarray:
@@ -235,7 +351,7 @@ def _check_references(attack: Attack, refs: ReferenceSignals) -> None:
             f"attack {attack.name!r}: {(n_out == 0).sum()} samples were members of every "
             "reference model; each sample needs at least one reference model it did not train"
         )
-    if attack.references == "online":
+    if attack.needs.references == "online":
         n_in = refs.member.sum(axis=0)
         if (n_in == 0).any():
             raise DataError(
@@ -243,5 +359,5 @@ def _check_references(attack: Attack, refs: ReferenceSignals) -> None:
                 f"one reference model; {(n_in == 0).sum()} samples are in none. Train more "
                 "reference models (the audit needs num_models >= 4 for online attacks)."
             )
-    if attack.uses_population and refs.population is None:
+    if attack.needs.population and refs.population is None:
         raise DataError(f"attack {attack.name!r} needs reference outputs on population data")

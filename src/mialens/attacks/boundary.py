@@ -47,7 +47,7 @@ sample itself, i.e. distance 0, which calls the most robust samples non-members)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -55,7 +55,7 @@ import torch
 from pydantic import Field
 
 from mialens.attacks._common import data_box, single_threaded
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
 from mialens.attacks.threshold import best_threshold
 from mialens.seeding import int_seed, rng
 from mialens.targets.adapters import Target
@@ -146,99 +146,118 @@ def boundary_distances(
     return dist, used
 
 
+class _LabelQueries:
+    """Label queries of one chunk of samples, counted per sample in ``used``."""
+
+    def __init__(self, labels_of, y: np.ndarray, shape: tuple[int, ...]) -> None:
+        self.labels_of, self.y, self.shape = labels_of, y, shape
+        self.used = np.zeros(len(y), dtype=np.int64)
+
+    def __call__(self, points: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        """True where the label at ``points`` (one per row of ``rows``) differs from y."""
+        np.add.at(self.used, rows, 1)
+        pred = self.labels_of(points.numpy().reshape(len(points), *self.shape))
+        return np.asarray(pred) != self.y[rows]
+
+
 def _search_chunk(labels_of, x, y, shape, s: SearchSettings, gen, box):
     lo, hi = box
     n, d = x.shape
     steps = _bisection_steps(s, d)
     xt = torch.from_numpy(x)
-    used = np.zeros(n, dtype=np.int64)
-
-    def query(points: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-        """True where the label at ``points`` (one per row of ``rows``) differs from y."""
-        np.add.at(used, rows, 1)
-        pred = labels_of(points.numpy().reshape(len(points), *shape))
-        return np.asarray(pred) != y[rows]
-
+    query = _LabelQueries(labels_of, y, shape)
+    used = query.used
     # The sample itself: misclassified samples are at distance 0 and need no search.
     misclassified = query(xt, np.arange(n))
-    diameter = (hi - lo) * math.sqrt(d)
-    dist = np.where(misclassified, 0.0, diameter)
-    todo = np.flatnonzero(~misclassified)
-
-    start = torch.zeros_like(xt)
-    found = np.zeros(n, bool)
-    # A starting point on the other side of the boundary: uniform noise in the box, tried
-    # only while the budget still affords the draw and the bisection that follows it.
-    for _ in range(s.init_tries):
-        rows = todo[~found[todo] & (used[todo] + 1 + steps <= s.max_queries)]
-        if rows.size == 0:
-            break
-        noise = torch.rand((rows.size, d), generator=gen) * (hi - lo) + lo
-        ok = query(noise, rows)
-        start[rows[ok]] = noise[ok]
-        found[rows[ok]] = True
-    rows = todo[found[todo]]
+    dist = np.where(misclassified, 0.0, (hi - lo) * math.sqrt(d))  # else the box diameter
+    start, found = _starting_points(query, xt, np.flatnonzero(~misclassified), s, steps, gen, box)
+    rows = np.flatnonzero(found)
     if rows.size == 0:
         return dist, used
     # Project onto the boundary: bisection on the segment from the sample.
-    adv = _bisect(query, xt[rows], start[rows], rows, steps)
-    cur = adv
+    cur = _bisect(query, xt[rows], start[rows], rows, steps)
     best = torch.linalg.vector_norm(cur - xt[rows], dim=1).double()
     t = 0
     while rows.size:
         # what each sample can afford: probes, then one step try and a bisection
-        left = s.max_queries - used[rows]
-        n_probe = np.minimum(_probes(t, s), left - 1 - steps)
+        n_probe = np.minimum(_probes(t, s), s.max_queries - used[rows] - 1 - steps)
         keep = n_probe >= 2
         if not keep.any():
             break
         if not keep.all():
             dist[rows[~keep]] = best[torch.from_numpy(~keep)].numpy()
-            rows, cur, best, n_probe = (
-                rows[keep],
-                cur[keep],
-                best[torch.from_numpy(keep)],
-                n_probe[keep],
-            )
+            kept = torch.from_numpy(keep)
+            rows, cur, best, n_probe = rows[keep], cur[keep], best[kept], n_probe[keep]
         origin = xt[rows]
         gap = torch.linalg.vector_norm(cur - origin, dim=1)
-        # (ii) the boundary's normal from the labels of random probes around cur
-        width = int(n_probe.max())
-        mask = torch.from_numpy(np.arange(width)[None, :] < n_probe[:, None])
-        radius = (s.delta * gap).clamp_min(1e-6)[:, None, None]
-        if t == 0:  # HopSkipJump's first probes: a tenth of the data range
-            radius = torch.full_like(radius, 0.1 * (hi - lo))
-        u = torch.randn((rows.size, width, d), generator=gen)
-        u = u / torch.linalg.vector_norm(u, dim=2, keepdim=True)
-        pts = (cur[:, None, :] + radius * u).clamp(lo, hi)
-        u = (pts - cur[:, None, :]) / radius
-        flipped = query(pts[mask], np.repeat(rows, n_probe))
-        phi = torch.zeros((rows.size, width))
-        phi[mask] = torch.from_numpy(np.where(flipped, 1.0, -1.0).astype(np.float32))
-        count = torch.from_numpy(n_probe.astype(np.float32))[:, None]
-        mean = phi.sum(dim=1, keepdim=True) / count
-        weights = torch.where(mean.abs() == 1.0, mean, phi - mean) * mask
-        grad = torch.einsum("bp,bpd->bd", weights, u) / count
-        grad = grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp_min(1e-12)
-        # (iii) geometric step-size search along the estimated normal
-        eps = (gap / math.sqrt(t + 1))[:, None]
-        moved = cur.clone()
-        pending = np.ones(rows.size, bool)
-        for _ in range(s.step_halvings):
-            idx = np.flatnonzero(pending & (used[rows] + 1 + steps <= s.max_queries))
-            if idx.size == 0:
-                break
-            cand = (cur[idx] + eps[idx] * grad[idx]).clamp(lo, hi)
-            ok = query(cand, rows[idx])
-            moved[idx[ok]] = cand[ok]
-            pending[idx[ok]] = False
-            eps[idx[~ok]] /= 2.0
+        grad = _estimate_normal(query, cur, gap, rows, n_probe, t, s, gen, box)
+        moved = _step_search(query, cur, grad, gap / math.sqrt(t + 1), rows, s, steps, box)
         # (i) back onto the boundary, towards the sample
         cur = _bisect(query, origin, moved, rows, steps)
         best = torch.minimum(best, torch.linalg.vector_norm(cur - origin, dim=1).double())
         t += 1
     dist[rows] = best.numpy()
     return dist, used
+
+
+def _starting_points(query, xt, todo, s: SearchSettings, steps: int, gen, box):
+    """A point on the other side of the boundary for each sample of ``todo``: uniform
+    noise in the box, tried only while the budget still affords the draw and the
+    bisection that follows it. Returns the points and where one was found."""
+    lo, hi = box
+    start = torch.zeros_like(xt)
+    found = np.zeros(len(xt), bool)
+    for _ in range(s.init_tries):
+        rows = todo[~found[todo] & (query.used[todo] + 1 + steps <= s.max_queries)]
+        if rows.size == 0:
+            break
+        noise = torch.rand((rows.size, xt.shape[1]), generator=gen) * (hi - lo) + lo
+        ok = query(noise, rows)
+        start[rows[ok]] = noise[ok]
+        found[rows[ok]] = True
+    return start, found
+
+
+def _estimate_normal(query, cur, gap, rows, n_probe, t: int, s: SearchSettings, gen, box):
+    """(ii) The boundary's unit normal at ``cur`` from the labels of ``n_probe`` random
+    probes per sample (HopSkipJump's baseline-corrected Monte-Carlo estimate)."""
+    lo, hi = box
+    width = int(n_probe.max())
+    mask = torch.from_numpy(np.arange(width)[None, :] < n_probe[:, None])
+    radius = (s.delta * gap).clamp_min(1e-6)[:, None, None]
+    if t == 0:  # HopSkipJump's first probes: a tenth of the data range
+        radius = torch.full_like(radius, 0.1 * (hi - lo))
+    u = torch.randn((rows.size, width, cur.shape[1]), generator=gen)
+    u = u / torch.linalg.vector_norm(u, dim=2, keepdim=True)
+    pts = (cur[:, None, :] + radius * u).clamp(lo, hi)
+    u = (pts - cur[:, None, :]) / radius
+    flipped = query(pts[mask], np.repeat(rows, n_probe))
+    phi = torch.zeros((rows.size, width))
+    phi[mask] = torch.from_numpy(np.where(flipped, 1.0, -1.0).astype(np.float32))
+    count = torch.from_numpy(n_probe.astype(np.float32))[:, None]
+    mean = phi.sum(dim=1, keepdim=True) / count
+    weights = torch.where(mean.abs() == 1.0, mean, phi - mean) * mask
+    grad = torch.einsum("bp,bpd->bd", weights, u) / count
+    return grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _step_search(query, cur, grad, eps, rows, s: SearchSettings, steps: int, box):
+    """(iii) Geometric step-size search along ``grad`` from ``cur``: a step of ``eps``,
+    halved until it stays misclassified (while the budget affords it and a bisection)."""
+    lo, hi = box
+    eps = eps[:, None]
+    moved = cur.clone()
+    pending = np.ones(rows.size, bool)
+    for _ in range(s.step_halvings):
+        idx = np.flatnonzero(pending & (query.used[rows] + 1 + steps <= s.max_queries))
+        if idx.size == 0:
+            break
+        cand = (cur[idx] + eps[idx] * grad[idx]).clamp(lo, hi)
+        ok = query(cand, rows[idx])
+        moved[idx[ok]] = cand[ok]
+        pending[idx[ok]] = False
+        eps[idx[~ok]] /= 2.0
+    return moved
 
 
 def _bisect(query, origin: torch.Tensor, adv: torch.Tensor, rows: np.ndarray, steps: int):
@@ -255,7 +274,15 @@ def _bisect(query, origin: torch.Tensor, adv: torch.Tensor, rows: np.ndarray, st
 
 
 class BoundaryAttack(QueryAttack):
-    """Decision-boundary distance with a batched HopSkipJump search (module docstring)."""
+    """Decision-boundary distance with a batched HopSkipJump search (module docstring).
+
+    ``calibration: supervised`` fits the threshold in :meth:`fit` on a reference model.
+    ``unsupervised`` has a per-target step (:meth:`prepare`): the search on
+    ``calibration_samples`` random inputs labelled by the target (one label query each,
+    then the search's queries), whose ``top_t``-th percentile distance is the threshold.
+    :meth:`score` runs the search on the candidates (at most ``max_queries`` label
+    queries per sample).
+    """
 
     name = "boundary"
     summary = (
@@ -267,11 +294,18 @@ class BoundaryAttack(QueryAttack):
         "2021, Membership Leakage in Label-Only Exposures (CCS); HopSkipJump: Chen et al. 2020"
     )
     threat_model = "label"
+    needs = Needs("queries", target_step=True)
     Params = BoundaryParams
 
-    @property
-    def references(self):  # type: ignore[override]
-        return "offline" if self.params.calibration == "supervised" else "none"
+    @classmethod
+    def needs_for(cls, params: BoundaryParams) -> Needs:
+        """A reference model for ``supervised`` calibration, a per-target step for
+        ``unsupervised``."""
+        return replace(
+            cls.needs,
+            references="offline" if params.calibration == "supervised" else "none",
+            target_step=params.calibration == "unsupervised",
+        )
 
     @single_threaded
     def _fit(self, refs: QueryReferences | None) -> None:
@@ -305,23 +339,23 @@ class BoundaryAttack(QueryAttack):
         )
 
     @single_threaded
+    def _prepare(self, target: Target, data: QueryData) -> None:
+        box = data_box(data.x)
+        g = rng(data.seed, "boundary-unsupervised")
+        shape = (self.params.calibration_samples, *data.x.shape[1:])
+        noise = (g.random(shape) * (box[1] - box[0]) + box[0]).astype(np.float32)
+        own = target.labels(noise)
+        settings = SearchSettings.of(self.params)
+        seed = int_seed(data.seed, "boundary-random")
+        dist, _ = boundary_distances(target.labels, noise, own, settings, seed, box)
+        self.threshold_ = float(np.percentile(dist, self.params.top_t))
+
+    @single_threaded
     def _score(self, target: Target, data: QueryData) -> np.ndarray:
         settings = SearchSettings.of(self.params)
-        box = data_box(data.x)
-        if self.params.calibration == "unsupervised":
-            g = rng(data.seed, "boundary-unsupervised")
-            shape = (self.params.calibration_samples, *data.x.shape[1:])
-            noise = (g.random(shape) * (box[1] - box[0]) + box[0]).astype(np.float32)
-            own = target.labels(noise)
-            dist, _ = boundary_distances(
-                target.labels, noise, own, settings, int_seed(data.seed, "boundary-random"), box
-            )
-            self.threshold_ = float(np.percentile(dist, self.params.top_t))
-        dist, used = boundary_distances(
-            target.labels, data.x, data.labels, settings, data.seed, box
+        dist, _ = boundary_distances(
+            target.labels, data.x, data.labels, settings, data.seed, data_box(data.x)
         )
-        self.distances_ = dist
-        self.queries_used_ = used
         return dist - self.threshold_
 
     def extra(self) -> dict:

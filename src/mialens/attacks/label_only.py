@@ -9,6 +9,7 @@ attack lives in :mod:`mialens.attacks.boundary`, the transfer attack in
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -16,7 +17,7 @@ from pydantic import Field
 
 from mialens.attacks._common import data_box, is_binary, single_threaded
 from mialens.attacks.attack_models import fit_classifier
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
 from mialens.augment import query_transforms
 from mialens.seeding import rng
 
@@ -31,6 +32,7 @@ class GapAttack(QueryAttack):
     summary = "gap: a correctly classified sample is called a member (label-only, 1 query)"
     paper = "Yeom et al. 2018 (CSF), Sec. 3.3; Choquette-Choo et al. 2021 (ICML), Sec. 3"
     threat_model = "label"
+    needs = Needs("queries")
 
     @single_threaded
     def _score(self, target, data: QueryData) -> np.ndarray:
@@ -122,11 +124,13 @@ class AugmentationAttack(QueryAttack):
     )
     paper = "Choquette-Choo et al. 2021, Label-Only Membership Inference Attacks (ICML)"
     threat_model = "label"
+    needs = Needs("queries", references="offline")
     Params = AugmentationParams
 
-    @property
-    def references(self):  # type: ignore[override]
-        return "offline" if self.params.scorer == "logistic" else "none"
+    @classmethod
+    def needs_for(cls, params: AugmentationParams) -> Needs:
+        """Reference models only for the logistic scorer."""
+        return replace(cls.needs, references="offline" if params.scorer == "logistic" else "none")
 
     @single_threaded
     def _fit(self, refs: QueryReferences | None) -> None:

@@ -28,13 +28,8 @@ from typing import Literal
 import numpy as np
 from scipy.special import log_ndtr
 
-from mialens.attacks.base import (
-    AttackParams,
-    ReferenceSignals,
-    SignalAttack,
-    SignalSpec,
-    TargetSignals,
-)
+from mialens.attacks.base import AttackParams, Needs, ReferenceSignals, SignalAttack, TargetSignals
+from mialens.signals.statistics import SignalSpec
 from mialens.signals.store import block_sums, exact_total
 
 _MIN_STD = 1e-6
@@ -82,14 +77,15 @@ class _LiRA(SignalAttack):
     """Fitting shared by both variants: a Gaussian per sample and query on each side.
 
     The fit is per sample except for the variance mode and the pooled (global)
-    variances, which :meth:`chunk_summary` and :meth:`use_summaries` let the scoring
-    engine compute over all samples before fitting chunk by chunk; the pooled sums are
-    taken block-wise and combined exactly, so chunking never changes a score.
+    variances: the declared summary pass (:meth:`chunk_summary`, :meth:`use_summaries`)
+    lets the scoring engine compute them over all samples before fitting chunk by chunk;
+    the pooled sums are taken block-wise and combined exactly, so chunking never changes
+    a score.
     """
 
-    references = "online"
-    uses_all_queries = True
-    chunking = "samples"
+    needs = Needs(
+        "signals", references="online", all_queries=True, chunking="samples", summary_pass=True
+    )
     Params = LiRAParams
 
     def signal(self) -> SignalSpec:
@@ -97,7 +93,7 @@ class _LiRA(SignalAttack):
 
     def _sides(self, member: np.ndarray) -> list[np.ndarray]:
         """Membership masks of the sides fitted: IN and OUT (online) or OUT (offline)."""
-        return [member, ~member] if self.references == "online" else [~member]
+        return [member, ~member] if self.needs.references == "online" else [~member]
 
     def chunk_summary(self, refs: ReferenceSignals) -> list[tuple[np.ndarray, int, int]]:
         """Per side: block sums of the squared deviations, the number of values, and the
@@ -169,7 +165,9 @@ class LiRAOffline(_LiRA):
     paper = (
         "Carlini et al. 2022, Membership Inference Attacks From First Principles (S&P), Sec. IV-D"
     )
-    references = "offline"
+    needs = Needs(
+        "signals", references="offline", all_queries=True, chunking="samples", summary_pass=True
+    )
 
     def _fit(self, refs: ReferenceSignals | None) -> None:
         super()._fit(refs)

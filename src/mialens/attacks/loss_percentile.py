@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mialens.attacks.base import ReferenceSignals, SignalAttack, SignalSpec, TargetSignals
+from mialens.attacks.base import Needs, ReferenceSignals, SignalAttack, TargetSignals
+from mialens.signals.statistics import SignalSpec
 
 
 def _interpolate(below: np.ndarray, m: np.ndarray, value_at, t: np.ndarray) -> np.ndarray:
@@ -60,8 +61,7 @@ class AttackP(SignalAttack):
     name = "attack_p"
     summary = "Ye et al. Attack-P: target loss vs. the target's loss percentiles on population data"
     paper = "Ye et al. 2022, Enhanced Membership Inference Attacks (CCS), Sec. 4, Attack P"
-    uses_population = True
-    chunking = "samples"  # per sample given the population (see audit.engine)
+    needs = Needs("signals", population=True, chunking="samples")
 
     def signal(self) -> SignalSpec:
         return SignalSpec("loss")
@@ -93,8 +93,7 @@ class AttackR(SignalAttack):
         "Ye et al. Attack-R: target loss vs. the sample's loss percentiles on OUT reference models"
     )
     paper = "Ye et al. 2022, Enhanced Membership Inference Attacks (CCS), Sec. 4, Attack R"
-    references = "offline"
-    chunking = "samples"  # per-sample thresholds (see audit.engine)
+    needs = Needs("signals", references="offline", chunking="samples")
 
     def signal(self) -> SignalSpec:
         return SignalSpec("loss")

@@ -37,7 +37,7 @@ from mialens.attacks._common import (
     single_thread,
     single_threaded,
 )
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import hinge
 
@@ -65,7 +65,13 @@ def pinball(q: torch.Tensor, s: torch.Tensor, level: float) -> torch.Tensor:
 
 
 class QuantileAttack(QueryAttack):
-    """Bertran et al.'s quantile-regression attack (see the module docstring)."""
+    """Bertran et al.'s quantile-regression attack (see the module docstring).
+
+    Per-target step (:meth:`prepare`): query the target's logits on the population
+    (one query per population sample) and fit the regressor to its hinge scores there.
+    :meth:`score` queries the target's logits on the candidates (one per sample) and
+    compares each score with its predicted non-member quantile.
+    """
 
     name = "quantile"
     summary = (
@@ -76,7 +82,7 @@ class QuantileAttack(QueryAttack):
         "Bertran et al. 2023, Scalable Membership Inference Attacks via Quantile Regression "
         "(NeurIPS)"
     )
-    uses_population = True
+    needs = Needs("queries", population=True, target_step=True)
     Params = QuantileParams
 
     def _outputs(self) -> int:
@@ -133,10 +139,13 @@ class QuantileAttack(QueryAttack):
         return best, best_state
 
     @single_threaded
-    def _score(self, target, data: QueryData) -> np.ndarray:
+    def _prepare(self, target, data: QueryData) -> None:
         self.num_classes_ = num_classes_of(target, data.labels, data.population_labels)
         pop_scores = hinge(target.logits(data.population_x), data.population_labels)
         self._fit_regressor(data.population_x, data.population_labels, pop_scores, data.seed)
+
+    @single_threaded
+    def _score(self, target, data: QueryData) -> np.ndarray:
         s = hinge(target.logits(data.x), data.labels)
         xt = torch.as_tensor(self.scale_(data.x.reshape(len(data.x), -1)))
         with torch.no_grad():

@@ -63,13 +63,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks.base import (
-    AttackParams,
-    ReferenceSignals,
-    SignalAttack,
-    SignalSpec,
-    TargetSignals,
-)
+from mialens.attacks.base import AttackParams, Needs, ReferenceSignals, SignalAttack, TargetSignals
+from mialens.signals.statistics import SignalSpec
 
 _TINY = np.finfo(np.float64).tiny
 A_GRID = np.arange(11) / 10
@@ -145,9 +140,6 @@ def auc_from_histograms(negatives: np.ndarray, positives: np.ndarray) -> tuple[i
 
 
 class _RMIA(SignalAttack):
-    uses_population = True
-    chunking = "samples"  # per sample given the population (see audit.engine)
-    uses_all_queries = True
     paper = (
         "Zarifzadeh, Liu & Shokri 2024, Low-Cost High-Power Membership Inference Attacks "
         "(ICML), Eq. 3-4"
@@ -180,7 +172,9 @@ class RMIAOnline(_RMIA):
     summary = (
         "RMIA online: pairwise likelihood ratios against population samples, IN+OUT references"
     )
-    references = "online"
+    needs = Needs(
+        "signals", references="online", population=True, all_queries=True, chunking="samples"
+    )
     Params = RMIAParams
 
     def _marginals(self, refs: ReferenceSignals) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +194,14 @@ class RMIAOffline(_RMIA):
     summary = (
         "RMIA offline: pairwise likelihood ratios, OUT references with the linear IN approximation"
     )
-    references = "offline"
+    needs = Needs(
+        "signals",
+        references="offline",
+        population=True,
+        all_queries=True,
+        chunking="samples",
+        summary_pass=True,
+    )
     Params = RMIAOfflineParams
 
     _preset: dict | None = None

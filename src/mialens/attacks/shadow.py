@@ -46,7 +46,7 @@ from mialens.attacks._common import (
     single_threaded,
 )
 from mialens.attacks.attack_models import AttackModelParams, ClassifierKind, fit_classifier
-from mialens.attacks.base import QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import Needs, QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import log_probabilities
@@ -82,7 +82,7 @@ class ShokriAttack(QueryAttack):
         "reference models as shadow models (score)"
     )
     paper = "Shokri et al. 2017, Membership Inference Attacks Against ML Models (S&P)"
-    references = "offline"
+    needs = Needs("queries", references="offline")
     Params = ShokriParams
 
     @single_threaded
@@ -148,7 +148,7 @@ class MLLeaksAttack(QueryAttack):
         "ML-Leaks (Salem et al.): attack model on the top-3 sorted posteriors, one shadow (score)"
     )
     paper = "Salem et al. 2019, ML-Leaks (NDSS), Adversary 1"
-    references = "offline"
+    needs = Needs("queries", references="offline")
     Params = MLLeaksParams
 
     @single_threaded
@@ -210,7 +210,14 @@ class MLLeaksTransferParams(MLLeaksParams):
 
 
 class MLLeaksTransferAttack(QueryAttack):
-    """Salem et al.'s data transferring attack, Adversary 2 (see the module docstring)."""
+    """Salem et al.'s data transferring attack, Adversary 2 (see the module docstring).
+
+    No reference models: the shadow is the adversary's own model on another distribution.
+    Per-target step (:meth:`prepare`): draw the synthetic task with the target's number
+    of classes, train the shadow on half of it and the attack model on the shadow's
+    members and non-members; no target query. :meth:`score` queries the target once per
+    sample for its prediction vector.
+    """
 
     name = "ml_leaks_transfer"
     summary = (
@@ -218,10 +225,11 @@ class MLLeaksTransferAttack(QueryAttack):
         "trained on another (synthetic) distribution (score)"
     )
     paper = "Salem et al. 2019, ML-Leaks (NDSS), Adversary 2"
+    needs = Needs("queries", target_step=True)
     Params = MLLeaksTransferParams
 
     @single_threaded
-    def _score(self, target, data: QueryData) -> np.ndarray:
+    def _prepare(self, target, data: QueryData) -> None:
         if data.train_model is None:
             raise DataError(f"attack {self.name!r} trains a shadow model: it needs a recipe")
         n = self.params.shadow_size or len(data.x)
@@ -239,6 +247,9 @@ class MLLeaksTransferAttack(QueryAttack):
             self.params,
             int_seed(data.seed, "ml-leaks"),
         )
+
+    @single_threaded
+    def _score(self, target, data: QueryData) -> np.ndarray:
         return self.model_.decision(
             top_k_sorted(prediction_vectors(target.logits(data.x)), self.params.top_k)
         )

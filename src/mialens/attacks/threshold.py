@@ -9,8 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from mialens.attacks.base import ReferenceSignals, SignalAttack, SignalSpec, TargetSignals
+from mialens.attacks.base import Needs, ReferenceSignals, SignalAttack, TargetSignals
 from mialens.errors import DataError
+from mialens.signals.statistics import SignalSpec
 
 
 class LossAttack(SignalAttack):
@@ -23,7 +24,7 @@ class LossAttack(SignalAttack):
     name = "loss"
     summary = "LOSS: lower cross-entropy on the target means member (no reference models)"
     paper = "Yeom et al. 2018, Privacy Risk in Machine Learning (CSF), Sec. 3.2"
-    chunking = "samples"  # per sample (see audit.engine)
+    needs = Needs("signals", chunking="samples")
 
     def signal(self) -> SignalSpec:
         return SignalSpec("loss")
@@ -58,7 +59,7 @@ class ClassThresholdAttack(SignalAttack):
     reference members or non-members fall back to one threshold over all classes.
     """
 
-    references = "offline"
+    needs = Needs("signals", references="offline")
     paper = (
         "Song & Mittal 2021, Systematic Evaluation of Privacy Risks of Machine Learning "
         "Models (USENIX Security), Sec. 3.2"

@@ -18,7 +18,8 @@ target's.
   the sequence is read by an LSTM with attention pooling.
 
 Target queries: its soft outputs on the auxiliary samples (``|aux| / N`` per audited
-sample) and its outputs on every audited sample (one each).
+sample), in the per-target step (``prepare``: the distillation of the target), and its
+outputs on every audited sample (one each), when scoring.
 
 Departures: losses enter the attack models as logarithms (members' losses span many
 orders of magnitude near 0, which raw values squash; ``log_losses: false`` feeds raw
@@ -61,9 +62,10 @@ from mialens.attacks.attack_models import (
     fit_classifier,
     train_binary,
 )
-from mialens.attacks.base import QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import Needs, QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.loop import minibatch_epoch
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import entropy, log_probabilities, loss, modified_entropy
 
@@ -99,14 +101,12 @@ def distill_trajectory(
 
 
 def _distill_epoch(student, xt, soft, opt, gen, batch_size) -> None:
-    student.train()
-    order = torch.randperm(len(xt), generator=gen)
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        opt.zero_grad(set_to_none=True)
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(student(xt[idx]), dim=1)
-        F.kl_div(logp, soft[idx], reduction="batchmean").backward()
-        opt.step()
+        return F.kl_div(logp, soft[idx], reduction="batchmean")
+
+    student.train()
+    minibatch_epoch(opt, torch.arange(len(xt)), batch_size, gen, batch_loss)
 
 
 class TrajectoryParams(AttackModelParams):
@@ -118,9 +118,14 @@ class TrajectoryParams(AttackModelParams):
 
 
 class _TrajectoryBase(QueryAttack):
+    """Shared by both attacks: ``fit`` distils shadow (reference) models and trains the
+    attack model on their paths; the per-target step (:meth:`prepare`) distils the
+    target (its logits on the population, one query per population sample) and keeps
+    the distilled networks' logits on the candidates; :meth:`score` appends the target's
+    own logits on them (one query per sample) and applies the attack model."""
+
     threat_model = "score"
-    references = "offline"
-    uses_population = True
+    needs = Needs("queries", references="offline", population=True, target_step=True)
     Params = TrajectoryParams
 
     @staticmethod
@@ -145,9 +150,13 @@ class _TrajectoryBase(QueryAttack):
 
     def _path(self, model, data: QueryData) -> np.ndarray:
         """Distilled logits ``(E, N, C)`` followed by the model's own ``(1, N, C)``."""
+        return np.concatenate([self._distilled(model, data), model.logits(data.x)[None]])
+
+    def _distilled(self, model, data: QueryData) -> np.ndarray:
+        """Logits ``(E, N, C)`` of ``model`` distilled after each epoch, on ``data.x``."""
         p = self.params
         teacher = model.logits(data.population_x)
-        path = distill_trajectory(
+        return distill_trajectory(
             self.builder_,
             data.population_x,
             teacher,
@@ -157,7 +166,6 @@ class _TrajectoryBase(QueryAttack):
             p.lr,
             p.batch_size,
         )
-        return np.concatenate([path, model.logits(data.x)[None]])
 
     def _features(self, path: np.ndarray, labels: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -183,8 +191,12 @@ class _TrajectoryBase(QueryAttack):
         self.training_ = self._train(np.concatenate(feats), np.concatenate(member), data.seed)
 
     @single_threaded
+    def _prepare(self, target, data: QueryData) -> None:
+        self.distilled_ = self._distilled(target, data)
+
+    @single_threaded
     def _score(self, target, data: QueryData) -> np.ndarray:
-        path = self._path(target, data)
+        path = np.concatenate([self.distilled_, target.logits(data.x)[None]])
         return self._decide(self._features(path, data.labels))
 
     def extra(self) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from mialens.attacks._common import single_thread, single_threaded
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData
 from mialens.errors import DataError
 from mialens.seeding import int_seed
 from mialens.signals.statistics import confidence, loss
@@ -35,7 +35,13 @@ class TransferParams(AttackParams):
 
 
 class TransferAttack(QueryAttack):
-    """Li & Zhang's transfer attack (see the module docstring)."""
+    """Li & Zhang's transfer attack (see the module docstring).
+
+    Per-target step (:meth:`prepare`): query the target's labels on the shadow data
+    (one label query per shadow sample, the attack's only target queries), train the
+    shadow model on them and keep its logits on the candidates. :meth:`score` turns
+    those into the statistic and makes no query.
+    """
 
     name = "transfer"
     summary = (
@@ -44,11 +50,11 @@ class TransferAttack(QueryAttack):
     )
     paper = "Li & Zhang 2021, Membership Leakage in Label-Only Exposures (CCS), transfer attack"
     threat_model = "label"
-    uses_population = True
+    needs = Needs("queries", population=True, target_step=True)
     Params = TransferParams
 
     @single_threaded
-    def _score(self, target, data: QueryData) -> np.ndarray:
+    def _prepare(self, target, data: QueryData) -> None:
         if data.train_model is None:
             raise DataError(f"attack {self.name!r} trains a shadow model: it needs a recipe")
         size = self.params.shadow_size or max(2, len(data.x) // 2)
@@ -57,10 +63,12 @@ class TransferAttack(QueryAttack):
         self.shadow_agreement_ = float((relabelled == data.population_labels[:size]).mean())
         with single_thread():
             shadow = data.train_model(pop_x, relabelled, int_seed(data.seed, "transfer-shadow"))
-        logits = shadow.logits(data.x)
+        self.shadow_logits_ = shadow.logits(data.x)
+
+    def _score(self, target, data: QueryData) -> np.ndarray:
         if self.params.statistic == "loss":
-            return -loss(logits, data.labels)
-        return confidence(logits, data.labels)
+            return -loss(self.shadow_logits_, data.labels)
+        return confidence(self.shadow_logits_, data.labels)
 
     def extra(self) -> dict:
         return {"target_accuracy_on_shadow_data": self.shadow_agreement_}

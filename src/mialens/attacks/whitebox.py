@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -63,7 +64,7 @@ from mialens.attacks._common import (
     single_threaded,
 )
 from mialens.attacks.attack_models import AttackModelParams, check_rows, train_binary
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
 
@@ -233,25 +234,26 @@ class GradientNormAttack(QueryAttack):
         "as LiRA offline, Carlini et al. 2022 (S&P)"
     )
     threat_model = "white-box"
+    needs = Needs("queries", references="offline")
     Params = GradientNormParams
 
-    @property
-    def references(self):  # type: ignore[override]
-        return "offline" if self.params.calibration == "offline" else "none"
+    @classmethod
+    def needs_for(cls, params: GradientNormParams) -> Needs:
+        """Reference models only for the offline calibration."""
+        return replace(cls.needs, references=params.calibration)
 
-    def _norms(self, module: nn.Module, data: QueryData) -> np.ndarray:
-        return layer_gradient_norms(
-            module, data.x, data.labels, self.layers_, self.params.chunk_size
-        )
+    def _norms(self, module: nn.Module, data: QueryData, layers: list[str]) -> np.ndarray:
+        return layer_gradient_norms(module, data.x, data.labels, layers, self.params.chunk_size)
 
     @single_threaded
     def _fit(self, refs: QueryReferences | None) -> None:
         self.layer_auc_ = {}
+        self.layers_ = None  # without references: the target's layers, resolved in score
         if refs is None:
             return
         modules = [module_of(m, self.name) for m in refs.models]
         self.layers_ = resolve_layers(modules[0], self.params.layers)
-        per_layer = np.stack([self._norms(m, refs.data) for m in modules])  # (R, N, L)
+        per_layer = np.stack([self._norms(m, refs.data, self.layers_) for m in modules])
         member = np.asarray(refs.member, bool)
         logs = _total_log_norm(per_layer.reshape(-1, per_layer.shape[-1])).reshape(member.shape)
         out = ~member
@@ -270,9 +272,8 @@ class GradientNormAttack(QueryAttack):
     @single_threaded
     def _score(self, target, data: QueryData) -> np.ndarray:
         module = module_of(target, self.name)
-        if not hasattr(self, "layers_"):
-            self.layers_ = resolve_layers(module, self.params.layers)
-        logs = _total_log_norm(self._norms(module, data))
+        layers = self.layers_ or resolve_layers(module, self.params.layers)
+        logs = _total_log_norm(self._norms(module, data, layers))
         count_passes(target, len(data.x))
         if self.params.calibration == "none":
             return -logs
@@ -415,7 +416,7 @@ class NasrAttack(QueryAttack):
         "(S&P), white-box attack model"
     )
     threat_model = "white-box"
-    references = "offline"
+    needs = Needs("queries", references="offline")
     Params = NasrParams
 
     def _features(self, module: nn.Module, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
@@ -497,16 +498,20 @@ class NasrAttack(QueryAttack):
         )
         self.component_auc_drop_ = {}
         if n_hold >= 20:
-            held = tuple(t[hold] for t in inputs)
-            base = auc(predict_logit(self.net_, held), y_mem[hold])
-            names = [f"gradient:{n}" for n in self.grad_layers_]
-            names += [f"activation:{n}" for n in self.act_layers_] + ["loss", "label"]
-            for j, name in enumerate(names):
-                blank = list(held)
-                blank[j] = torch.zeros_like(held[j])
-                drop = base - auc(predict_logit(self.net_, tuple(blank)), y_mem[hold])
-                self.component_auc_drop_[name] = float(drop)
-            self.holdout_auc_ = float(base)
+            self._measure_components(tuple(t[hold] for t in inputs), y_mem[hold])
+
+    def _measure_components(self, held: tuple[torch.Tensor, ...], member: np.ndarray) -> None:
+        """The trained network's AUC on held-out reference rows, and how much it drops
+        when one component's input is blanked out."""
+        base = auc(predict_logit(self.net_, held), member)
+        names = [f"gradient:{n}" for n in self.grad_layers_]
+        names += [f"activation:{n}" for n in self.act_layers_] + ["loss", "label"]
+        for j, name in enumerate(names):
+            blank = list(held)
+            blank[j] = torch.zeros_like(held[j])
+            drop = base - auc(predict_logit(self.net_, tuple(blank)), member)
+            self.component_auc_drop_[name] = float(drop)
+        self.holdout_auc_ = float(base)
 
     @single_threaded
     def _score(self, target, data: QueryData) -> np.ndarray:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from mialens.attacks._common import data_box, device_of, evaluating, module_of, single_threaded
-from mialens.attacks.base import AttackParams, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
 from mialens.seeding import rng
 
 
@@ -116,7 +116,12 @@ def _craft_chunk(modules, member, x, y, params: YOQOParams, box):
 
 
 class YOQOAttack(QueryAttack):
-    """YOQO (see the module docstring): one crafted label query per sample."""
+    """YOQO (see the module docstring): one crafted label query per sample.
+
+    Per-target step (:meth:`prepare`): craft every candidate's query on the reference
+    models chosen in :meth:`fit` (no target query). :meth:`score` asks the target for
+    the label of each crafted query (one label query per sample).
+    """
 
     name = "yoqo"
     discrete_scores = True
@@ -126,7 +131,7 @@ class YOQOAttack(QueryAttack):
     )
     paper = "Wu et al. 2024, You Only Query Once: An Efficient Label-Only MIA (ICLR)"
     threat_model = "label"
-    references = "online"
+    needs = Needs("queries", references="online", target_step=True)
     Params = YOQOParams
 
     @single_threaded
@@ -140,13 +145,16 @@ class YOQOAttack(QueryAttack):
         self.member_ = np.asarray(refs.member, bool)[chosen]
 
     @single_threaded
-    def _score(self, target, data: QueryData) -> np.ndarray:
+    def _prepare(self, target, data: QueryData) -> None:
         with evaluating(*self.modules_):
-            crafted, reached = craft_queries(
+            self.crafted_, reached = craft_queries(
                 self.modules_, self.member_, data.x, data.labels, self.params, data_box(data.x)
             )
         self.sweet_spot_rate_ = float(reached.mean())
-        return (target.labels(crafted) == data.labels).astype(np.float64)
+
+    @single_threaded
+    def _score(self, target, data: QueryData) -> np.ndarray:
+        return (target.labels(self.crafted_) == data.labels).astype(np.float64)
 
     def extra(self) -> dict:
         return {"sweet_spot_rate": self.sweet_spot_rate_}

@@ -26,11 +26,10 @@ from mialens.attacks.base import (
     QueryReferences,
     ReferenceSignals,
     SignalAttack,
-    SignalSpec,
     TargetSignals,
 )
 from mialens.errors import DataError
-from mialens.signals.statistics import compute_signal
+from mialens.signals.statistics import SignalSpec, compute_signal
 from mialens.signals.store import SAMPLE_BLOCK, SignalStore
 from mialens.targets.adapters import Target, restrict
 from mialens.validation import check_finite, check_labels, check_member_mask
@@ -160,22 +159,48 @@ def score_targets(
 ) -> Scores:
     """Score every attack against each target; references are all non-target models.
 
-    Signal attacks read ``outputs``: in-memory logits (:class:`ModelOutputs`, signals
-    computed in float64) or a :class:`~mialens.signals.store.SignalStore` on disk.
-    Attacks whose fit is per sample (class attribute ``chunking = "samples"``) are fitted
-    and scored on chunks of ``chunk_size`` samples (a multiple of
-    :data:`~mialens.signals.store.SAMPLE_BLOCK`; default: about 64 MB of signals per
-    chunk), so memory stays bounded however many samples there are; an attack that
-    needs a few numbers over all samples first (LiRA's pooled variance) provides
-    ``chunk_summary``/``use_summaries`` and gets a first pass over the chunks. Other
-    attacks (class thresholds over all samples) are fitted on all samples at once.
-    Scores never depend on the chunk size. With ``scores_dir``, the scores of chunked
-    attacks are written there (``<attack>.npy``, float64) chunk by chunk and returned
-    memory-mapped, so that not even the ``T x N`` scores need to fit in memory. Query
-    attacks need ``models`` (queryable, in the order of the outputs) and the samples as
-    ``data``.
+    What an attack gets is decided by its declaration, ``attack.needs``
+    (:class:`~mialens.attacks.base.Needs`). Signal attacks read ``outputs``: in-memory
+    logits (:class:`ModelOutputs`, signals computed in float64) or a
+    :class:`~mialens.signals.store.SignalStore` on disk. Those declaring
+    ``chunking="samples"`` are fitted and scored on chunks of ``chunk_size`` samples (a
+    multiple of :data:`~mialens.signals.store.SAMPLE_BLOCK`; default: about 64 MB of
+    signals per chunk), so memory stays bounded however many samples there are; one
+    declaring ``summary_pass`` (LiRA's pooled variance) gets a first pass over the
+    chunks. Others (class thresholds over all samples) are fitted on all samples at
+    once. Scores never depend on the chunk size. With ``scores_dir``, the scores of
+    chunked attacks are written there (``<attack>.npy``, float64) chunk by chunk and
+    returned memory-mapped, so that not even the ``T x N`` scores need to fit in memory.
+    Query attacks need ``models`` (queryable, in the order of the outputs) and the
+    samples as ``data``; each is fitted, prepared (``needs.target_step``) and scored per
+    target, through a view of the target restricted to its threat model that counts
+    every query.
     """
     source = outputs if isinstance(outputs, SignalStore) else _LogitSignals(outputs)
+    chunks = _chunks(source, outputs, chunk_size)
+    cache = _ChunkCache(source)
+    scored = Scores({}, {}, {})
+    for attack in attacks:
+        if attack.needs.input == "signals":
+            out = None if scores_dir is None else Path(scores_dir) / f"{attack.name}.npy"
+            rows, per_sample, extras = _score_signal_attack(
+                attack, source, cache, targets, chunks, on_step, out
+            )
+        else:
+            if not isinstance(outputs, ModelOutputs):
+                raise DataError(f"attack {attack.name!r} queries models; it needs ModelOutputs")
+            rows, per_sample, extras = _score_query_attack(
+                attack, outputs, models, data, targets, on_step
+            )
+        scored.scores[attack.name] = rows
+        scored.queries_per_sample[attack.name] = per_sample
+        if any(extras):
+            scored.extras[attack.name] = extras
+    return scored
+
+
+def _chunks(source, outputs, chunk_size: int | None) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` spans of samples that chunked attacks are scored on."""
     if chunk_size is None:
         per_sample = source.num_queries
         if isinstance(outputs, ModelOutputs):
@@ -183,55 +208,25 @@ def score_targets(
         chunk_size = chunk_samples(source.num_models, source.num_samples, per_sample)
     elif chunk_size <= 0 or chunk_size % SAMPLE_BLOCK:
         raise DataError(f"chunk_size must be a positive multiple of {SAMPLE_BLOCK}")
-    chunks = [
-        (i, min(i + chunk_size, source.num_samples))
-        for i in range(0, source.num_samples, chunk_size)
-    ]
-    cache = _ChunkCache(source)
-    scores: dict[str, np.ndarray] = {}
-    queries: dict[str, float] = {}
-    diagnostics: dict[str, list[dict]] = {}
-    for attack in attacks:
-        if isinstance(attack, SignalAttack):
-            _check_population(attack, source)
-            if attack.chunking == "samples":
-                out = None if scores_dir is None else Path(scores_dir) / f"{attack.name}.npy"
-                rows, extras = _score_in_chunks(
-                    attack, source, cache, targets, chunks, on_step, out
-                )
-            else:
-                rows, extras = _score_whole(attack, source, targets, on_step)
-            queries[attack.name] = float(source.num_queries if attack.uses_all_queries else 1)
-            if any(extras):
-                diagnostics[attack.name] = extras
-        elif isinstance(attack, QueryAttack):
-            if not isinstance(outputs, ModelOutputs):
-                raise DataError(f"attack {attack.name!r} queries models; it needs ModelOutputs")
-            rows, counts, extras = [], [], []
-            for t in targets:
-                row, n_queries, extra = _score_query_attack(attack, outputs, models, data, t)
-                rows.append(row)
-                counts.append(n_queries / len(outputs.labels))
-                extras.append(extra)
-                if on_step is not None:
-                    on_step()
-            rows = np.stack(rows)
-            queries[attack.name] = float(np.mean(counts))
-            if any(extras):
-                diagnostics[attack.name] = extras
-        else:
-            raise TypeError(f"{type(attack).__name__} is neither a signal nor a query attack")
-        scores[attack.name] = rows
-    return Scores(scores, queries, diagnostics)
+    n = source.num_samples
+    return [(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
 
 
 def _others(m: int, t: int) -> np.ndarray:
     return np.array([i for i in range(m) if i != t], dtype=np.int64)
 
 
-def _check_population(attack: SignalAttack, source) -> None:
-    if attack.uses_population and not source.has_population:
+def _score_signal_attack(
+    attack: SignalAttack, source, cache, targets, chunks, on_step, out
+) -> tuple[np.ndarray, float, list[dict]]:
+    """Scores ``(T, N)``, queries per sample and per-target diagnostics of one attack."""
+    if attack.needs.population and not source.has_population:
         raise DataError(f"attack {attack.name!r} needs population data; none was given")
+    if attack.needs.chunking == "samples":
+        rows, extras = _score_in_chunks(attack, source, cache, targets, chunks, on_step, out)
+    else:
+        rows, extras = _score_whole(attack, source, targets, on_step)
+    return rows, float(source.num_queries if attack.needs.all_queries else 1), extras
 
 
 def _inputs(
@@ -242,11 +237,12 @@ def _inputs(
     t: int,
 ) -> tuple[ReferenceSignals | None, TargetSignals]:
     """The reference and target signals of target ``t`` on the samples ``span``."""
-    pop = source.population(attack.signal()) if attack.uses_population else None
-    pop_labels = source.population_labels if attack.uses_population else None
+    needs = attack.needs
+    pop = source.population(attack.signal()) if needs.population else None
+    pop_labels = source.population_labels if needs.population else None
     labels = source.labels[span]
     refs = None
-    if attack.references != "none":
+    if needs.references != "none":
         others = _others(source.num_models, t)
         refs = ReferenceSignals(
             values=values[others],
@@ -277,18 +273,24 @@ def _score_whole(attack: SignalAttack, source, targets, on_step) -> tuple[np.nda
     return np.stack(rows), extras
 
 
+def _summary_pass(attack: SignalAttack, fitted: dict, source, cache, chunks) -> None:
+    """``needs.summary_pass``: every chunk's summary, handed to each target's attack."""
+    spec = attack.signal()
+    summaries: dict[int, list] = {t: [] for t in fitted}
+    for start, stop in chunks:
+        values = cache.get(spec, start, stop)
+        for t in fitted:
+            refs, _ = _inputs(attack, source, values, slice(start, stop), t)
+            summaries[t].append(fitted[t].chunk_summary(refs))
+    for t in fitted:
+        fitted[t].use_summaries(summaries[t])
+
+
 def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out) -> tuple:
     spec = attack.signal()
     fitted = {t: attack.clone() for t in targets}
-    if hasattr(attack, "chunk_summary") and len(chunks) > 1:  # first pass: global numbers
-        summaries: dict[int, list] = {t: [] for t in targets}
-        for start, stop in chunks:
-            values = cache.get(spec, start, stop)
-            for t in targets:
-                refs, _ = _inputs(attack, source, values, slice(start, stop), t)
-                summaries[t].append(fitted[t].chunk_summary(refs))
-        for t in targets:
-            fitted[t].use_summaries(summaries[t])
+    if attack.needs.summary_pass and len(chunks) > 1:  # one chunk: fit computes them
+        _summary_pass(attack, fitted, source, cache, chunks)
     shape = (len(targets), source.num_samples)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -318,21 +320,31 @@ def _score_query_attack(
     outputs: ModelOutputs,
     models: Sequence[Target] | None,
     data: QueryData | None,
-    t: int,
-) -> tuple[np.ndarray, int, dict]:
+    targets: Sequence[int],
+    on_step: Callable[[], None] | None,
+) -> tuple[np.ndarray, float, list[dict]]:
+    """Scores ``(T, N)``, mean target queries per sample and per-target diagnostics."""
     if models is None or data is None:
         raise DataError(
             f"attack {attack.name!r} queries models itself; it needs the models and the "
             "samples, which precomputed outputs do not provide"
         )
-    others = _others(outputs.num_models, t)
-    refs = None
-    if attack.references != "none":
-        refs = QueryReferences([models[i] for i in others], outputs.member[others], data)
-    fitted = attack.clone().fit(refs)
-    view = restrict(models[t], attack.threat_model)
-    scores = fitted.score(view, data)
-    return scores, view.queries, fitted.extra()
+    rows, counts, extras = [], [], []
+    for t in targets:
+        others = _others(outputs.num_models, t)
+        refs = None
+        if attack.needs.references != "none":
+            refs = QueryReferences([models[i] for i in others], outputs.member[others], data)
+        fitted = attack.clone().fit(refs)
+        view = restrict(models[t], attack.threat_model)  # counts every query, prepare's too
+        if attack.needs.target_step:
+            fitted.prepare(view, data)
+        rows.append(fitted.score(view, data))
+        counts.append(view.queries / len(outputs.labels))
+        extras.append(fitted.extra())
+        if on_step is not None:
+            on_step()
+    return np.stack(rows), float(np.mean(counts)), extras
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -3,22 +3,50 @@ is audited (:class:`AuditSpec`: data, architecture, training, design and executo
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from mialens.attacks.base import Attack
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.canaries import CanaryConfig
 from mialens.audit.executor import ExecutorConfig
 from mialens.data.registry import DatasetConfig
 from mialens.models.architectures import ModelConfig
-from mialens.models.training import TrainConfig
+from mialens.models.recipe import TrainConfig
 from mialens.signals.queries import QueryConfig
 from mialens.validation import check_fpr_levels
 
 AttackSpec = str | dict[str, Any]
+
+
+def build_attacks(specs: Sequence[AttackSpec]) -> list[Attack]:
+    """Fresh, unfitted attacks of ``specs`` (names or mappings ``{name: ..., **params}``),
+    in order; a bad spec raises a ConfigError naming the problem. The one place the
+    configuration's attack specs become attacks."""
+    return [build_attack(spec) for spec in specs]
+
+
+@dataclass(frozen=True)
+class AttackDeclaration:
+    """What a listed attack declares, read from its built object: its name, the reference
+    models it uses (``attack.references``) and its threat model."""
+
+    name: str
+    references: str
+    threat_model: str
+
+
+def declare_attacks(specs: Sequence[AttackSpec]) -> tuple[AttackDeclaration, ...]:
+    """The declarations of the attacks of ``specs``, in order (each attack built once)."""
+    return tuple(
+        AttackDeclaration(a.name, a.references, a.threat_model) for a in build_attacks(specs)
+    )
 
 
 class AuditSettings(BaseModel):
@@ -73,6 +101,24 @@ class AuditSettings(BaseModel):
         description="replace part of the pool by canaries (Aerni et al. 2024), e.g. "
         "{kind: mislabel, fraction: 0.02}",
     )
+    _declared: tuple[list[AttackSpec], tuple[AttackDeclaration, ...]] | None = PrivateAttr(
+        default=None
+    )  # the attacks' declarations and the specs they were read from (not part of the dump)
+
+    def build_attacks(self) -> list[Attack]:
+        """Fresh, unfitted attacks of ``attacks``, in order (each audit fits its own)."""
+        return build_attacks(self.attacks)
+
+    def declared_attacks(self) -> tuple[AttackDeclaration, ...]:
+        """The declarations of ``attacks``, in order; read once per list of attacks."""
+        if self._declared is None or self._declared[0] != self.attacks:
+            self._declared = (copy.deepcopy(self.attacks), declare_attacks(self.attacks))
+        return self._declared[1]
+
+    @property
+    def attack_names(self) -> list[str]:
+        """The names of ``attacks``, in order."""
+        return [a.name for a in self.declared_attacks()]
 
     @field_validator("num_models")
     @classmethod
@@ -99,10 +145,7 @@ class AuditSettings(BaseModel):
     def _attacks(cls, specs: list[AttackSpec]) -> list[AttackSpec]:
         if not specs:
             raise ValueError("list at least one attack (see `mialens attacks`)")
-        names = []
-        for spec in specs:
-            attack = build_attack(spec)  # raises a ConfigError naming the problem
-            names.append(attack.name)
+        names = [a.name for a in declare_attacks(specs)]  # a ConfigError names a bad spec
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"attacks listed twice: {sorted(dup)}")
@@ -110,8 +153,7 @@ class AuditSettings(BaseModel):
 
     @model_validator(mode="after")
     def _enough_models(self) -> AuditSettings:
-        for spec in self.attacks:
-            attack = build_attack(spec)
+        for attack in self.declared_attacks():
             if attack.references != "none" and self.num_models < 4:
                 raise ValueError(
                     f"attack {attack.name!r} needs num_models >= 4 (every sample must be left "

@@ -22,8 +22,9 @@ from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
+from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
-from mialens.models.training import TrainConfig, TrainResult, train_model
+from mialens.models.training import TrainResult, train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import TorchTarget
 
@@ -177,9 +178,6 @@ def model_groups(plan: TrainingPlan, executor: ExecutorConfig, device: str) -> l
     """The planned models split into consecutive groups trained together (singletons
     when the recipe, the architecture or ``executor.ensemble`` rule batching out)."""
     k_models = len(plan.train_positions)
-    if plan.per_sample:
-        log.info("training models one by one: per-sample weights, smoothing or clipping")
-        return [[k] for k in range(k_models)]
     size, reason = group_size(
         plan.build,
         plan.train,
@@ -188,6 +186,7 @@ def model_groups(plan: TrainingPlan, executor: ExecutorConfig, device: str) -> l
         device,
         executor.ensemble,
         executor.ensemble_size,
+        plan.per_sample,
     )
     if size > 1:
         log.info("training %d models as batched ensembles: %s", k_models, reason)

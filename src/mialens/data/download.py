@@ -205,6 +205,23 @@ def fetch(
     ``download`` is true, trying each mirror in turn.
     """
     directory = Path(directory) if directory is not None else data_dir()
+    expected = _expectations(remote, directory)
+    if local_path is not None:
+        return _local_copy(remote, Path(local_path).expanduser(), expected)
+    target = directory / remote.filename
+    if target.is_file() and _kept(target, expected, download):
+        return target
+    if not download:
+        raise DownloadError(
+            f"{remote.filename} is not in the data directory {directory} and downloading is "
+            f"disabled (download: false). {_where_to_get(remote, target)}"
+        )
+    return _download(remote, target, expected)
+
+
+def _expectations(remote: RemoteFile, directory: Path) -> _Expected:
+    """What a copy of ``remote`` must match, warning when nothing is known yet (trust on
+    first use)."""
     expected = _Expected(remote, _recorded_sha256(directory, remote), _sidecar(directory, remote))
     if not remote.has_checksum and expected.recorded is None:
         logger.warning(
@@ -214,45 +231,43 @@ def fetch(
             remote.filename,
             expected.sidecar,
         )
+    return expected
 
-    if local_path is not None:
-        path = Path(local_path).expanduser()
-        if path.is_dir():
-            path = path / remote.filename
-        if not path.is_file():
-            raise DownloadError(
-                f"{remote.filename} not found at {path}: `path` must be the file or the "
-                f"folder holding it. {_where_to_get(remote, path)}"
-            )
-        if problem := expected.mismatch(path):
-            raise ChecksumError(
-                f"{path} is not a valid copy of {remote.filename}: {problem}. Replace it with "
-                f"a fresh download from {remote.urls[0]}."
-            )
-        return path
 
-    target = directory / remote.filename
-    if target.is_file():
-        problem = expected.mismatch(target)
-        if problem is None:
-            return target
-        if not download:
-            raise ChecksumError(
-                f"{target} is corrupt ({problem}). Delete it and load again with downloads "
-                f"allowed, or replace it by hand: {_where_to_get(remote, target)}"
-            )
-        corrupt = target.with_name(f"{target.name}.corrupt")
-        os.replace(target, corrupt)
-        logger.warning(
-            "%s is corrupt (%s); moved it to %s and downloading again.", target, problem, corrupt
-        )
-
-    if not download:
+def _local_copy(remote: RemoteFile, path: Path, expected: _Expected) -> Path:
+    """The user's copy at ``path`` (the file or the folder holding it), which must pass."""
+    if path.is_dir():
+        path = path / remote.filename
+    if not path.is_file():
         raise DownloadError(
-            f"{remote.filename} is not in the data directory {directory} and downloading is "
-            f"disabled (download: false). {_where_to_get(remote, target)}"
+            f"{remote.filename} not found at {path}: `path` must be the file or the "
+            f"folder holding it. {_where_to_get(remote, path)}"
         )
-    return _download(remote, target, expected)
+    if problem := expected.mismatch(path):
+        raise ChecksumError(
+            f"{path} is not a valid copy of {remote.filename}: {problem}. Replace it with "
+            f"a fresh download from {remote.urls[0]}."
+        )
+    return path
+
+
+def _kept(target: Path, expected: _Expected, download: bool) -> bool:
+    """Whether the data-directory copy ``target`` passes; a corrupt one is refused without
+    ``download``, else moved aside to ``<name>.corrupt`` (to be downloaded again)."""
+    problem = expected.mismatch(target)
+    if problem is None:
+        return True
+    if not download:
+        raise ChecksumError(
+            f"{target} is corrupt ({problem}). Delete it and load again with downloads "
+            f"allowed, or replace it by hand: {_where_to_get(expected.remote, target)}"
+        )
+    corrupt = target.with_name(f"{target.name}.corrupt")
+    os.replace(target, corrupt)
+    logger.warning(
+        "%s is corrupt (%s); moved it to %s and downloading again.", target, problem, corrupt
+    )
+    return False
 
 
 def _download(remote: RemoteFile, target: Path, expected: _Expected) -> Path:

@@ -97,7 +97,7 @@ def attack_streams(
     of queries (``samples_before_alarm``: how many candidates the attack had finished,
     on average, when the alarm came).
     """
-    fitted = attack.clone().fit(refs if attack.references != "none" else None)
+    fitted = attack.clone().fit(refs if attack.needs.references != "none" else None)
     config = config.model_copy(update={"action": "flag"})
     draw = rng(seed, "monitor-attack", attack.name)
     n = len(data.labels)
@@ -111,7 +111,10 @@ def attack_streams(
             idx = draw.choice(n, size, replace=False)
         sub = replace(data, x=data.x[idx], labels=data.labels[idx])
         monitor = QueryMonitor(target, calibration_x, config)
-        fitted.score(restrict(monitor, attack.threat_model), sub)
+        view = restrict(monitor, attack.threat_model)
+        if fitted.needs.target_step:  # its queries reach the monitor too
+            fitted.prepare(view, sub)
+        fitted.score(view, sub)
         alarms.append(monitor.alarm_at)
         queries.append(monitor.queries)
     detected = [a for a in alarms if a is not None]

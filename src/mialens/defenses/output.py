@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.special import expit, log_softmax, logit, softmax
 
 from mialens.errors import ConfigError, DataError, unknown_name
+from mialens.models.loop import minibatch_epoch
 from mialens.targets.adapters import (
     PROBABILITY_FLOOR,
     probabilities_to_logits,
@@ -499,14 +500,12 @@ def _train_classifier(
     # balance members and non-members
     weight = torch.where(y > 0.5, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy(net(x[idx]), y[idx], weight=weight[idx])
+
     for _ in range(200):
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), 256):
-            idx = order[i : i + 256]
-            loss = torch.nn.functional.binary_cross_entropy(net(x[idx]), y[idx], weight=weight[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        minibatch_epoch(opt, torch.arange(len(x)), 256, gen, batch_loss)
     net.eval()
     for param in net.parameters():
         param.requires_grad_(False)

@@ -16,12 +16,12 @@ batch left in an epoch, or already stopped, takes no optimizer step. The result 
 one-by-one training up to floating-point rounding (a batched product may sum in another
 order than a single one).
 
-Recipes without a batched implementation (DP-SGD, whose per-sample clipping and privacy
-accounting run per model through Opacus; RelaxLoss and adversarial regularisation; any
-``TrainConfig`` field not in :data:`_BATCHED_FIELDS`) are reported by
-:func:`ensemble_blocker`, and per-sample loss weights or smoothing (which ``train_ensemble``
-does not take) make :func:`mialens.audit.training_plan.model_groups` train one by one; the caller
-then trains one by one. On CUDA the one-by-one trainer draws dropout masks from the CUDA
+The training itself is the shared loop of :mod:`mialens.models.loop` (the same code as
+one model's), with this module's stacked learner. Recipes the loop runs on one model
+only (DP-SGD, RelaxLoss, adversarial regularisation, per-sample treatment:
+:func:`mialens.models.loop.batching_blocker`) and architectures that cannot be stacked
+are reported by :func:`ensemble_blocker`; the caller then trains one by one. On CUDA
+the one-by-one trainer draws dropout masks from the CUDA
 generator, so there the two agree only without dropout.
 """
 
@@ -36,40 +36,27 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from mialens.augment import Transform, random_augment
+from mialens.augment import Transform
 from mialens.errors import ConfigError
-from mialens.models.training import (
-    TrainConfig,
+from mialens.models.loop import (
+    Run,
+    ShuffledBatches,
     TrainResult,
-    _lr_factor,
-    epoch_record,
-    fixed_threads,
+    batching_blocker,
+    build_optimizer,
+    run_epochs,
 )
+from mialens.models.objectives import Objective
+from mialens.models.recipe import TrainConfig
+from mialens.models.step import Batch, Step
+from mialens.models.training import fixed_threads
 from mialens.validation import check_finite
 
 log = logging.getLogger(__name__)
 
-# TrainConfig fields the batched trainer implements; any other field away from its
-# default sends the recipe to the one-by-one trainer.
-_BATCHED_FIELDS = frozenset(
-    {
-        "optimizer",
-        "lr",
-        "momentum",
-        "weight_decay",
-        "schedule",
-        "epochs",
-        "batch_size",
-        "dropout",
-        "label_smoothing",
-        "augment",
-        "early_stopping",
-    }
-)
 # "auto" batches models whose forward pass over one mini-batch costs at most this many
 # multiply-adds on a CPU: below it a one-by-one step is dominated by per-step overhead
 # (Python, autograd, optimizer), which a batched step pays once for all models.
@@ -78,17 +65,6 @@ _CPU_SMALL_MACS = 10**8
 # activations (a model's share is estimated by :func:`_model_bytes`).
 _GROUP_BYTES = 2 * 2**30
 _INFER_ROWS = 2**17  # samples x models per inference chunk
-
-
-def recipe_blocker(config: TrainConfig) -> str | None:
-    """Why ``config`` cannot be trained as an ensemble (None when it can)."""
-    if config.dp is not None:
-        return "train.dp (DP-SGD clips and noises per model and accounts per model, in Opacus)"
-    default = TrainConfig()
-    for name in type(config).model_fields:
-        if name not in _BATCHED_FIELDS and getattr(config, name) != getattr(default, name):
-            return f"train.{name} has no batched implementation"
-    return None
 
 
 @dataclass(frozen=True)
@@ -173,10 +149,15 @@ def architecture_blocker(
 
 
 def ensemble_blocker(
-    build: Callable[[], nn.Module], config: TrainConfig, input_shape: tuple[int, ...]
+    build: Callable[[], nn.Module],
+    config: TrainConfig,
+    input_shape: tuple[int, ...],
+    per_sample: bool = False,
 ) -> str | None:
-    """Why this recipe and architecture must be trained one by one (None if batchable)."""
-    return recipe_blocker(config) or architecture_blocker(build, input_shape)
+    """Why this recipe (with ``per_sample`` treatment or not) and architecture must be
+    trained one by one (None if batchable); the recipe's rule is
+    :func:`mialens.models.loop.batching_blocker`."""
+    return batching_blocker(config, per_sample) or architecture_blocker(build, input_shape)
 
 
 def _model_bytes(probe: _Probe, batch_size: int) -> int:
@@ -193,8 +174,10 @@ def group_size(
     device: str,
     mode: str = "auto",
     max_size: int | None = None,
+    per_sample: bool = False,
 ) -> tuple[int, str]:
-    """How many models to train together (1: one by one) and why.
+    """How many models to train together (1: one by one) and why (``per_sample``: the
+    models have per-sample weights, smoothing or clipping).
 
     ``mode`` ``off`` always trains one by one; ``on`` batches whenever the recipe and the
     architecture allow it; ``auto`` also requires small models (on CPU, at most 10^8
@@ -205,7 +188,7 @@ def group_size(
     """
     if mode == "off" or num_models < 2:
         return 1, "ensemble training is off" if mode == "off" else "a single model"
-    blocker = ensemble_blocker(build, config, input_shape)
+    blocker = ensemble_blocker(build, config, input_shape, per_sample)
     if blocker is not None:
         return 1, blocker
     probe = _probe(build, input_shape)
@@ -356,24 +339,14 @@ class _StackedOptimizer:
         k = params[0].shape[0]
         self.views = [] if lockstep else [[p.detach()[i] for p in params] for i in range(k)]
         targets = params if lockstep else [v for views in self.views for v in views]
-        if config.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                targets,
-                lr=config.lr,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
-                fused=True,
-            )
-        else:
-            cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-            self.optimizer = cls(
-                targets, lr=config.lr, weight_decay=config.weight_decay, fused=True
-            )
+        self.optimizer = build_optimizer(config, targets, fused=True)
 
-    @torch.no_grad()
-    def step(self, lr: float, active: list[bool]) -> None:
+    def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    @torch.no_grad()
+    def step(self, active: list[bool]) -> None:
         if self.lockstep:
             if not all(active):
                 raise AssertionError("a lock-step optimizer needs every model at every step")
@@ -395,11 +368,14 @@ def train_ensemble(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     device: str = "cpu",
     on_epoch: Callable[[int], None] | None = None,
+    step: Step | None = None,
 ) -> list[TrainResult]:
     """Train model ``k`` on ``(x[subsets[k]], y[subsets[k]])`` with seed ``seeds[k]``,
-    all models at once; the same results as :func:`train_model` one by one (up to
-    floating-point rounding). ``result.seconds`` is each model's share of the time;
-    ``on_epoch(epoch)`` is called after every epoch of the group (for progress)."""
+    all models at once in the shared loop (:mod:`mialens.models.loop`); the same
+    results as :func:`train_model` one by one (up to floating-point rounding).
+    ``result.seconds`` is each model's share of the time; ``on_epoch(epoch)`` is called
+    after every epoch of the group (for progress); ``step`` as in :func:`train_model`."""
+    step = step or Step()
     blocker = ensemble_blocker(build, config, tuple(x.shape[1:]))
     if blocker is not None:
         raise ConfigError(f"this recipe cannot be trained as an ensemble: {blocker}")
@@ -409,26 +385,53 @@ def train_ensemble(
         raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
     if any(len(s) == 0 for s in subsets):
         raise ConfigError("cannot train on an empty training set")
+    if step.grad_hook is not None:
+        raise ConfigError(
+            "a gradient hook (Step.grad_hook) needs per-sample clipping, which trains one "
+            "model at a time (train_model)"
+        )
     start = time.perf_counter()
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        results = _Trainer(build, x, y, subsets, config, seeds, validation, device).run(on_epoch)
+        run = _stacked_run(build, x, y, subsets, config, seeds, validation, device, step)
+        run.on_epoch = on_epoch
+        results = run_epochs(config, run)
     share = (time.perf_counter() - start) / len(seeds)
     for result in results:
         result.seconds = share
     return results
 
 
-class _Trainer:
-    """State of one batched training run (see :func:`train_ensemble`)."""
+def _stacked_run(build, x, y, subsets, config, seeds, validation, device, step: Step) -> Run:
+    """The loop's parts for a stack of models, each seeded as :func:`train_model` seeds it."""
+    used = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in subsets]))
+    xt = torch.as_tensor(x[used], dtype=torch.float32)
+    yt = torch.as_tensor(y[used], dtype=torch.long)
+    rows = [torch.as_tensor(np.searchsorted(used, s)) for s in subsets]
+    learner = _StackedLearner(build, seeds, _probe(build, tuple(x.shape[1:])), device)
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    bs = config.batch_size
+    # every model steps at every step when all have as many batches and none stops early
+    lockstep = config.early_stopping is None and len({math.ceil(len(r) / bs) for r in rows}) == 1
+    params = [learner.stack.params[n] for n in learner.stack.names]
+    learner.optimizer = _StackedOptimizer(config, params, lockstep)
+    val = None
+    if validation is not None:
+        val = (
+            torch.as_tensor(validation[0], dtype=torch.float32),
+            torch.as_tensor(validation[1], dtype=torch.long),
+        )
+    batches = ShuffledBatches(xt, yt, rows, bs, gens, pad=True)
+    return Run(learner, batches, gens, Objective(config, step.loss), step, val)
 
-    def __init__(self, build, x, y, subsets, config, seeds, validation, device) -> None:
-        used = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in subsets]))
-        self.x = torch.as_tensor(x[used], dtype=torch.float32)
-        self.y = torch.as_tensor(y[used], dtype=torch.long)
-        self.rows = [torch.as_tensor(np.searchsorted(used, s)) for s in subsets]
-        self.config, self.device = config, device
-        self.probe = _probe(build, tuple(x.shape[1:]))
+
+class _StackedLearner:
+    """``K`` stacked models as the loop's learner: built under their seeds, with each
+    model's dropout masks drawn from the RNG stream :func:`train_model` would use."""
+
+    optimizer: _StackedOptimizer
+
+    def __init__(self, build, seeds: Sequence[int], probe: _Probe, device: str) -> None:
         models, self.dropout_gens = [], []
         for seed in seeds:  # as train_model: build under the seed; dropout continues its stream
             torch.manual_seed(seed)
@@ -436,70 +439,49 @@ class _Trainer:
             gen = torch.Generator()
             gen.set_state(torch.get_rng_state())
             self.dropout_gens.append(gen)
-        self.stack = _Stack(models, self.probe, device)
-        self.order_gens = [torch.Generator().manual_seed(seed) for seed in seeds]
-        self.val = None
-        if validation is not None:
-            self.val = (
-                torch.as_tensor(validation[0], dtype=torch.float32),
-                torch.as_tensor(validation[1], dtype=torch.long),
-            )
-        k = len(seeds)
-        self.history: list[list[dict[str, float]]] = [[] for _ in range(k)]
-        self.active = [True] * k
-        self.epochs_run = [0] * k
-        self.best_value = [math.inf] * k
-        self.best_epoch: list[int | None] = [None] * k
-        self.waited = [0] * k
+        self.stack = _Stack(models, probe, device)
+        self.probe, self.device, self.size = probe, device, len(models)
         self.best: dict[str, torch.Tensor] | None = None
-        if config.early_stopping is not None and config.early_stopping.restore_best:
+
+    def train_mode(self, training: bool) -> None:
+        self.stack.train_mode(training)
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.set_lr(lr)
+
+    def zero_grad(self) -> None:
+        for p in self.stack.params.values():
+            p.grad = None
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        masks = self._masks(batch.counts.tolist(), batch.x.shape[1]) if self.stack.dropouts else []
+        return self.stack.forward(batch.x.to(self.device), masks)
+
+    def step(self, active: list[bool]) -> None:
+        self.optimizer.step(active)
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stack.logits(x)
+
+    @torch.no_grad()
+    def keep_best(self, k: int) -> None:
+        if self.best is None:
             self.best = {n: p.detach().clone() for n, p in self.stack.params.items()}
-        self.has_best = [False] * k
+        for name, p in self.stack.params.items():
+            self.best[name][k] = p[k]
 
-    def run(self, on_epoch: Callable[[int], None] | None = None) -> list[TrainResult]:
-        params = [self.stack.params[n] for n in self.stack.names]
-        bs = self.config.batch_size
-        # every model steps at every step when all have as many batches and none stops early
-        lockstep = self.config.early_stopping is None and (
-            len({math.ceil(len(rows) / bs) for rows in self.rows}) == 1
-        )
-        optimizer = _StackedOptimizer(self.config, params, lockstep)
-        for epoch in range(1, self.config.epochs + 1):
-            lr = self.config.lr * _lr_factor(self.config, epoch - 1)
-            self._epoch(epoch, optimizer, lr)
-            if on_epoch is not None:
-                on_epoch(epoch)
-            if not any(self.active):
-                break
-        results = []
-        for k in range(self.stack.size):
-            use_best = self.best is not None and self.has_best[k]
-            state = self.stack.state_dict(k, self.best if use_best else None)
-            results.append(
-                TrainResult(state, self.history[k], self.epochs_run[k], self.best_epoch[k])
-            )
-        return results
+    def state_dict(self, k: int, best: bool) -> dict[str, torch.Tensor]:
+        return self.stack.state_dict(k, self.best if best else None)
 
-    def _batches(self) -> torch.Tensor:
-        """Row indices ``(K, steps, batch)`` of this epoch, -1 where a model has none."""
-        bs = self.config.batch_size
-        orders = {
-            k: self.rows[k][torch.randperm(len(self.rows[k]), generator=self.order_gens[k])]
-            for k in range(self.stack.size)
-            if self.active[k]
-        }
-        steps = max(math.ceil(len(o) / bs) for o in orders.values())
-        index = torch.full((self.stack.size, steps * bs), -1, dtype=torch.long)
-        for k, order in orders.items():
-            index[k, : len(order)] = order
-        return index.view(self.stack.size, steps, bs)
+    def epsilon(self) -> None:
+        return None
 
     def _masks(self, counts: list[int], batch: int) -> list[torch.Tensor]:
         """Dropout masks ``(K, batch, ...)`` per layer, each model's from its own stream,
         drawn as nn.Dropout draws them (model by model, layer after layer, with the
         layer's own ``p``; at ``p`` 0 or 1 nn.Dropout draws nothing)."""
         shapes, rates = self.probe.dropout_shapes, self.probe.dropout_rates
-        masks = [torch.zeros((self.stack.size, batch, *s)) for s in shapes]
+        masks = [torch.zeros((self.size, batch, *s)) for s in shapes]
         for k, count in enumerate(counts):
             for mask, shape, p in zip(masks, shapes, rates, strict=True):
                 if not count or p == 1:
@@ -512,77 +494,6 @@ class _Trainer:
                 )
                 mask[k, :count] = drawn.div_(1 - p)
         return [m.to(self.device) for m in masks]
-
-    def _epoch(self, epoch: int, optimizer: _StackedOptimizer, lr: float) -> None:
-        cfg, stack = self.config, self.stack
-        size = stack.size
-        trained = list(self.active)
-        loss_sum = torch.zeros(size, dtype=torch.float64)
-        correct = torch.zeros(size, dtype=torch.long)
-        total = torch.zeros(size, dtype=torch.long)
-        stack.train_mode(True)
-        for index in self._batches().unbind(1):
-            valid = index >= 0
-            counts = valid.sum(1)
-            rows = index.clamp(min=0)
-            xb, yb = self.x[rows], self.y[rows]
-            if cfg.augment is not None and xb.dim() == 5:
-                for k, count in enumerate(counts.tolist()):
-                    if count:
-                        xb[k, :count] = random_augment(
-                            xb[k, :count], cfg.augment.flip, cfg.augment.shift, self.order_gens[k]
-                        )
-            masks = self._masks(counts.tolist(), index.shape[1]) if stack.dropouts else []
-            xb, yb, valid_d = xb.to(self.device), yb.to(self.device), valid.to(self.device)
-            for p in stack.params.values():
-                p.grad = None
-            logits = stack.forward(xb, masks)
-            flat_logits, flat_y = logits.flatten(0, 1), yb.flatten()
-            per_sample = F.cross_entropy(
-                flat_logits, flat_y, reduction="none", label_smoothing=cfg.label_smoothing
-            ).view_as(yb)
-            per_model = (per_sample * valid_d).sum(1) / counts.clamp(min=1).to(self.device)
-            per_model.sum().backward()
-            optimizer.step(lr, (counts > 0).tolist())
-            with torch.no_grad():
-                plain = per_sample
-                if cfg.label_smoothing:
-                    plain = F.cross_entropy(flat_logits, flat_y, reduction="none").view_as(yb)
-                loss_sum += (plain * valid_d).sum(1).double().cpu()
-                hits = (logits.argmax(-1) == yb) & valid_d
-                correct += hits.sum(1).cpu()
-                total += counts
-        val_logits = stack.logits(self.val[0]) if self.val is not None else None
-        for k in range(size):
-            if trained[k]:
-                self._record(
-                    k, epoch, loss_sum[k].item(), correct[k].item(), total[k].item(), val_logits
-                )
-
-    def _record(self, k, epoch, loss_sum, correct, total, val_logits) -> None:
-        record = epoch_record(epoch, loss_sum, correct, total)
-        if val_logits is not None:
-            assert self.val is not None
-            yv = self.val[1]
-            record["val_loss"] = F.cross_entropy(val_logits[k], yv).item()
-            record["val_accuracy"] = (val_logits[k].argmax(1) == yv).float().mean().item()
-        self.history[k].append(record)
-        self.epochs_run[k] = epoch
-        stopper = self.config.early_stopping
-        if stopper is None:
-            return
-        value = record[stopper.monitor] * (1 if stopper.monitor == "val_loss" else -1)
-        if value < self.best_value[k] - stopper.min_delta:
-            self.best_value[k], self.best_epoch[k], self.waited[k] = value, epoch, 0
-            if self.best is not None:
-                with torch.no_grad():
-                    for name, p in self.stack.params.items():
-                        self.best[name][k] = p[k]
-                self.has_best[k] = True
-        else:
-            self.waited[k] += 1
-            if self.waited[k] >= stopper.patience:
-                self.active[k] = False
 
 
 @fixed_threads()

@@ -9,6 +9,7 @@ unchanged), which is how probability outputs of other models enter.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import log_softmax, logsumexp
@@ -117,6 +118,19 @@ SIGNALS: dict[str, SignalFn] = {
     "hinge": hinge,
     "correctness": correctness,
 }
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """Which statistic of the model outputs an attack consumes (a key of :data:`SIGNALS`),
+    with its parameters."""
+
+    name: str
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, float]:
+        return dict(self.params)
 
 
 def compute_signal(

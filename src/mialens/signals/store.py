@@ -25,17 +25,13 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mialens.errors import DataError
 from mialens.io import write_bytes, write_json
-from mialens.signals.statistics import compute_signal
+from mialens.signals.statistics import SignalSpec, compute_signal
 from mialens.validation import check_finite, check_labels, check_member_mask
-
-if TYPE_CHECKING:  # attacks import this module's block sums; import theirs lazily
-    from mialens.attacks.base import SignalSpec
 
 SAMPLE_BLOCK = 4096
 _FORMAT = 1
@@ -81,8 +77,6 @@ class SignalStore:
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
-        from mialens.attacks.base import SignalSpec
-
         self.root = Path(root)
         try:
             meta = json.loads((self.root / "signals.json").read_text(encoding="utf-8"))

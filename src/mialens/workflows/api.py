@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,8 @@ from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.folders import writable_folder
 from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.training import TrainConfig, fixed_threads, train_model
+from mialens.models.recipe import TrainConfig
+from mialens.models.training import fixed_threads, train_model
 from mialens.seeding import int_seed
 from mialens.signals.queries import (
     QueryConfig,
@@ -31,7 +33,7 @@ from mialens.signals.queries import (
     transforms_for,
 )
 from mialens.splits import keep_mask
-from mialens.targets.adapters import OutputKind, as_target, read_outputs
+from mialens.targets.adapters import OutputKind, Target, as_target, read_outputs
 from mialens.validation import (
     check_features,
     check_fpr_levels,
@@ -91,7 +93,7 @@ def torch_recipe(
 
 def _as_pair(
     data: tuple[Any, Any] | None, name: str, num_classes: int, features: tuple[int, ...]
-) -> tuple | None:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """``(x, y)`` validated, with samples of shape ``features`` like the audited ones."""
     if data is None:
         return None
@@ -106,25 +108,93 @@ def _as_pair(
     return x, check_labels(data[1], num_classes, f"{name} y", n=len(x))
 
 
-def _check_out(out: str | os.PathLike | None) -> None:
-    """Refuse, before any work, an output folder that cannot be created or written."""
-    if out is not None:
-        writable_folder(out, "out=")
+@dataclass(frozen=True)
+class _Measurement:
+    """How the leakage is measured (TPR at the ``fpr`` levels, ``bootstrap`` replicates,
+    ``seed``) and the folder ``out`` the result is written into, if any."""
+
+    fpr: list[float]
+    bootstrap: int
+    seed: int
+    out: str | os.PathLike | None
+
+    @classmethod
+    def check(
+        cls, fpr: Sequence[float], bootstrap: int, seed: int, out: str | os.PathLike | None
+    ) -> _Measurement:
+        """Refuses, before any work, bad levels and an output folder that cannot be
+        created or written."""
+        levels = check_fpr_levels(fpr)
+        if out is not None:
+            writable_folder(out, "out=")
+        return cls(levels, bootstrap, seed, out)
 
 
-def _check_candidates(y: Any, members: Any, num_classes: int | None, sample_ids: Any):
-    """Validated labels, membership, class count and ids of the audited samples."""
-    y_arr = np.asarray(y)
-    if num_classes is None and y_arr.size and y_arr.dtype.kind in "iu":
-        num_classes = int(y_arr.max()) + 1
-    y_arr = check_labels(y_arr, num_classes, "y")
-    check_multiclass(y_arr)
-    n = len(y_arr)
-    member = check_member_mask(members, (n,), "members")
-    if member.all() or not member.any():
-        raise DataError("members must mark some samples as members and some as non-members")
-    ids = check_ids(sample_ids if sample_ids is not None else np.arange(n), n, "sample_ids")
-    return y_arr, member, int(num_classes), ids
+@dataclass(frozen=True)
+class _Candidates:
+    """The audited samples, validated: their labels, membership in the target, the class
+    count and the sample ids."""
+
+    labels: np.ndarray
+    member: np.ndarray
+    num_classes: int
+    ids: np.ndarray
+
+    @classmethod
+    def check(cls, y: Any, members: Any, num_classes: int | None, sample_ids: Any) -> _Candidates:
+        y_arr = np.asarray(y)
+        if num_classes is None and y_arr.size and y_arr.dtype.kind in "iu":
+            num_classes = int(y_arr.max()) + 1
+        y_arr = check_labels(y_arr, num_classes, "y")
+        check_multiclass(y_arr)
+        n = len(y_arr)
+        member = check_member_mask(members, (n,), "members")
+        if member.all() or not member.any():
+            raise DataError("members must mark some samples as members and some as non-members")
+        ids = check_ids(sample_ids if sample_ids is not None else np.arange(n), n, "sample_ids")
+        return cls(y_arr, member, int(num_classes), ids)
+
+
+@dataclass(frozen=True)
+class _ModelData:
+    """What :func:`audit_model` queries, validated before any training: the candidates
+    with their features ``x``, and the optional ``population`` and ``test`` pairs."""
+
+    candidates: _Candidates
+    x: np.ndarray
+    population: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray] | None
+
+    @classmethod
+    def check(
+        cls,
+        x: Any,
+        candidates: _Candidates,
+        population: tuple[Any, Any] | None,
+        test: tuple[Any, Any] | None,
+    ) -> _ModelData:
+        x_arr = check_features(x, "x")
+        if len(x_arr) != len(candidates.labels):
+            raise DataError(f"x has {len(x_arr)} samples but y has {len(candidates.labels)}")
+        features, num_classes = x_arr.shape[1:], candidates.num_classes
+        return cls(
+            candidates,
+            x_arr,
+            _as_pair(population, "population", num_classes, features),
+            _as_pair(test, "test", num_classes, features),
+        )
+
+    def query_data(self, recipe: TrainFn, output: OutputKind, seed: int) -> QueryData:
+        """The samples as query attacks hold them; they train models with ``recipe``."""
+        num_classes, pop = self.candidates.num_classes, self.population
+        return QueryData(
+            x=self.x,
+            labels=self.candidates.labels,
+            population_x=None if pop is None else pop[0],
+            population_labels=None if pop is None else pop[1],
+            train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes, output),
+            seed=seed,
+        )
 
 
 def _attacks(attacks: Sequence[str | dict | Attack] | None) -> list[Attack]:
@@ -227,95 +297,64 @@ def audit_model(
     ``progress`` shows the reference training and the attacks as in
     :func:`~mialens.workflows.audit.run_audit`.
     """
-    fpr = check_fpr_levels(fpr)
-    _check_out(out)
-    with progress_hook(progress) as hook:
-        return _audit_model(
-            target,
-            x,
-            y,
-            members,
-            num_classes=num_classes,
-            sample_ids=sample_ids,
-            population=population,
-            test=test,
-            train_reference=train_reference,
-            num_references=num_references,
-            attacks=attacks,
-            queries=queries,
-            fpr=fpr,
-            bootstrap=bootstrap,
-            seed=seed,
-            out=out,
-            output=output,
-            hook=hook,
-        )
-
-
-def _audit_model(
-    target: Any,
-    x: Any,
-    y: Any,
-    members: Any,
-    *,
-    num_classes: int | None,
-    sample_ids: Any,
-    population: tuple[Any, Any] | None,
-    test: tuple[Any, Any] | None,
-    train_reference: TrainFn | None,
-    num_references: int,
-    attacks: Sequence[str | dict | Attack] | None,
-    queries: QueryConfig | None,
-    fpr: Sequence[float],
-    bootstrap: int,
-    seed: int,
-    out: str | os.PathLike | None,
-    output: OutputKind,
-    hook: ProgressHook | None,
-) -> AuditResult:
-    y_arr, member, num_classes, ids = _check_candidates(y, members, num_classes, sample_ids)
-    x_arr = check_features(x, "x")
-    if len(x_arr) != len(y_arr):
-        raise DataError(f"x has {len(x_arr)} samples but y has {len(y_arr)}")
+    measure = _Measurement.check(fpr, bootstrap, seed, out)
+    candidates = _Candidates.check(y, members, num_classes, sample_ids)
+    data = _ModelData.check(x, candidates, population, test)
     if num_references < 2 or num_references % 2:
         raise ConfigError(f"num_references must be even and at least 2; got {num_references}")
-    pop = _as_pair(population, "population", num_classes, x_arr.shape[1:])
-    test_pair = _as_pair(test, "test", num_classes, x_arr.shape[1:])
     recipe = _default_recipe(target, train_reference)
-    attack_objs, skipped = _select_attacks(_attacks(attacks), bool(attacks), pop is not None)
+    chosen, skipped = _select_attacks(_attacks(attacks), bool(attacks), data.population is not None)
+    keep = keep_mask(num_references, len(data.x), seed)
+    with progress_hook(progress) as hook:
+        models = _trained_models(target, recipe, data, keep, seed, output, hook)
+        outputs = _queried_outputs(models, data, keep, queries)
+        on_step = step_counter(hook, "attacks", len(chosen))
+        query = data.query_data(recipe, output, seed)
+        scored = score_targets(chosen, outputs, [0], models, query, on_step=on_step)
+    test_acc = None if data.test is None else accuracy(models[0].logits(data.test[0]), data.test[1])
+    return _finish(outputs, scored, candidates.ids, chosen, skipped, test_acc, measure)
 
-    transforms = transforms_for(queries or QueryConfig(), "image" if x_arr.ndim == 4 else "tabular")
-    keep = keep_mask(num_references, len(y_arr), seed)
+
+def _trained_models(
+    target: Any,
+    recipe: TrainFn,
+    data: _ModelData,
+    keep: np.ndarray,
+    seed: int,
+    output: OutputKind,
+    hook: ProgressHook | None,
+) -> list[Target]:
+    """The target (model 0) and the reference models ``recipe`` trains on the candidates
+    ``keep[r]`` marks, all as queryable targets."""
+    num_classes, labels = data.candidates.num_classes, data.candidates.labels
     models = [as_target(target, num_classes, output)]
+    num_references = len(keep)
     for r in range(num_references):
         log.info("training reference model %d/%d", r + 1, num_references)
-        trained = recipe(x_arr[keep[r]], y_arr[keep[r]], int_seed(seed, "reference", r))
+        trained = recipe(data.x[keep[r]], labels[keep[r]], int_seed(seed, "reference", r))
         models.append(as_target(trained, num_classes, output))
         if hook is not None:
             hook("models", r + 1, num_references, f"{r + 1}/{num_references} models")
-    outputs = ModelOutputs(
-        logits=np.stack([collect_logits(m, x_arr, transforms) for m in models]),
-        member=np.vstack([member[None], keep]),
-        labels=y_arr,
+    return models
+
+
+def _queried_outputs(
+    models: list[Target], data: _ModelData, keep: np.ndarray, queries: QueryConfig | None
+) -> ModelOutputs:
+    """Every model's logits on the candidates (and the population) under the query views."""
+    transforms = transforms_for(
+        queries or QueryConfig(), "image" if data.x.ndim == 4 else "tabular"
+    )
+    pop = data.population
+    return ModelOutputs(
+        logits=np.stack([collect_logits(m, data.x, transforms) for m in models]),
+        member=np.vstack([data.candidates.member[None], keep]),
+        labels=data.candidates.labels,
         population_logits=None
         if pop is None
         else np.stack([collect_logits(m, pop[0], transforms) for m in models]),
         population_labels=None if pop is None else pop[1],
     )
-    test_acc = None
-    if test_pair is not None:
-        test_acc = accuracy(models[0].logits(test_pair[0]), test_pair[1])
-    data = QueryData(
-        x=x_arr,
-        labels=y_arr,
-        population_x=None if pop is None else pop[0],
-        population_labels=None if pop is None else pop[1],
-        train_model=lambda xs, ys, s: as_target(recipe(xs, ys, s), num_classes, output),
-        seed=seed,
-    )
-    on_step = step_counter(hook, "attacks", len(attack_objs))
-    scored = score_targets(attack_objs, outputs, [0], models, data, on_step=on_step)
-    return _finish(outputs, scored, ids, attack_objs, test_acc, fpr, bootstrap, seed, out, skipped)
 
 
 def audit_logits(
@@ -350,57 +389,66 @@ def audit_logits(
     the arrays are logits or probabilities (possibly rounded); ``"auto"`` decides from
     the values (see :mod:`mialens.targets.adapters`). ``out``: a folder to write
     metrics.json, samples.csv and report.html into (created if needed)."""
-    fpr = check_fpr_levels(fpr)
-    _check_out(out)
+    measure = _Measurement.check(fpr, bootstrap, seed, out)
     tgt = check_logits(target_logits, "target_logits", num_classes=num_classes)
-    y_arr, member, num_classes, ids = _check_candidates(
-        y, members, num_classes or tgt.shape[-1], sample_ids
-    )
-    n = len(y_arr)
-    tgt = check_logits(tgt, "target_logits", n=n, num_classes=num_classes)
+    cand = _Candidates.check(y, members, num_classes or tgt.shape[-1], sample_ids)
+    n = len(cand.labels)
+    tgt = check_logits(tgt, "target_logits", n=n, num_classes=cand.num_classes)
     refs = _stacked_logits(reference_logits, "reference_logits", tgt.shape)
     ref_member = check_member_mask(reference_members, (refs.shape[0], n), "reference_members")
-    given = [
-        v is not None for v in (population_logits, reference_population_logits, population_labels)
-    ]
-    if any(given) and not all(given):
+    pop = (population_logits, reference_population_logits, population_labels)
+    if any(v is not None for v in pop) and any(v is None for v in pop):
         raise ConfigError(
             "population data needs population_logits, reference_population_logits and "
             "population_labels together"
         )
-    attack_objs = _attacks(attacks)
-    without_in = _reference_coverage(ref_member, attack_objs)
-    attack_objs, skipped = _select_attacks(attack_objs, bool(attacks), all(given), without_in)
+    has_population = population_logits is not None
+    chosen = _attacks(attacks)
+    without_in = _reference_coverage(ref_member, chosen)
+    chosen, skipped = _select_attacks(chosen, bool(attacks), has_population, without_in)
     arrays = {"target_logits": tgt, "reference_logits": refs}
-    if all(given):
-        pop_t = check_logits(population_logits, "population_logits", num_classes=num_classes)
-        if pop_t.shape[1:] != tgt.shape[1:]:
-            raise DataError(
-                f"population_logits must have shape (Z, {', '.join(map(str, tgt.shape[1:]))}) "
-                f"like target_logits; got {pop_t.shape}"
-            )
-        pop_refs = _stacked_logits(
-            reference_population_logits,
-            "reference_population_logits",
-            pop_t.shape,
-            num_models=refs.shape[0],
+    if has_population:
+        arrays |= _population_logits(
+            population_logits, reference_population_logits, tgt.shape, cand.num_classes, len(refs)
         )
-        arrays.update(population_logits=pop_t, reference_population_logits=pop_refs)
-    arrays = read_outputs(arrays, output)
-    pop_all = None
-    if all(given):
-        pop_all = np.concatenate(
+    outputs = _stacked_outputs(read_outputs(arrays, output), cand, ref_member, population_labels)
+    scored = score_targets(chosen, outputs, [0])
+    return _finish(outputs, scored, cand.ids, chosen, skipped, None, measure)
+
+
+def _population_logits(
+    target: Any, references: Any, shape: tuple[int, ...], num_classes: int, num_models: int
+) -> dict[str, np.ndarray]:
+    """The population logits of the target ``(Z, *shape[1:])`` and of the ``num_models``
+    references, checked like the target's logits of ``shape``."""
+    pop_t = check_logits(target, "population_logits", num_classes=num_classes)
+    if pop_t.shape[1:] != shape[1:]:
+        raise DataError(
+            f"population_logits must have shape (Z, {', '.join(map(str, shape[1:]))}) "
+            f"like target_logits; got {pop_t.shape}"
+        )
+    pop_refs = _stacked_logits(
+        references, "reference_population_logits", pop_t.shape, num_models=num_models
+    )
+    return {"population_logits": pop_t, "reference_population_logits": pop_refs}
+
+
+def _stacked_outputs(
+    arrays: dict[str, np.ndarray], cand: _Candidates, ref_member: np.ndarray, pop_labels: Any
+) -> ModelOutputs:
+    """The target (model 0) stacked on the references, and their population logits."""
+    pop = None
+    if "population_logits" in arrays:
+        pop = np.concatenate(
             [arrays["population_logits"][None], arrays["reference_population_logits"]]
         )
-    outputs = ModelOutputs(
+    return ModelOutputs(
         logits=np.concatenate([arrays["target_logits"][None], arrays["reference_logits"]]),
-        member=np.vstack([member[None], ref_member]),
-        labels=y_arr,
-        population_logits=pop_all,
-        population_labels=population_labels if all(given) else None,
+        member=np.vstack([cand.member[None], ref_member]),
+        labels=cand.labels,
+        population_logits=pop,
+        population_labels=None if pop is None else pop_labels,
     )
-    scored = score_targets(attack_objs, outputs, [0])
-    return _finish(outputs, scored, ids, attack_objs, None, fpr, bootstrap, seed, out, skipped)
 
 
 def _stacked_logits(
@@ -424,14 +472,13 @@ def _finish(
     scored: Scores,
     ids: np.ndarray,
     attacks: list[Attack],
-    test_accuracy: float | None,
-    fpr: Sequence[float],
-    bootstrap: int,
-    seed: int,
-    out: str | os.PathLike | None,
     skipped: dict[str, str],
+    test_accuracy: float | None,
+    measure: _Measurement,
 ) -> AuditResult:
-    """Assemble the result of the target (model 0) scored against the references."""
+    """Assemble the result of the target (model 0) scored against the references (the
+    ``skipped`` attacks with their reasons), measure it and write it if asked."""
+    fpr, bootstrap, seed = measure.fpr, measure.bootstrap, measure.seed
     member = outputs.member[0]
     n_queries = outputs.logits.shape[2]
     result = AuditResult(
@@ -468,8 +515,8 @@ def _finish(
         source = "test set"
     result.set_utility([train_acc], [test_accuracy], source)
     result.compute_metrics(bootstrap, seed)
-    if out is not None:
-        write_outputs(result, out)
+    if measure.out is not None:
+        write_outputs(result, measure.out)
     return result
 
 

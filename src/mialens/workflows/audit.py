@@ -10,7 +10,6 @@ import numpy as np
 
 from mialens.analysis.explain import analyze
 from mialens.attacks.base import Attack, QueryAttack
-from mialens.attacks.registry import build_attack
 from mialens.audit.design import AuditSetup, prepare_audit
 from mialens.audit.engine import Scores, score_targets
 from mialens.audit.results import AuditResult
@@ -48,7 +47,7 @@ def run_audit(
     """
     if out_dir is not None:  # before any training
         writable_folder(out_dir, "the output folder")
-    attacks = [build_attack(spec) for spec in config.audit.attacks]
+    attacks = config.audit.build_attacks()
     setup = prepare_audit(config)
     if defense is not None and defense.sample_aware is not None:
         setup = adjusted_setup(setup, defense.sample_aware)

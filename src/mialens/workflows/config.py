@@ -12,7 +12,6 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from mialens.analysis.settings import AnalysisSettings
-from mialens.attacks.registry import build_attack
 from mialens.audit.settings import AuditSpec
 from mialens.defenses.config import DefenseSettings
 from mialens.errors import ConfigError
@@ -42,7 +41,7 @@ class AuditConfig(AuditSpec):
                 "analysis needs audit.num_models >= 4 (every sample IN and OUT for at least "
                 "two models)"
             )
-        names = [build_attack(spec).name for spec in self.audit.attacks]
+        names = self.audit.attack_names
         if self.analysis.attack is not None and self.analysis.attack not in names:
             raise ValueError(
                 f"analysis.attack {self.analysis.attack!r} is not among audit.attacks "

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mialens.attacks.base import QueryReferences
-from mialens.attacks.registry import build_attack
 from mialens.audit.design import prepare_audit
 from mialens.audit.results import AuditResult
+from mialens.audit.settings import build_attacks, declare_attacks
 from mialens.audit.training_plan import load_models
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.monitor_evaluation import evaluate_monitor
@@ -64,33 +64,35 @@ def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
     raw.pop("defenses", None)
     raw = _merge(raw, {"train": spec.train, "audit": spec.audit})
     aware = spec.sample_aware
-    if aware is not None and aware.action == "remove":
-        attacks = raw["audit"]["attacks"]
-        kept = [a for a in attacks if build_attack(a).references != "online"]
-        if not kept:
+    removes = aware is not None and aware.action == "remove"
+    if removes or spec.output is not None:  # each listed attack with its declaration
+        specs = raw["audit"]["attacks"]
+        listed = list(zip(specs, declare_attacks(specs), strict=True))
+    if removes:
+        online = [a.name for _, a in listed if a.references == "online"]
+        listed = [(s, a) for s, a in listed if a.references != "online"]
+        if not listed:
             raise ConfigError(
                 f"defence {spec.name!r} removes training samples, which online attacks cannot "
                 "audit; add an offline or reference-free attack to audit.attacks"
             )
-        if len(kept) < len(attacks):
+        if online:
             log.warning(
                 "defence %r removes training samples: its audit skips the online attacks %s",
                 spec.name,
-                ", ".join(build_attack(a).name for a in attacks if a not in kept),
+                ", ".join(online),
             )
         if raw.get("analysis") is not None:
             log.warning("defence %r removes training samples: no per-sample analysis", spec.name)
-        raw["audit"]["attacks"] = kept
+        raw["audit"]["attacks"] = [s for s, _ in listed]
         raw["analysis"] = None
     if spec.output is not None:
-        attacks = [
-            a for a in raw["audit"]["attacks"] if build_attack(a).threat_model != "white-box"
+        listed = [(s, a) for s, a in listed if a.threat_model != "white-box"]
+        names = {a.name for _, a in listed}
+        extras = config.defenses.label_only_attacks
+        raw["audit"]["attacks"] = [s for s, _ in listed] + [
+            s for s, a in zip(extras, declare_attacks(extras), strict=True) if a.name not in names
         ]
-        names = {build_attack(a).name for a in attacks}
-        for extra in config.defenses.label_only_attacks:
-            if build_attack(extra).name not in names:
-                attacks.append(extra)
-        raw["audit"]["attacks"] = attacks
     return validate_config(raw)
 
 
@@ -171,7 +173,7 @@ def monitor_report(config: AuditConfig) -> dict[str, Any]:
         models[0],
         dataset.x[setup.plan.train_positions[0]],
         dataset.x[split.test],
-        [build_attack(a) for a in specs],
+        build_attacks(specs),
         data,
         QueryReferences(models[1:], setup.keep[1:], data) if len(models) > 1 else None,
         settings,

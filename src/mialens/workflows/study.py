@@ -23,7 +23,6 @@ from mialens.analysis.study import (
     summarize_study,
 )
 from mialens.analysis.summary import AnalysisSummary, json_safe
-from mialens.attacks.registry import build_attack
 from mialens.audit.results import AuditResult
 from mialens.errors import ConfigError, DataError
 from mialens.io import write_json, write_text
@@ -86,7 +85,7 @@ def _default_attack(base: dict[str, Any]) -> str:
     if (base.get("analysis") or {}).get("attack"):
         return base["analysis"]["attack"]
     config = validate_config(base)
-    names = [build_attack(spec).name for spec in config.audit.attacks]
+    names = config.audit.attack_names
     return next((n for n in _PREFERRED_ATTACKS if n in names), names[0])
 
 
