@@ -34,7 +34,7 @@ def test_quantile_regression_on_a_leaky_setup(loss):
     result = evaluate(QuantileAttack(loss=loss, alpha=0.1), setup)
     assert result["auc"] > 0.75
     assert result["queries"] == pytest.approx(1 + len(setup.data.population_x) / 160)
-    assert QuantileAttack().references == "none"
+    assert QuantileAttack().needs.references == "none"
 
 
 @pytest.mark.parametrize(
