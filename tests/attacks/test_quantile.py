@@ -41,7 +41,7 @@ def test_quantile_regression_on_a_leaky_setup(loss):
     ("loss", "expected"), [("gaussian", [(3 - 1) / 2, (2 + 1) / 4]), ("pinball", [3 - 1, 2 - 9])]
 )
 def test_score_is_the_hinge_against_the_regressed_quantile_exact(monkeypatch, loss, expected):
-    from mialens.attacks._common import Standardizer
+    from mialens.attacks.adversary_data import Standardizer
     from mialens.attacks.base import QueryData
     from mialens.targets import BlackBoxTarget, CallableTarget
 
