@@ -8,12 +8,12 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from mialens.report.format import _num, _p, _pct, _plural
+from mialens.report.format import _num, _pct, _plural
 
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """The environment, built once, with the globals ``num``, ``p``, ``pct`` and ``plural``."""
+    """The environment, built once, with the globals ``num``, ``pct`` and ``plural``."""
     env = Environment(
         loader=PackageLoader("mialens.report", "templates"),
         autoescape=True,
@@ -21,7 +21,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(num=_num, p=_p, pct=_pct, plural=_plural)
+    env.globals.update(num=_num, pct=_pct, plural=_plural)
     return env
 
 
