@@ -207,7 +207,5 @@ def render_analysis(analysis: Analysis) -> str:
         "by_class": by_class,
         "set_titles": [_set_title(k, summary) for k in summary["statistics"]["sets"]],
         "canaries": summary.get("canaries"),
-        "fmt": _num,
-        "pct": _pct,
     }
     return render("analysis.html", **context)
