@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install mialens with its test tools and data, then lint and run the whole test suite.
+# Install mialens with its test tools and data, then lint, check the layer contract and run
+# the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
@@ -15,4 +16,5 @@ fi
 
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
+.venv/bin/lint-imports  # the layer contract of pyproject.toml: no upward import, no cycle
 .venv/bin/python -m pytest -q "$@"

@@ -29,8 +29,6 @@ from mialens.attacks.base import (
     TargetSignals,
 )
 from mialens.attacks.registry import ATTACKS, build_attack
-from mialens.audit.api import audit_model
-from mialens.audit.config import validate_config
 from mialens.audit.engine import ModelOutputs, score_targets
 from mialens.cli import app
 from mialens.defenses.apply import DefendedTarget
@@ -41,6 +39,8 @@ from mialens.models.training import TrainConfig, train_model
 from mialens.signals.statistics import SignalSpec, compute_signal
 from mialens.splits import keep_mask
 from mialens.targets.adapters import Target, TorchTarget, restrict
+from mialens.workflows.api import audit_model
+from mialens.workflows.config import validate_config
 
 N, D, C, M = 40, 4, 3, 4
 FAST = {

@@ -141,7 +141,7 @@ def test_analysis_options_and_python_api(run, monkeypatch):
     assert analysis.summary.attack == "loss"
     assert analysis.summary.attack_choice == "configured"
     assert not any(k.startswith("features_") for k in analysis.table)
-    assert analysis_figures(analysis)[0]["title"] == "Per-sample vulnerability"
+    assert analysis_figures(analysis)[0]["caption"] == "vulnerability"
     with pytest.raises(ConfigError, match="only analysis"):
         analyze_run(out, ["audit.seed=3"])
 

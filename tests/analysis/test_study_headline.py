@@ -87,7 +87,8 @@ def test_study_page_shows_each_groups_best_measure_and_the_claim():
     assert page.count("<code>out_neg_margin</code>") == 4
     assert '<sup class="mark">†</sup>' in page and "tie group of scores straddles" in page
     assert page.count("<td>yes</td>") == 1 and page.count("<td>no</td>") == 3
-    assert "best geometric measure,\n      input_knn" in page and "Spearman ρ -1.00" in page
+    text = " ".join(page.split())  # the caption's line breaks are the template's
+    assert "best geometric measure, input_knn" in text and "Spearman ρ -1.00" in text
 
 
 STUDY = """

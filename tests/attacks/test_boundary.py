@@ -112,9 +112,9 @@ def test_unsupervised_threshold_is_the_percentile_of_random_input_distances():
 
 
 def test_references_are_needed_only_for_supervised_calibration():
-    assert BoundaryAttack().references == "none"
-    assert BoundaryAttack(calibration="none").references == "none"
-    assert BoundaryAttack(calibration="supervised").references == "offline"
+    assert BoundaryAttack().needs.references == "none"
+    assert BoundaryAttack(calibration="none").needs.references == "none"
+    assert BoundaryAttack(calibration="supervised").needs.references == "offline"
     # the per-target step is the unsupervised calibration
     assert BoundaryAttack().needs.target_step
     assert not BoundaryAttack(calibration="none").needs.target_step

@@ -82,8 +82,8 @@ def test_threshold_scorer_is_the_fraction_of_correct_queries():
     expected = np.mean([(v(x)[:, 0] > 0) == 1 for v in views], axis=0)
     np.testing.assert_array_equal(scores, expected)
     assert target.queries == 3 * 10  # the unmodified query and 9 noisy ones per sample
-    assert attack.references == "none"
-    assert AugmentationAttack().references == "offline"
+    assert attack.needs.references == "none"
+    assert AugmentationAttack().needs.references == "offline"
 
 
 def test_logistic_scorer_on_a_leaky_setup():

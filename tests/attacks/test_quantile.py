@@ -34,14 +34,14 @@ def test_quantile_regression_on_a_leaky_setup(loss):
     result = evaluate(QuantileAttack(loss=loss, alpha=0.1), setup)
     assert result["auc"] > 0.75
     assert result["queries"] == pytest.approx(1 + len(setup.data.population_x) / 160)
-    assert QuantileAttack().references == "none"
+    assert QuantileAttack().needs.references == "none"
 
 
 @pytest.mark.parametrize(
     ("loss", "expected"), [("gaussian", [(3 - 1) / 2, (2 + 1) / 4]), ("pinball", [3 - 1, 2 - 9])]
 )
 def test_score_is_the_hinge_against_the_regressed_quantile_exact(monkeypatch, loss, expected):
-    from mialens.attacks._common import Standardizer
+    from mialens.attacks.adversary_data import Standardizer
     from mialens.attacks.base import QueryData
     from mialens.targets import BlackBoxTarget, CallableTarget
 

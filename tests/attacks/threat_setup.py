@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mialens.attacks._common import single_thread
 from mialens.attacks.base import Attack, QueryData
+from mialens.attacks.networks import single_thread
 from mialens.audit.engine import ModelOutputs, score_targets
 from mialens.data.catalog import load_dataset
 from mialens.data.registry import DatasetConfig

@@ -29,15 +29,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mialens.attacks._common import (
-    Standardizer,
-    mlp,
-    predict_logit,
-    seeded,
-    single_thread,
-    stable_log_odds,
-)
+from mialens.attacks.adversary_data import Standardizer
 from mialens.attacks.base import AttackParams
+from mialens.attacks.networks import mlp, predict_logit, seeded, single_thread
 from mialens.errors import DataError
 from mialens.models.loop import Patience, minibatch_epoch
 
@@ -85,6 +79,12 @@ class TrainingRecord:
 
     def as_extra(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def stable_log_odds(p: np.ndarray) -> np.ndarray:
+    """``log p - log(1 - p)`` with probabilities clipped to ``[1e-15, 1 - 1e-15]``."""
+    p = np.clip(np.asarray(p, np.float64), 1e-15, 1 - 1e-15)
+    return np.log(p) - np.log1p(-p)
 
 
 def train_until_stopped(

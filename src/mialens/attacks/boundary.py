@@ -54,8 +54,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from mialens.attacks._common import data_box, single_threaded
+from mialens.attacks.adversary_data import data_box
 from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.networks import single_threaded
 from mialens.attacks.threshold import best_threshold
 from mialens.seeding import int_seed, rng
 from mialens.targets.adapters import Target

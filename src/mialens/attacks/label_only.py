@@ -15,9 +15,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks._common import data_box, is_binary, single_threaded
+from mialens.attacks.adversary_data import data_box, is_binary
 from mialens.attacks.attack_models import fit_classifier
 from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.networks import single_threaded
 from mialens.augment import query_transforms
 from mialens.seeding import rng
 

@@ -29,15 +29,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from mialens.attacks._common import (
-    Standardizer,
-    mlp,
-    num_classes_of,
-    seeded,
-    single_thread,
-    single_threaded,
-)
+from mialens.attacks.adversary_data import Standardizer, num_classes_of
 from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData
+from mialens.attacks.networks import mlp, seeded, single_thread, single_threaded
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import hinge
 

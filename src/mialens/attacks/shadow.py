@@ -37,16 +37,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks._common import (
-    balanced_rows,
-    data_box,
-    is_binary,
-    num_classes_of,
-    single_thread,
-    single_threaded,
-)
+from mialens.attacks.adversary_data import balanced_rows, data_box, is_binary, num_classes_of
 from mialens.attacks.attack_models import AttackModelParams, ClassifierKind, fit_classifier
 from mialens.attacks.base import Needs, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.networks import single_thread, single_threaded
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import log_probabilities

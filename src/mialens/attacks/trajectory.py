@@ -47,14 +47,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mialens.attacks._common import (
-    Standardizer,
-    num_classes_of,
-    predict_logit,
-    seeded,
-    single_thread,
-    single_threaded,
-)
+from mialens.attacks.adversary_data import Standardizer, num_classes_of
 from mialens.attacks.attack_models import (
     AttackModelParams,
     TrainingRecord,
@@ -63,6 +56,7 @@ from mialens.attacks.attack_models import (
     train_binary,
 )
 from mialens.attacks.base import Needs, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.networks import predict_logit, seeded, single_thread, single_threaded
 from mialens.errors import DataError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.loop import minibatch_epoch

@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks._common import single_thread, single_threaded
 from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData
+from mialens.attacks.networks import single_thread, single_threaded
 from mialens.errors import DataError
 from mialens.seeding import int_seed
 from mialens.signals.statistics import confidence, loss

@@ -48,13 +48,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from mialens.attacks._common import (
-    Standardizer,
-    auc,
-    balanced_rows,
+from mialens.attacks.adversary_data import Standardizer, balanced_rows
+from mialens.attacks.attack_models import AttackModelParams, check_rows, train_binary
+from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.networks import (
     count_passes,
     device_of,
     evaluating,
@@ -63,8 +64,6 @@ from mialens.attacks._common import (
     seeded,
     single_threaded,
 )
-from mialens.attacks.attack_models import AttackModelParams, check_rows, train_binary
-from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
 from mialens.errors import DataError
 from mialens.seeding import int_seed, rng
 
@@ -213,6 +212,14 @@ def _total_log_norm(per_layer: np.ndarray) -> np.ndarray:
     return 0.5 * np.log(np.maximum((per_layer**2).sum(axis=1), _FLOOR))
 
 
+def _auc(scores: np.ndarray, member: np.ndarray) -> float:
+    """ROC AUC (0.5 when one class is missing)."""
+    member = np.asarray(member, bool)
+    if member.all() or not member.any():
+        return 0.5
+    return float(roc_auc_score(member, np.asarray(scores, np.float64)))
+
+
 class GradientNormParams(AttackParams):
     layers: int | list[str] | Literal["all"] = Field(
         default="all", description="'all', the last k layers, or layer names"
@@ -267,7 +274,7 @@ class GradientNormAttack(QueryAttack):
         resid = np.where(out, logs - self.mu_out_[None], 0.0)
         self.sigma_ = float(max(np.sqrt((resid**2).sum() / max(counts.sum(), 1)), 1e-6))
         for j, layer in enumerate(self.layers_):
-            self.layer_auc_[layer] = auc(-per_layer[:, :, j].ravel(), member.ravel())
+            self.layer_auc_[layer] = _auc(-per_layer[:, :, j].ravel(), member.ravel())
 
     @single_threaded
     def _score(self, target, data: QueryData) -> np.ndarray:
@@ -470,7 +477,7 @@ class NasrAttack(QueryAttack):
         ]
         y_mem = np.concatenate(labels)
         norms = np.concatenate(layer_norms)
-        self.layer_auc_ = {layer: auc(-norms[:, j], y_mem) for j, layer in enumerate(all_layers)}
+        self.layer_auc_ = {layer: _auc(-norms[:, j], y_mem) for j, layer in enumerate(all_layers)}
         ng = len(self.grad_layers_)
         self.grad_scale_ = [float(max(np.sqrt((p**2).mean()), 1e-12)) for p in parts[:ng]]
         self.scalers_ = [Standardizer.fit(p) for p in parts[ng:]]
@@ -503,13 +510,13 @@ class NasrAttack(QueryAttack):
     def _measure_components(self, held: tuple[torch.Tensor, ...], member: np.ndarray) -> None:
         """The trained network's AUC on held-out reference rows, and how much it drops
         when one component's input is blanked out."""
-        base = auc(predict_logit(self.net_, held), member)
+        base = _auc(predict_logit(self.net_, held), member)
         names = [f"gradient:{n}" for n in self.grad_layers_]
         names += [f"activation:{n}" for n in self.act_layers_] + ["loss", "label"]
         for j, name in enumerate(names):
             blank = list(held)
             blank[j] = torch.zeros_like(held[j])
-            drop = base - auc(predict_logit(self.net_, tuple(blank)), member)
+            drop = base - _auc(predict_logit(self.net_, tuple(blank)), member)
             self.component_auc_drop_[name] = float(drop)
         self.holdout_auc_ = float(base)
 

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from mialens.attacks._common import data_box, device_of, evaluating, module_of, single_threaded
+from mialens.attacks.adversary_data import data_box
 from mialens.attacks.base import AttackParams, Needs, QueryAttack, QueryData, QueryReferences
+from mialens.attacks.networks import device_of, evaluating, module_of, single_threaded
 from mialens.seeding import rng
 
 

@@ -35,7 +35,7 @@ def build_attacks(specs: Sequence[AttackSpec]) -> list[Attack]:
 @dataclass(frozen=True)
 class AttackDeclaration:
     """What a listed attack declares, read from its built object: its name, the reference
-    models it uses (``attack.references``) and its threat model."""
+    models it uses (``attack.needs.references``) and its threat model."""
 
     name: str
     references: str
@@ -45,7 +45,7 @@ class AttackDeclaration:
 def declare_attacks(specs: Sequence[AttackSpec]) -> tuple[AttackDeclaration, ...]:
     """The declarations of the attacks of ``specs``, in order (each attack built once)."""
     return tuple(
-        AttackDeclaration(a.name, a.references, a.threat_model) for a in build_attacks(specs)
+        AttackDeclaration(a.name, a.needs.references, a.threat_model) for a in build_attacks(specs)
     )
 
 

@@ -1,4 +1,6 @@
-"""The figures of the analysis page, each as ``{title, alt, png, caption}``."""
+"""The figures of the analysis page, each as ``{caption, png, args}``: the name of its caption
+macro in ``templates/_captions.html`` (title, alt text and caption), the PNG and the values
+that caption states."""
 
 from __future__ import annotations
 
@@ -37,8 +39,7 @@ def _vulnerability(a: Analysis) -> dict[str, Any]:
     summary, vuln, settings = a.summary, a.vulnerability, a.settings
     label = set_label(summary.primary_set, settings)
     return {
-        "title": "Per-sample vulnerability",
-        "alt": "histogram of vulnerability and its relation to the LiRA separation",
+        "caption": "vulnerability",
         "png": plots.vulnerability_png(
             vuln.score,
             vuln.tail,
@@ -49,16 +50,11 @@ def _vulnerability(a: Analysis) -> dict[str, Any]:
             summary.vulnerability.top["tail_threshold"],
             label,
         ),
-        "caption": (
-            f"Left: vulnerability of every pool sample ({summary.attack}): the mean over "
-            "the targets it trained of −log10 of the FPR at which the target's threshold "
-            "would just catch it; dotted: chance, dash-dotted: its ceiling. Middle: the "
-            "tail vulnerability (fitted exponential tail of each target's "
-            "non-member scores), which orders the samples at the ceiling, against it. "
-            "Right: the tail vulnerability against the LiRA separation of the IN and OUT "
-            f"signal. Red: {label}; dashed: the cut of the top "
-            f"{100 * settings.top_fraction:g}%."
-        ),
+        "args": {
+            "attack": summary.attack,
+            "set_label": label,
+            "top_fraction": settings.top_fraction,
+        },
     }
 
 
@@ -71,12 +67,10 @@ def _embedding(a: Analysis) -> dict[str, Any] | None:
     if pick.size > settings.embedding_samples:
         pick = np.sort(rng(seed, "embedding").choice(pick, settings.embedding_samples, False))
     pool = setup.split.pool
-    space = "features of model 0" if a.features is not None else "inputs"
     points = a.features[0][pick] if a.features is not None else setup.dataset.x[pool][pick]
     top_label = set_label("top", settings)
     return {
-        "title": "t-SNE embedding",
-        "alt": "t-SNE of the samples with vulnerable samples highlighted",
+        "caption": "embedding",
         "png": plots.embedding_png(
             plots.tsne_embedding(points, seed),
             setup.dataset.y[pool][pick],
@@ -84,11 +78,7 @@ def _embedding(a: Analysis) -> dict[str, Any] | None:
             a.canary[pick],
             top_label,
         ),
-        "caption": (
-            f"t-SNE of the {space} for {pick.size} samples that did not train model 0 "
-            f"(so their position is not shaped by memorisation), coloured by class; "
-            f"ringed: the {top_label} samples; crosses: canaries."
-        ),
+        "args": {"features": a.features is not None, "samples": pick.size, "set_label": top_label},
     }
 
 
@@ -98,13 +88,9 @@ def _measures(a: Analysis) -> dict[str, Any] | None:
     if not shown:
         return None
     return {
-        "title": "Outlierness against vulnerability",
-        "alt": "mean vulnerability per decile of the most correlated measures",
+        "caption": "measures",
         "png": plots.measures_png(a.vulnerability.score, {k: a.measures[k] for k in shown}, rho),
-        "caption": (
-            "The six measures with the largest |Spearman ρ|: mean vulnerability (95% "
-            "t-interval) in each decile of the measure; dotted: chance."
-        ),
+        "args": {},
     }
 
 
@@ -115,19 +101,14 @@ def _auc(a: Analysis) -> dict[str, Any] | None:
         return None
     size = a.statistics["sets"][primary]["size"]
     return {
-        "title": "Which measure predicts the vulnerable set",
-        "alt": "AUC of every measure for membership of the vulnerable set",
+        "caption": "auc",
         "png": plots.auc_png(
             entries,
             f"{set_label(primary, a.settings)} ({size})",
             a.summary.measure_groups,
             GROUPS,
         ),
-        "caption": (
-            "AUC of each measure for telling the vulnerable set from the other samples "
-            "with its 95% DeLong interval (logit scale), coloured by group; filled: "
-            "Holm-adjusted Mann-Whitney p < 0.05 over all measures."
-        ),
+        "args": {},
     }
 
 
@@ -152,15 +133,11 @@ def _gallery(a: Analysis) -> dict[str, Any] | None:
     captions = [f"#{rank[i]} {ids[i]}: {names[labels[i]]}" for i in order]
     protos = [prototypes[labels[i]] for i in order]
     return {
-        "title": "Most vulnerable images and class prototypes",
-        "alt": "gallery of the most vulnerable images beside their class prototypes",
+        "caption": "gallery",
         "png": plots.gallery_png(
             x[order], captions, x[protos], [f"prototype: {names[labels[i]]}" for i in order]
         ),
-        "caption": (
-            "The most vulnerable samples (red caption: rank, id and given label) each beside "
-            "the natural sample of its class closest to the class mean in input space."
-        ),
+        "args": {},
     }
 
 
@@ -170,13 +147,7 @@ def _epochs(a: Analysis) -> dict[str, Any] | None:
         return None
     label = set_label(a.summary.primary_set, a.settings)
     return {
-        "title": "Member and non-member signals over training",
-        "alt": "per-epoch distributions of the LiRA signal",
+        "caption": "epochs",
         "png": plots.epochs_png(epochs),
-        "caption": (
-            f"The first {a.settings.epoch_models} models retrained with a record after "
-            "every epoch: median and 10–90% band of φ = log(p_y / (1 − p_y)) for their "
-            f"members, non-members and members in the set '{label}'; below, the AUC "
-            "of φ per epoch (the reference-free loss attack)."
-        ),
+        "args": {"models": a.settings.epoch_models, "set_label": label},
     }

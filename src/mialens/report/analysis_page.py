@@ -209,7 +209,5 @@ def render_analysis(analysis: Analysis) -> str:
         "by_class": by_class,
         "set_titles": [_set_title(k, top_fraction) for k in set_keys],
         "canaries": summary.canaries,
-        "fmt": _num,
-        "pct": _pct,
     }
     return render("analysis.html", **context)

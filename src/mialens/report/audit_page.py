@@ -18,7 +18,7 @@ from mialens.metrics.leakage import LevelResult, Spread, fpr_key
 from mialens.report import plots
 from mialens.report.analysis_page import analysis_brief
 from mialens.report.environment import render
-from mialens.report.format import _b64, _date, _num, _pct, _plural, _share, _span
+from mialens.report.format import _b64, _date, _num, _pct, _share, _span
 
 _DESIGN_LABELS = {
     "dataset": "data set",
@@ -236,56 +236,36 @@ def _training(result: AuditResult) -> dict[str, Any] | None:
     return {"summary": summary, "rows": rows, "dp": bool(eps)}
 
 
-def _figures(result: AuditResult) -> list[dict[str, str]]:
-    """The three figures as base64 PNG with their captions."""
-    n_non = plots.min_nonmembers(result)
-    targets = _plural(len(result.target_models), "target")
+def _figures(result: AuditResult) -> list[dict[str, Any]]:
+    """The three figures as base64 PNG, each with the name of its caption macro in
+    ``templates/_captions.html`` and the values that caption states."""
+    targets = len(result.target_models)
     level = plots.spread_level(result)
-    lo, hi = plots.HIST_PERCENTILES
-    spread_note = (
-        ""
-        if level == plots.LEGEND_FPR
-        else f" (1% FPR needs at least 100 non-members per target; with {n_non} the lowest "
-        f"resolvable FPR, {_pct(level)}, is used instead)"
-    )
+    nonmembers = plots.min_nonmembers(result)
     return [
         {
-            "title": "ROC curves (log-log)",
-            "alt": "log-log ROC curves of every attack",
+            "caption": "roc",
             "data": _b64(plots.roc_png(result)),
-            "caption": (
-                f"Mean over {targets} of each target's TPR on a log-spaced FPR "
-                f"grid from 1/{n_non} (the smallest non-member count of a target) to 1, as "
-                "steps without interpolation inside tied scores: a group of tied scores is "
-                "accepted whole, so the curve rises vertically at the FPR where the group "
-                "ends. Dotted: chance (TPR = FPR). "
-                "The legend gives each attack's mean AUC and mean TPR at 1% FPR (n/a when "
-                "a target has fewer than 100 non-members; 'unreachable: ties' when a tie group "
-                "straddles 1% FPR on some target and the curve jumps past it)."
-            ),
+            "args": {"n_targets": targets, "nonmembers": nonmembers},
         },
         {
-            "title": "Score distributions",
-            "alt": "histograms of member and non-member scores of every attack",
+            "caption": "histogram",
             "data": _b64(plots.histogram_png(result)),
-            "caption": (
-                f"Scores of members (red) and non-members (blue) pooled over {targets}, "
-                "each group normalised to unit area. Each panel bins the "
-                f"{lo:g}–{hi:g} percentile range of its pooled scores; scores outside it "
-                "are clipped into the outermost bins. Panels labelled 'log count' have a "
-                f"logarithmic count axis because one bin holds over "
-                f"{100 * plots.HIST_LOG_SHARE:g}% of the scores."
-            ),
+            "args": {
+                "n_targets": targets,
+                "percentiles": plots.HIST_PERCENTILES,
+                "log_share": plots.HIST_LOG_SHARE,
+            },
         },
         {
-            "title": f"Per-target spread of the TPR at {_pct(level)} FPR",
-            "alt": f"per-target TPR at {_pct(level)} FPR of every attack",
+            "caption": "spread",
             "data": _b64(plots.spread_png(result)),
-            "caption": (
-                f"TPR at {_pct(level)} FPR per target ({targets}; points jittered "
-                "sideways), with box plots of median, quartiles and whiskers to "
-                f"1.5 IQR{spread_note}. Dotted: chance."
-            ),
+            "args": {
+                "n_targets": targets,
+                "level": level,
+                "lowered": level != plots.LEGEND_FPR,
+                "nonmembers": nonmembers,
+            },
         },
     ]
 

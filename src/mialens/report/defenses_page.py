@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from mialens.report.environment import render
+from mialens.report.format import _b64
+from mialens.report.plots import figure_png
 
 
 def comparable_groups(report: dict[str, Any]) -> list[tuple[tuple[str, ...], list[str]]]:
@@ -59,22 +59,20 @@ def privacy_utility_png(report: dict[str, Any]) -> bytes:
         ax.set_xlabel("test accuracy (mean over targets)")
         ax.set_ylabel(f"TPR at FPR {level} (strongest attack)")
         ax.legend(loc="best", fontsize=8)
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def render_defenses(report: dict[str, Any]) -> str:
     """The self-contained HTML page of a defence evaluation."""
-    env = Environment(loader=PackageLoader("mialens.report", "templates"), autoescape=True)
     levels = (
         list(next(iter(report["defenses"].values()))["tpr_at_fpr"]) if report["defenses"] else []
     )
-    return env.get_template("defenses.html").render(
+    return render(
+        "defenses.html",
         level=report["privacy_level"],
         levels=levels,
         rows=list(report["defenses"].items()),
         comparison=report["sample_aware_vs_uniform"],
         monitor=report.get("monitor"),
-        plot=base64.b64encode(privacy_utility_png(report)).decode("ascii"),
+        plot=_b64(privacy_utility_png(report)),
     )

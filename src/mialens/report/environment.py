@@ -1,5 +1,6 @@
 """The one Jinja2 environment of every page: templates from ``templates/``, autoescaping
-on, undefined names an error, and the shared formatters as filters."""
+on, undefined names an error, and the shared formatters as globals, so that the partials
+(``_style.html``, ``_figures.html``, ``_captions.html``) and every page can use them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from mialens.report.format import _num, _p, _pct
+from mialens.report.format import _num, _pct, _plural
 
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """The environment, built once: the formatters ``num``, ``p`` and ``pct`` are filters."""
+    """The environment, built once, with the globals ``num``, ``pct`` and ``plural``."""
     env = Environment(
         loader=PackageLoader("mialens.report", "templates"),
         autoescape=True,
@@ -20,7 +21,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=_num, p=_p, pct=_pct)
+    env.globals.update(num=_num, pct=_pct, plural=_plural)
     return env
 
 

@@ -211,13 +211,13 @@ def _select_attacks(
     """
     runnable, skipped = [], {}
     for attack in attacks:
-        if attack.uses_population and not has_population:
+        if attack.needs.population and not has_population:
             reason = (
                 "needs population data (samples that trained neither the target nor the "
                 "references), and none was given"
             )
             remedy = "give population data or drop the attack"
-        elif attack.references == "online" and samples_without_in:
+        elif attack.needs.references == "online" and samples_without_in:
             reason = (
                 "is online and needs every sample to be a member of at least one reference "
                 f"model, and {samples_without_in} samples are members of none"
@@ -238,7 +238,7 @@ def _select_attacks(
 def _reference_coverage(ref_member: np.ndarray, attacks: Sequence[Attack]) -> int:
     """Refuse memberships that leave a sample with no OUT reference (when an attack uses
     references); return how many samples have no IN reference."""
-    users = [a.name for a in attacks if a.references != "none"]
+    users = [a.name for a in attacks if a.needs.references != "none"]
     if users and not len(ref_member):
         raise DataError(
             f"reference_logits holds no reference model, which {', '.join(users)} need; "

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from mialens.analysis.explain import analyze
-from mialens.attacks.base import Attack, QueryAttack
+from mialens.attacks.base import Attack
 from mialens.audit.design import AuditSetup, prepare_audit
 from mialens.audit.engine import Scores, score_targets
 from mialens.audit.results import AuditResult
@@ -129,7 +129,7 @@ def _score(
     """Every attack against every model, the others as its references; attacks that
     query models get them live, answering through the output defence if there is one."""
     models = data = None
-    if any(isinstance(a, QueryAttack) for a in attacks):
+    if any(a.needs.input == "queries" for a in attacks):
         settings = setup.config.audit
         models = load_models(setup.plan, setup.store, settings.device, setup.config.executor)
         if output_defenses is not None:  # every answer goes through the defence

@@ -1,20 +1,16 @@
-"""Machinery shared by the query attacks: model access, torch helpers, scaling.
-
-Nothing here is an attack. The attack models (member/non-member classifiers trained on
-reference models' outputs) live in :mod:`mialens.attacks.attack_models`.
-"""
+"""How the query attacks reach and run networks: the target's torch module, counted
+white-box passes, evaluation mode, seeded initialisation, one torch thread, small MLPs and
+batched logits."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from mialens.errors import DataError
@@ -61,52 +57,6 @@ def seeded(seed: int) -> Iterator[None]:
 def device_of(module: nn.Module) -> torch.device:
     params = list(module.parameters())
     return params[0].device if params else torch.device("cpu")
-
-
-def num_classes_of(target: Any, *label_arrays: np.ndarray | None) -> int:
-    """The number of classes: the target's if it knows it, else from the labels."""
-    known = getattr(target, "num_classes", None)
-    if known:
-        return int(known)
-    return int(max(int(np.max(a)) for a in label_arrays if a is not None and len(a)) + 1)
-
-
-def data_box(x: np.ndarray) -> tuple[float, float]:
-    """The range ``[min, max]`` of the features (the box searches and noise stay in)."""
-    lo, hi = float(np.min(x)), float(np.max(x))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
-def is_binary(x: np.ndarray) -> bool:
-    """True when every feature value is 0 or 1."""
-    return bool(np.isin(np.unique(x[: min(len(x), 2000)]), (0.0, 1.0)).all())
-
-
-def auc(scores: np.ndarray, member: np.ndarray) -> float:
-    """ROC AUC (0.5 when one class is missing)."""
-    member = np.asarray(member, bool)
-    if member.all() or not member.any():
-        return 0.5
-    return float(roc_auc_score(member, np.asarray(scores, np.float64)))
-
-
-def balanced_rows(member: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``max_rows`` flat indices into ``member (R, N)``, half members, half not."""
-    flat = np.asarray(member, bool).ravel()
-    ins, outs = np.flatnonzero(flat), np.flatnonzero(~flat)
-    half = max(1, max_rows // 2)
-    take_in = rng.choice(ins, size=min(half, ins.size), replace=False)
-    take_out = rng.choice(outs, size=min(half, outs.size), replace=False)
-    return np.sort(np.concatenate([take_in, take_out]))
-
-
-def stable_log_odds(p: np.ndarray) -> np.ndarray:
-    """``log p - log(1 - p)`` with probabilities clipped to ``[1e-15, 1 - 1e-15]``."""
-    p = np.clip(np.asarray(p, np.float64), 1e-15, 1 - 1e-15)
-    return np.log(p) - np.log1p(-p)
-
-
-# ----------------------------------------------------------------------------- torch helpers
 
 
 def mlp(in_features: int, hidden: tuple[int, ...], out: int = 1) -> nn.Sequential:
@@ -157,19 +107,3 @@ def predict_logit(
     n = len(inputs[0])
     out = [net(*(t[i : i + batch] for t in inputs)).double() for i in range(0, n, batch)]
     return torch.cat(out).numpy() if out else np.zeros(0)
-
-
-@dataclass
-class Standardizer:
-    """Per-feature z-scores with the training rows' mean and standard deviation."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, x: np.ndarray) -> Standardizer:
-        x = np.asarray(x, np.float64)
-        return cls(x.mean(axis=0), np.maximum(x.std(axis=0), 1e-8))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, np.float64) - self.mean) / self.std).astype(np.float32)
