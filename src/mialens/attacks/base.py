@@ -163,16 +163,6 @@ class Attack(ABC):
         calibration of the boundary attack), in which case it overrides this method."""
         return cls.needs
 
-    @property
-    def references(self) -> ReferenceUse:
-        """``needs.references`` (kept for callers that read it directly)."""
-        return self.needs.references
-
-    @property
-    def uses_population(self) -> bool:
-        """``needs.population`` (kept for callers that read it directly)."""
-        return self.needs.population
-
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
         return f"{type(self).__name__}({args})"

@@ -40,8 +40,8 @@ def attack_info(
         "summary": attack.summary,
         "paper": attack.paper,
         "threat_model": attack.threat_model,
-        "references": attack.references,
-        "uses_population": attack.uses_population,
+        "references": attack.needs.references,
+        "uses_population": attack.needs.population,
         "params": attack.params.model_dump(),
         "queries_per_sample": queries_per_sample,
     }
