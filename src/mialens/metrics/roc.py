@@ -135,13 +135,9 @@ def allowed_false_positives(n_out: int, level: float) -> int:
     return count
 
 
-def flags_at_fpr(scores: np.ndarray, members: np.ndarray, level: float) -> np.ndarray:
-    """``(T, N)``: whether target ``t``'s threshold at FPR ``level`` accepts sample ``i``.
-
-    The threshold is the one of :func:`mialens.metrics.tpr_at_fpr`: the largest TPR whose
-    FPR is at most ``level``, accepting tie groups whole, so the share of a target's
-    members it flags is exactly that target's TPR at ``level``.
-    """
+def check_target_scores(scores: object, members: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(T, N)`` scores (float64) and membership of ``T`` targets: one shape,
+    and every target with at least one non-member."""
     s = np.asarray(scores, dtype=np.float64)
     m = np.asarray(members, dtype=bool)
     if s.ndim != 2 or s.shape != m.shape:
@@ -151,6 +147,17 @@ def flags_at_fpr(scores: np.ndarray, members: np.ndarray, level: float) -> np.nd
         )
     if m.all(axis=1).any():
         raise DataError("every target needs at least one non-member")
+    return s, m
+
+
+def flags_at_fpr(scores: np.ndarray, members: np.ndarray, level: float) -> np.ndarray:
+    """``(T, N)``: whether target ``t``'s threshold at FPR ``level`` accepts sample ``i``.
+
+    The threshold is the one of :func:`mialens.metrics.tpr_at_fpr`: the largest TPR whose
+    FPR is at most ``level``, accepting tie groups whole, so the share of a target's
+    members it flags is exactly that target's TPR at ``level``.
+    """
+    s, m = check_target_scores(scores, members)
     flags = np.empty(s.shape, dtype=bool)
     for t in range(s.shape[0]):
         out = np.sort(s[t, ~m[t]])[::-1]
