@@ -10,11 +10,11 @@ attacks that query models themselves, every live query.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
 from mialens.audit.design import AuditSetup
-from mialens.audit.training_plan import load_models
 from mialens.defenses.output import DefenderData, OutputDefense
 from mialens.seeding import int_seed
 from mialens.targets.adapters import Target
@@ -68,15 +68,14 @@ def fit_per_model(
 
 
 def fit_output_defenses(
-    defense: OutputDefense, setup: AuditSetup, logits: np.ndarray
+    defense: OutputDefense, setup: AuditSetup, logits: np.ndarray, models: Sequence[Target]
 ) -> list[OutputDefense]:
     """``defense`` fitted per model of the audit on what its owner holds: the model's
     outputs on its training members (from ``logits`` on the setup's query positions), on
-    the validation split (non-members) and on random inputs."""
+    the validation split (non-members) and on random inputs (queried on ``models``)."""
     dataset, split, keep = setup.dataset, setup.split, setup.keep
     settings = setup.config.audit
     n_pool = len(split.pool)
-    models = load_models(setup.plan, setup.store, settings.device, setup.config.executor)
     labels = dataset.y[split.pool]
     held_out = dataset.x[split.validation]
     noise = random_inputs(dataset.x[split.pool], 1000, int_seed(settings.seed, "random-inputs"))

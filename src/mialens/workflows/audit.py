@@ -20,6 +20,7 @@ from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.defenses.sample_aware import adjusted_setup
 from mialens.folders import writable_folder
 from mialens.models.training import fixed_threads
+from mialens.targets.adapters import TorchTarget
 from mialens.workflows.config import AuditConfig
 from mialens.workflows.outputs import write_analysis, write_outputs
 from mialens.workflows.progress import ProgressHook, TrainingProgress, progress_hook, step_counter
@@ -54,8 +55,9 @@ def run_audit(
     _log_design(setup)
     with progress_hook(progress) as hook:
         logits, records = _trained_logits(setup, hook)
-        logits, output_defenses, design = _defend(setup, defense, logits)
-        scored = _score(setup, attacks, logits, output_defenses, hook)
+        models = _live_models(setup, attacks, defense)
+        logits, output_defenses, design = _defend(setup, defense, logits, models)
+        scored = _score(setup, attacks, logits, models, output_defenses, hook)
     result = setup.result(attacks, scored, logits, records, design)
     _warn_unresolved(result)
     result.compute_metrics(config.audit.bootstrap, config.audit.seed)
@@ -103,8 +105,24 @@ def _trained_logits(setup: AuditSetup, hook: ProgressHook | None) -> tuple[np.nd
     return logits, records
 
 
+def _live_models(
+    setup: AuditSetup, attacks: list[Attack], defense: DefenseSpec | None
+) -> list[TorchTarget] | None:
+    """The models as queryable targets, loaded once when an output defence is fitted on
+    them or an attack queries them (else None)."""
+    if not any(a.needs.input == "queries" for a in attacks) and (
+        defense is None or defense.output is None
+    ):
+        return None
+    settings = setup.config.audit
+    return load_models(setup.plan, setup.store, settings.device, setup.config.executor)
+
+
 def _defend(
-    setup: AuditSetup, defense: DefenseSpec | None, logits: np.ndarray
+    setup: AuditSetup,
+    defense: DefenseSpec | None,
+    logits: np.ndarray,
+    models: list[TorchTarget] | None,
 ) -> tuple[np.ndarray, list[OutputDefense] | None, dict]:
     """The released logits, the fitted output defence of every model (None without one)
     and the defence's entries of the design (none without a defence)."""
@@ -113,7 +131,8 @@ def _defend(
     design = {"defense": defense.name, "defense_spec": defense.model_dump(mode="json")}
     output_defenses, seconds_per_answer = None, 0.0
     if defense.output is not None:
-        output_defenses = fit_output_defenses(build_output_defense(defense.output), setup, logits)
+        output = build_output_defense(defense.output)
+        output_defenses = fit_output_defenses(output, setup, logits, models)
         logits, seconds_per_answer = defend_logits(output_defenses, logits)
     design["defense_seconds_per_answer"] = seconds_per_answer
     return logits, output_defenses, design
@@ -123,15 +142,14 @@ def _score(
     setup: AuditSetup,
     attacks: list[Attack],
     logits: np.ndarray,
+    models: list[TorchTarget] | None,
     output_defenses: list[OutputDefense] | None,
     hook: ProgressHook | None,
 ) -> Scores:
     """Every attack against every model, the others as its references; attacks that
     query models get them live, answering through the output defence if there is one."""
-    models = data = None
+    data = None
     if any(a.needs.input == "queries" for a in attacks):
-        settings = setup.config.audit
-        models = load_models(setup.plan, setup.store, settings.device, setup.config.executor)
         if output_defenses is not None:  # every answer goes through the defence
             models = [DefendedTarget(m, d) for m, d in zip(models, output_defenses, strict=True)]
         data = setup.query_data()
