@@ -8,6 +8,7 @@
 - :mod:`~mialens.report.plots`, :mod:`~mialens.report.analysis_plots`: the figures as PNG;
   :mod:`~mialens.report.analysis_figures` picks the analysis page's figures and their values
 - :mod:`~mialens.report.tables`: the CSV tables (``samples.csv``)
-- ``templates/``: the pages, ``_style.html``, ``_figures.html`` (a figure and the Figures
-  section) and ``_captions.html`` (every figure's title, alt text and caption)
+- ``templates/``: the pages, each extending ``_page.html`` (head, ``_style.html``, body,
+  footer); ``_figures.html`` (a figure and the Figures section) and ``_captions.html``
+  (every figure's title, alt text and caption)
 """
