@@ -46,7 +46,8 @@ def epsilon_from_rates(fpr_hi: float, fnr_hi: float, delta: float) -> float:
     return bound
 
 
-def _check_scores(name: str, scores: np.ndarray) -> np.ndarray:
+def check_scores(name: str, scores: np.ndarray) -> np.ndarray:
+    """``scores`` as a non-empty 1-D float array without NaN, else a DataError."""
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 1 or scores.size == 0:
         raise DataError(
@@ -73,8 +74,8 @@ def audit_many_runs(
     """
     beta = check_level("beta", beta)
     delta = check_level("delta", delta, zero_allowed=True)
-    in_scores = _check_scores("in_scores", in_scores)
-    out_scores = _check_scores("out_scores", out_scores)
+    in_scores = check_scores("in_scores", in_scores)
+    out_scores = check_scores("out_scores", out_scores)
     if math.isnan(threshold):
         raise DataError("threshold is NaN.")
     n_in, n_out = in_scores.size, out_scores.size
