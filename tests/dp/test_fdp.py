@@ -11,13 +11,13 @@ import pytest
 from mialens.dp.fdp import (
     EpsDeltaCurve,
     GaussianCurve,
-    count_correct_guesses,
+    audit_one_run_fdp,
     epsilon_lower,
-    gaussian_delta,
-    gaussian_epsilon,
     max_plausible_correct,
     rejects,
 )
+from mialens.dp.gaussian_dp import gdp_delta, gdp_epsilon
+from mialens.dp.one_run import audit_one_run
 from mialens.errors import ConfigError, DataError
 
 
@@ -51,14 +51,14 @@ def test_eps_delta_curve_exact_values():
     assert curve.blow_up_inverse(0.3) == pytest.approx(0.1, abs=1e-15)  # (0.3 - 0.1) / 2
 
 
-def test_gaussian_delta_exact_values_and_inverse():
-    assert gaussian_delta(1.0, 1.0) == pytest.approx(_phi(-0.5) - math.e * _phi(-1.5), abs=1e-14)
-    assert gaussian_delta(0.0, 2.0) == pytest.approx(2 * _phi(1.0) - 1, abs=1e-14)
+def test_gaussian_delta_exact_values_and_inverse_from_below():
+    assert gdp_delta(1.0, 1.0) == pytest.approx(_phi(-0.5) - math.e * _phi(-1.5), abs=1e-14)
+    assert gdp_delta(0.0, 2.0) == pytest.approx(2 * _phi(1.0) - 1, abs=1e-14)
     for mu in (0.5, 1.0, 3.0):
-        eps = gaussian_epsilon(mu, 1e-5)
-        assert gaussian_delta(eps, mu) == pytest.approx(1e-5, rel=1e-8)
-        assert gaussian_delta(eps, mu) >= 1e-5  # the lower end: never above the true eps
-    assert gaussian_epsilon(0.0, 1e-5) == 0.0
+        eps = gdp_epsilon(mu, 1e-5)
+        assert gdp_delta(eps, mu) == pytest.approx(1e-5, rel=1e-8)
+        assert gdp_delta(eps, mu) >= 1e-5  # the lower end: never above the true eps
+    assert gdp_epsilon(0.0, 1e-5) == 0.0
 
 
 def test_recursion_by_hand_two_guesses():
@@ -110,18 +110,20 @@ def test_bound_is_monotone_in_correct_and_beta():
 
 def test_result_json():
     doc = epsilon_lower(1000, 200, 190, beta=0.05, delta=1e-5).to_json()
-    assert doc["method"] == "one_run_fdp" and doc["kind"] == "bound"
-    assert doc["curve_family"] == "gaussian"
+    assert doc["method"] == "one_run_fdp_gaussian" and doc["kind"] == "bound"
     assert (doc["m"], doc["guesses"], doc["correct"]) == (1000, 200, 190)
     assert 0 < doc["epsilon_lower"] <= doc["ceiling"]
 
 
-def test_count_correct_guesses_by_hand():
-    scores = [0.3, -1.0, 2.0, 0.5, -0.2, 1.1]
-    included = [1, 0, 1, 0, 1, 1]
+def test_audit_from_scores_plays_the_one_run_game():
     # IN for 2.0 and 1.1 (both in: 2 right); OUT for -1.0 (out) and -0.2 (in): 1 right.
-    assert count_correct_guesses(scores, included, 2, 2) == (4, 3)
-    assert count_correct_guesses(scores, np.array(included, bool), 0, 1) == (1, 1)
+    scores = np.array([0.3, -1.0, 2.0, 0.5, -0.2, 1.1])
+    included = np.array([1, 0, 1, 0, 1, 1], bool)
+    result = audit_one_run_fdp(scores, included, k_plus=2, k_minus=2, delta=1e-5)
+    assert (result.m, result.guesses, result.correct) == (6, 4, 3)
+    assert result.epsilon_lower == epsilon_lower(6, 4, 3, delta=1e-5).epsilon_lower
+    plain = audit_one_run(scores, included, k_plus=2, k_minus=2, delta=1e-5)
+    assert (plain.guesses, plain.correct) == (result.guesses, result.correct)
 
 
 @pytest.mark.parametrize(
@@ -140,17 +142,6 @@ def test_bad_settings(kwargs, error, match):
     args = {"m": 1000, "guesses": 200, "correct": 150} | kwargs
     with pytest.raises(error, match=match):
         epsilon_lower(**args)
-
-
-def test_bad_scores():
-    with pytest.raises(ConfigError, match="k_plus"):
-        count_correct_guesses([0.1, 0.2, 0.3], [0, 1, 1], 2, 2)
-    with pytest.raises(DataError, match="NaN"):
-        count_correct_guesses([0.1, np.nan], [0, 1], 1, 1)
-    with pytest.raises(DataError, match="0/1"):
-        count_correct_guesses([0.1, 0.2], [0, 2], 1, 1)
-    with pytest.raises(DataError, match="one length"):
-        count_correct_guesses([0.1, 0.2], [0, 1, 1], 1, 1)
 
 
 def _one_run_games(outputs: np.ndarray, included: np.ndarray, k: int) -> np.ndarray:
@@ -181,7 +172,7 @@ def test_coverage_on_the_gaussian_mechanism(family):
     included = gen.integers(0, 2, size=(REPS, M))
     correct = _one_run_games(mu * included + gen.normal(size=(REPS, M)), included, K)
     bounds = _bounds(correct, family, DELTA)
-    assert np.mean(bounds <= gaussian_epsilon(mu, DELTA)) >= 0.925  # measured: 1.0
+    assert np.mean(bounds <= gdp_epsilon(mu, DELTA)) >= 0.925  # measured: 1.0
     assert np.median(bounds) > 0.5  # not vacuous
 
 

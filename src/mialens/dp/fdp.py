@@ -12,7 +12,8 @@ guesses happen with probability below beta; observing them rejects f at level be
 
 For a family of curves ordered by privacy (Gaussian DP by mu; (eps, delta)-DP by eps) the
 largest rejected parameter is a (1 - beta) lower bound on the true one; a Gaussian mu is
-reported as the epsilon it implies at ``delta`` (Dong, Roth & Su 2022, Corollary 2.13).
+reported as the epsilon it implies at ``delta`` (Dong, Roth & Su 2022, Corollary 2.13;
+:func:`~mialens.dp.gaussian_dp.gdp_epsilon`).
 Every numerical search returns the rejected end of its final bracket, so rounding never
 raises the bound.
 """
@@ -20,12 +21,15 @@ raises the bound.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri
+from scipy.special import ndtr, ndtri
 
+from mialens.dp.gaussian_dp import gdp_epsilon
+from mialens.dp.one_run import guess
+from mialens.dp.result import DPAuditResult, check_level
 from mialens.errors import ConfigError, DataError
 
 Family = Literal["gaussian", "eps_delta"]
@@ -86,8 +90,7 @@ Curve = GaussianCurve | EpsDeltaCurve
 
 
 def _check_game(m: int, guesses: int, correct: int, beta: float) -> None:
-    if not 0 < beta < 1:
-        raise ConfigError(f"beta (the significance level) must lie in (0, 1), got {beta}.")
+    check_level("beta", beta)
     if m < 1:
         raise ConfigError(f"the audit needs at least one canary, got m = {m}.")
     if not 0 <= guesses <= m:
@@ -162,61 +165,12 @@ def _largest_rejected(
     return _largest_true(rejected, 0.0, high)
 
 
-def gaussian_delta(eps: float, mu: float) -> float:
-    """delta(eps) of mu-GDP: Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)
-    (Dong, Roth & Su 2022, Corollary 2.13)."""
-    if mu <= 0:
-        return 0.0
-    tail = np.exp(eps + log_ndtr(-eps / mu - mu / 2))
-    return float(ndtr(-eps / mu + mu / 2) - tail)
-
-
-def gaussian_epsilon(mu: float, delta: float) -> float:
-    """The epsilon at which mu-GDP holds with ``delta`` (inverse of :func:`gaussian_delta`
-    in eps, which is decreasing); the lower end of the final bisection bracket."""
-    if not 0 < delta < 1:
-        raise ConfigError(f"delta must lie in (0, 1), got {delta}.")
-
-    def above(eps: float) -> bool:
-        return gaussian_delta(eps, mu) > delta
-
-    if not above(0.0):
-        return 0.0
-    high = 1.0
-    while above(high):
-        high *= 2.0
-    return _largest_true(above, 0.0, high)
-
-
-@dataclass(frozen=True)
-class FdpAuditResult:
-    """A one-run f-DP audit: ``epsilon_lower`` holds with probability >= 1 - ``beta``.
-
-    ``ceiling`` is what ``guesses`` all-correct guesses would certify, the most this
-    setting (m, guesses, beta, delta, family) can ever show.
-    """
-
-    epsilon_lower: float
-    beta: float
-    delta: float
-    m: int
-    guesses: int
-    correct: int
-    ceiling: float
-    curve_family: str
-    method: str = "one_run_fdp"
-    kind: str = "bound"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _family_epsilon(
     family: str, m: int, guesses: int, correct: int, beta: float, delta: float
 ) -> float:
     if family == "gaussian":
         mu = _largest_rejected(GaussianCurve, m, guesses, correct, beta)
-        return gaussian_epsilon(mu, delta)
+        return gdp_epsilon(mu, delta)
     return _largest_rejected(lambda eps: EpsDeltaCurve(eps, delta), m, guesses, correct, beta)
 
 
@@ -228,23 +182,22 @@ def epsilon_lower(
     beta: float = 0.05,
     delta: float = 1e-5,
     family: Family = "gaussian",
-) -> FdpAuditResult:
+) -> DPAuditResult:
     """The (1 - beta) lower bound on epsilon at ``delta`` from ``correct`` right guesses out
     of ``guesses`` on ``m`` canaries (Mahloujifar et al. 2024, with :func:`rejects`).
 
     ``family="gaussian"``: the largest rejected Gaussian-DP mu, as epsilon at ``delta``
-    (:func:`gaussian_epsilon`); valid for mechanisms that are mu-GDP (the Gaussian
-    mechanism). ``family="eps_delta"``: the largest eps whose (eps, delta) curve is
-    rejected, valid for any (eps, delta)-DP mechanism; here ``delta`` may be 0.
+    (:func:`~mialens.dp.gaussian_dp.gdp_epsilon`, from below); valid for mechanisms that
+    are mu-GDP (the Gaussian mechanism). ``family="eps_delta"``: the largest eps whose
+    (eps, delta) curve is rejected, valid for any (eps, delta)-DP mechanism; here ``delta``
+    may be 0. The method is reported as ``one_run_fdp_<family>``.
     """
     if family not in FAMILIES:
         raise ConfigError(f"unknown curve family {family!r}; known: {', '.join(FAMILIES)}.")
-    if family == "eps_delta" and not 0 <= delta < 1:
-        raise ConfigError(f"delta must lie in [0, 1) for family 'eps_delta', got {delta}.")
-    if family == "gaussian" and not 0 < delta < 1:
-        raise ConfigError(f"delta must lie in (0, 1) for family 'gaussian', got {delta}.")
+    check_level("delta", delta, zero_allowed=family == "eps_delta")
     _check_game(m, guesses, correct, beta)
-    return FdpAuditResult(
+    return DPAuditResult(
+        method=f"one_run_fdp_{family}",
         epsilon_lower=_family_epsilon(family, m, guesses, correct, beta, delta),
         beta=beta,
         delta=delta,
@@ -252,31 +205,22 @@ def epsilon_lower(
         guesses=guesses,
         correct=correct,
         ceiling=_family_epsilon(family, m, guesses, guesses, beta, delta),
-        curve_family=family,
     )
 
 
-def count_correct_guesses(scores: Any, included: Any, k_plus: int, k_minus: int) -> tuple[int, int]:
-    """(guesses, correct) of the one-run game: IN for the ``k_plus`` highest scores, OUT
-    for the ``k_minus`` lowest (Steinke et al. 2023, Algorithm 1); ties are broken by
-    canary order (a stable sort), which must not depend on the inclusion bits."""
-    scores = np.asarray(scores, dtype=float)
-    included = np.asarray(included)
-    if scores.ndim != 1 or included.shape != scores.shape:
-        raise DataError(
-            f"scores and included must be 1-d of one length, got {scores.shape} and "
-            f"{included.shape}."
-        )
-    if not np.all(np.isfinite(scores)):
-        raise DataError("canary scores contain NaN or inf.")
-    if not np.isin(included, (0, 1)).all():
-        raise DataError("included must hold 0/1 (or False/True) inclusion bits.")
-    if k_plus < 0 or k_minus < 0 or k_plus + k_minus > scores.size:
-        raise ConfigError(
-            f"need k_plus, k_minus >= 0 and k_plus + k_minus <= m = {scores.size}, got "
-            f"k_plus = {k_plus}, k_minus = {k_minus}."
-        )
-    order = np.argsort(scores, kind="stable")
-    right_out = int(np.sum(included[order[:k_minus]] == 0))
-    right_in = int(np.sum(included[order[scores.size - k_plus :]] == 1))
-    return k_plus + k_minus, right_in + right_out
+def audit_one_run_fdp(
+    scores: np.ndarray,
+    included: np.ndarray,
+    *,
+    k_plus: int,
+    k_minus: int,
+    delta: float,
+    beta: float = 0.05,
+    family: Family = "gaussian",
+    seed: int = 0,
+) -> DPAuditResult:
+    """The one-run f-DP audit of canary ``scores`` with their inclusion bits: the guesses of
+    :func:`mialens.dp.one_run.guess` (``k_plus``/``k_minus`` fixed in advance), then
+    :func:`epsilon_lower`."""
+    guesses, correct = guess(scores, included, k_plus=k_plus, k_minus=k_minus, seed=seed)
+    return epsilon_lower(len(scores), guesses, correct, beta=beta, delta=delta, family=family)

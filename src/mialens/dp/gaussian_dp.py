@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.stats import norm
 
 from mialens.dp.many_run import check_scores
@@ -39,18 +38,26 @@ def gdp_delta(epsilon: float, mu: float) -> float:
 
 
 def gdp_epsilon(mu: float, delta: float) -> float:
-    """The smallest eps >= 0 with delta(eps) <= ``delta`` for mu-GDP (0 when mu <= 0).
+    """The smallest eps >= 0 with delta(eps) <= ``delta`` for mu-GDP (0 when mu <= 0), from
+    below: the lower end of a bisection bracket of width < 1e-12, so that a lower bound on
+    mu converted here stays a lower bound on epsilon.
 
     delta(eps) falls strictly with eps (its derivative is -e^eps Phi(-eps/mu - mu/2)), so
-    the root is unique; brentq finds it to 1e-10.
+    the root is unique.
     """
     delta = check_level("delta", delta)
     if mu <= 0 or gdp_delta(0.0, mu) <= delta:
         return 0.0
-    high = 1.0
+    low, high = 0.0, 1.0
     while gdp_delta(high, mu) > delta:
-        high *= 2
-    return float(brentq(lambda eps: gdp_delta(eps, mu) - delta, 0.0, high, xtol=1e-10))
+        low, high = high, 2 * high
+    while high - low > 1e-12 * max(1.0, high):
+        mid = (low + high) / 2
+        if gdp_delta(mid, mu) > delta:
+            low = mid
+        else:
+            high = mid
+    return low
 
 
 def mu_from_rates(tpr: float, fpr: float) -> float:
