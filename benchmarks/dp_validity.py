@@ -1,0 +1,134 @@
+"""Validity and tightness of the DP audits' lower bounds on mechanisms of known privacy.
+
+Issue 14, item 4 and its acceptance: (a) coverage (share of repetitions with
+epsilon_lower <= true epsilon) per mechanism, method and setting; (b) the detection rate of
+broken mechanisms (noise scaled down 10x) claimed at eps in {1, 2, 4}; (c) tightness on the
+Gaussian mechanism at eps in {1, 4, 8}, m in {1000, 10000}: median epsilon_lower / eps and
+epsilon_lower / ceiling, and whether the f-DP bound is at least Steinke's on the same games.
+
+k_plus = k_minus = k of each setting is chosen by :func:`mialens.dp.coverage.pilot_k` (the
+largest median Steinke bound over a grid of fractions of m / 2) on pilot games from a seed
+never used for the audited repetitions, so it is fixed in advance of them.
+
+    python benchmarks/dp_validity.py --out results/dp_validity.json [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mialens.dp.coverage import METHODS, coverage, pilot_k
+from mialens.dp.mechanisms import BROKEN_NOISE_FACTOR, GaussianMechanism, RandomisedResponse
+
+DELTA, BETA = 1e-5, 0.05
+K_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # of m / 2, the pilot's grid for k
+PILOT_SEED_OFFSET = 1_000_003
+
+
+def methods_for(mechanism) -> list[str]:
+    """Every method valid for ``mechanism`` (the Gaussian f-DP curve only on Gaussian DP)."""
+    return [m for m in METHODS if mechanism.gaussian_dp or m != "one_run_fdp_gaussian"]
+
+
+def run_setting(mechanism, m: int, repetitions: int, pilot_reps: int, seed: int) -> dict:
+    """Every valid method on one (mechanism, m): the pilot's k, then the audited games."""
+    candidates = tuple(max(1, int(f * (m // 2))) for f in K_FRACTIONS)
+    k = pilot_k(
+        mechanism, m=m, candidates=candidates, repetitions=pilot_reps, beta=BETA, delta=DELTA,
+        seed=seed + PILOT_SEED_OFFSET,
+    )  # fmt: skip
+    reports = {
+        method: coverage(
+            mechanism, method, m=m, k=k, repetitions=repetitions, beta=BETA, delta=DELTA,
+            seed=seed,
+        )
+        for method in methods_for(mechanism)
+    }  # fmt: skip
+    rows = {method: report.to_json() for method, report in reports.items()}
+    steinke = reports["one_run"].epsilon_lower
+    for method in ("one_run_fdp_gaussian", "one_run_fdp_eps_delta"):
+        if method in reports:  # same seed, same games: compare repetition by repetition
+            bounds = reports[method].epsilon_lower
+            rows[method]["share_at_least_steinke"] = float(np.mean(bounds >= steinke - 1e-9))
+    for row in rows.values():
+        row["epsilon_lower_over_epsilon"] = row["median_epsilon_lower"] / row["true_epsilon"]
+        ceiling = row["ceiling"]
+        row["epsilon_lower_over_ceiling"] = (
+            row["median_epsilon_lower"] / ceiling if ceiling else None
+        )
+        row["k_candidates"] = list(candidates) if row["k_plus"] is not None else None
+        row["seed"] = seed
+    return {"mechanism": mechanism.name, "claimed_epsilon": mechanism.claimed_epsilon,
+            "m": m, "k": k, "methods": rows}  # fmt: skip
+
+
+def print_table(title: str, settings: list[dict], columns: list[str]) -> None:
+    print(f"\n{title}")
+    print(f"{'mechanism':<28}{'eps':>5}{'m':>7}{'k':>6}  {'method':<24}" + "".join(
+        f"{c[:14]:>15}" for c in columns))  # fmt: skip
+    for setting in settings:
+        for method, row in setting["methods"].items():
+            cells = "".join(
+                f"{row[c]:>15.3f}" if isinstance(row.get(c), float) else f"{row.get(c)!s:>15}"
+                for c in columns
+            )  # fmt: skip
+            print(f"{setting['mechanism']:<28}{setting['claimed_epsilon']:>5g}{setting['m']:>7}"
+                  f"{setting['k']:>6}  {method:<24}{cells}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    parser.add_argument("--repetitions", type=int, default=200)
+    parser.add_argument("--pilot-repetitions", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 repetitions, m/10")
+    args = parser.parse_args()
+    reps, pilot, scale = args.repetitions, args.pilot_repetitions, 1
+    if args.quick:
+        reps, pilot, scale = 20, 4, 10
+    started = time.perf_counter()
+    seed = iter(range(args.seed, args.seed + 1000))
+    validity = [
+        run_setting(mech, 1000 // scale, reps, pilot, next(seed))
+        for mech in [RandomisedResponse(e) for e in (1.0, 2.0, 4.0)]
+        + [GaussianMechanism(e, claim_delta=DELTA) for e in (1.0, 4.0, 8.0)]
+    ]
+    broken = [
+        run_setting(mech(e), 1000 // scale, reps, pilot, next(seed))
+        for mech in (
+            lambda e: RandomisedResponse(e, noise_factor=BROKEN_NOISE_FACTOR),
+            lambda e: GaussianMechanism(e, claim_delta=DELTA, noise_factor=BROKEN_NOISE_FACTOR),
+        )
+        for e in (1.0, 2.0, 4.0)
+    ]
+    tightness = [s for s in validity if s["mechanism"] == "gaussian"] + [
+        run_setting(GaussianMechanism(e, claim_delta=DELTA), 10_000 // scale, reps, pilot,
+                    next(seed))
+        for e in (1.0, 4.0, 8.0)
+    ]  # fmt: skip
+    result = {
+        "beta": BETA, "delta": DELTA, "repetitions": reps, "pilot_repetitions": pilot,
+        "k_fractions_of_half_m": list(K_FRACTIONS), "quick": args.quick,
+        "validity": validity, "broken": broken, "tightness": tightness,
+        "wall_seconds": time.perf_counter() - started,
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print_table("(a) validity", validity, ["true_epsilon", "coverage", "median_epsilon_lower",
+                                           "ceiling"])  # fmt: skip
+    print_table("(b) broken", broken, ["true_epsilon", "ceiling", "ceiling_exceeds_claim",
+                                       "detection_rate", "coverage"])  # fmt: skip
+    print_table("(c) tightness, Gaussian", tightness, [
+        "median_epsilon_lower", "epsilon_lower_over_epsilon", "epsilon_lower_over_ceiling",
+        "share_at_least_steinke"])  # fmt: skip
+    print(f"\nwall {result['wall_seconds']:.1f} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
