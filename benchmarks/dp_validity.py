@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-
 from mialens.dp.coverage import METHODS, coverage, pilot_k
 from mialens.dp.mechanisms import BROKEN_NOISE_FACTOR, GaussianMechanism, RandomisedResponse
 
