@@ -115,8 +115,9 @@ def _check_method(mechanism: Mechanism, method: str) -> None:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}.")
     if method == "one_run_fdp_gaussian" and not mechanism.gaussian_dp:
         raise ConfigError(
-            f"one_run_fdp_gaussian assumes a Gaussian-DP mechanism; {mechanism.name} is not "
-            "(its trade-off curve lies below every Gaussian curve matching its epsilon)."
+            f"one_run_fdp_gaussian bounds the epsilon of a Gaussian-DP mechanism; "
+            f"{mechanism.name} is not one (the least mu-GDP it satisfies implies an epsilon "
+            "above its own), so its bound would not bound this mechanism's epsilon."
         )
 
 
