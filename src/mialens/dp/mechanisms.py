@@ -7,8 +7,9 @@ mechanism's privacy per canary is that of the one-bit mechanism below:
 - randomised response (Warner 1965): score = inclusion bit, flipped with probability
   p = 1 / (1 + e^eps); exactly (eps, 0)-DP, and (log((1 - p - delta) / p), delta)-DP
   tightly (the hockey-stick divergence of the two Bernoulli outputs is 1 - p - e^eps' p);
-- the Gaussian mechanism: score = bit * mu + N(0, 1), exactly mu-GDP (Dong, Roth & Su 2022,
-  Theorem 2.7), so (gdp_epsilon(mu, delta), delta)-DP tightly (their Corollary 2.13).
+- the Gaussian mechanism: score = bit * mu + N(0, 1), exactly mu-GDP (the trade-off curve
+  of N(0, 1) against N(mu, 1) is G_mu by definition, Dong, Roth & Su 2022, Eq. 6), so
+  (gdp_epsilon(mu, delta), delta)-DP tightly (their Corollary 2.13).
 
 ``noise_factor`` scales the noise relative to what the claimed epsilon needs; 1 is a correct
 implementation, 0.1 the "broken" mechanism of the issue (noise scaled down 10x): randomised
