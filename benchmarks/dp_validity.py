@@ -71,10 +71,24 @@ def run_setting(mechanism, m: int, repetitions: int, pilot_reps: int, seed: int)
             "m": m, "k": k, "methods": rows}  # fmt: skip
 
 
+HEADERS = {
+    "true_epsilon": "true eps",
+    "coverage": "coverage",
+    "median_epsilon_lower": "median eps_low",
+    "ceiling": "ceiling",
+    "ceiling_exceeds_claim": "ceiling>claim",
+    "detection_rate": "detected",
+    "epsilon_lower_over_epsilon": "eps_low/eps",
+    "epsilon_lower_over_ceiling": "eps_low/ceil",
+    "share_at_least_steinke": ">=Steinke",
+}
+"""Column titles of the printed tables (the JSON keeps the full names)."""
+
+
 def print_table(title: str, settings: list[dict], columns: list[str]) -> None:
     print(f"\n{title}")
     print(f"{'mechanism':<28}{'eps':>5}{'m':>7}{'k':>6}  {'method':<24}" + "".join(
-        f"{c[:14]:>15}" for c in columns))  # fmt: skip
+        f"{HEADERS[c]:>15}" for c in columns))  # fmt: skip
     for setting in settings:
         for method, row in setting["methods"].items():
             cells = "".join(
