@@ -5,12 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mialens.defenses.dp_audit import (
-    clopper_pearson_upper,
-    empirical_epsilon,
-    epsilon_bound,
-    strongest_epsilon,
-)
+from mialens.defenses.dp_audit import empirical_epsilon, strongest_epsilon
+from mialens.dp.many_run import clopper_pearson_upper, epsilon_from_rates
 from mialens.errors import DataError
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import validate_config
@@ -24,9 +20,9 @@ def test_clopper_pearson_zero_errors_is_exact():
 
 def test_epsilon_bound_hand_values():
     # FPR 0.1, FNR 0.2, delta 0: max(log(0.9 / 0.2), log(0.8 / 0.1)) = log 8
-    assert epsilon_bound(0.1, 0.2, 0.0) == pytest.approx(math.log(8))
-    assert epsilon_bound(0.5, 0.5, 0.0) == 0.0
-    assert epsilon_bound(0.0, 0.3, 0.0) == math.inf  # a perfect test certifies nothing finite
+    assert epsilon_from_rates(0.1, 0.2, 0.0) == pytest.approx(math.log(8))
+    assert epsilon_from_rates(0.5, 0.5, 0.0) == 0.0
+    assert epsilon_from_rates(0.0, 0.3, 0.0) == math.inf  # a perfect test certifies nothing finite
 
 
 def test_separable_scores_give_a_large_bound_and_random_scores_none():

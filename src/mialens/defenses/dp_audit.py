@@ -21,30 +21,9 @@ bound is therefore a diagnostic lower estimate, not a certificate.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import beta
 
+from mialens.dp.many_run import clopper_pearson_upper, epsilon_from_rates
 from mialens.errors import DataError
-
-
-def clopper_pearson_upper(
-    errors: np.ndarray | int, trials: np.ndarray | int, alpha: float
-) -> np.ndarray:
-    """One-sided ``1 - alpha`` upper confidence bound of a binomial proportion."""
-    errors = np.asarray(errors, dtype=np.float64)
-    trials = np.asarray(trials, dtype=np.float64)
-    upper = beta.ppf(1 - alpha, errors + 1, np.maximum(trials - errors, 1e-12))
-    return np.where(errors >= trials, 1.0, upper)
-
-
-def epsilon_bound(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
-    """The epsilon certified by error rates ``fpr`` and ``fnr`` (0 when none is)."""
-    fpr = np.asarray(fpr, dtype=np.float64)
-    fnr = np.asarray(fnr, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.log(np.maximum(1 - delta - fpr, 0) / fnr)
-        b = np.log(np.maximum(1 - delta - fnr, 0) / fpr)
-    bound = np.fmax(np.where(np.isnan(a), -np.inf, a), np.where(np.isnan(b), -np.inf, b))
-    return np.maximum(bound, 0.0)
 
 
 def _error_counts(scores: np.ndarray, members: np.ndarray, thresholds: np.ndarray):
@@ -86,12 +65,12 @@ def empirical_epsilon(
         fp, fn, n_neg, n_pos = _error_counts(pool_s, pool_m, cand)
         fpr_ub = clopper_pearson_upper(fp, n_neg, alpha / 2)
         fnr_ub = clopper_pearson_upper(fn, n_pos, alpha / 2)
-        best = cand[int(np.argmax(epsilon_bound(fpr_ub, fnr_ub, delta)))]
+        best = cand[int(np.argmax(epsilon_from_rates(fpr_ub, fnr_ub, delta)))]
         fp, fn, n_neg, n_pos = _error_counts(scores[t], members[t], np.array([best]))
         for level, store in ((alpha, per_target), (alpha / t_count, joint)):
             fpr_ub = clopper_pearson_upper(fp, n_neg, level / 2)
             fnr_ub = clopper_pearson_upper(fn, n_pos, level / 2)
-            store.append(float(epsilon_bound(fpr_ub, fnr_ub, delta)[0]))
+            store.append(float(epsilon_from_rates(fpr_ub, fnr_ub, delta)[0]))
         thresholds.append(float(best))
     return {
         "per_target": per_target,

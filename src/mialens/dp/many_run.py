@@ -19,6 +19,7 @@ inequalities hold with the limits in place of the rates, so the larger right-han
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.stats import beta as beta_distribution
@@ -29,21 +30,25 @@ from mialens.errors import DataError
 METHOD = "many_run_clopper_pearson"
 
 
-def clopper_pearson_upper(errors: int, trials: int, level: float) -> float:
-    """One-sided (1 - ``level``) Clopper-Pearson upper limit of a binomial rate: the
-    (1 - ``level``) quantile of Beta(errors + 1, trials - errors), 1 when errors = trials."""
-    if errors == trials:
-        return 1.0
-    return float(beta_distribution.ppf(1 - level, errors + 1, trials - errors))
+def clopper_pearson_upper(errors: Any, trials: Any, level: float) -> np.ndarray:
+    """One-sided (1 - ``level``) Clopper-Pearson upper limit of a binomial rate, elementwise:
+    the (1 - ``level``) quantile of Beta(errors + 1, trials - errors), 1 when errors = trials."""
+    errors = np.asarray(errors, dtype=np.float64)
+    trials = np.asarray(trials, dtype=np.float64)
+    upper = beta_distribution.ppf(1 - level, errors + 1, np.maximum(trials - errors, 1e-12))
+    return np.where(errors >= trials, 1.0, upper)
 
 
-def epsilon_from_rates(fpr_hi: float, fnr_hi: float, delta: float) -> float:
-    """max(0, log((1 - delta - FPR) / FNR), log((1 - delta - FNR) / FPR)) at the limits."""
-    bound = 0.0
-    for error, other in ((fpr_hi, fnr_hi), (fnr_hi, fpr_hi)):
-        if 1 - delta - error > other:
-            bound = max(bound, math.log((1 - delta - error) / other))
-    return bound
+def epsilon_from_rates(fpr: Any, fnr: Any, delta: float) -> np.ndarray:
+    """max(0, log((1 - delta - FPR) / FNR), log((1 - delta - FNR) / FPR)), elementwise: the
+    epsilon that error rates (or their upper limits) certify; inf for a perfect test."""
+    fpr = np.asarray(fpr, dtype=np.float64)
+    fnr = np.asarray(fnr, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.log(np.maximum(1 - delta - fpr, 0) / fnr)
+        b = np.log(np.maximum(1 - delta - fnr, 0) / fpr)
+    bound = np.fmax(np.where(np.isnan(a), -np.inf, a), np.where(np.isnan(b), -np.inf, b))
+    return np.maximum(bound, 0.0)
 
 
 def check_scores(name: str, scores: np.ndarray) -> np.ndarray:
@@ -86,11 +91,11 @@ def audit_many_runs(
     perfect = (clopper_pearson_upper(0, n_out, beta / 2), clopper_pearson_upper(0, n_in, beta / 2))
     return DPAuditResult(
         method=METHOD,
-        epsilon_lower=epsilon_from_rates(fpr_hi, fnr_hi, delta),
+        epsilon_lower=float(epsilon_from_rates(fpr_hi, fnr_hi, delta)),
         beta=beta,
         delta=delta,
         m=n_in + n_out,
         guesses=n_in + n_out,
         correct=n_in + n_out - false_negatives - false_positives,
-        ceiling=epsilon_from_rates(*perfect, delta),
+        ceiling=float(epsilon_from_rates(*perfect, delta)),
     )
