@@ -30,11 +30,12 @@ from scipy.special import ndtr, ndtri
 from mialens.dp.gaussian_dp import gdp_epsilon
 from mialens.dp.one_run import guess
 from mialens.dp.result import DPAuditResult, check_level
+from mialens.dp.search import largest_where
 from mialens.errors import ConfigError, DataError
 
 Family = Literal["gaussian", "eps_delta"]
 FAMILIES: tuple[str, ...] = ("gaussian", "eps_delta")
-_BISECTIONS = 60
+_TOLERANCE = 1e-15  # relative width of the final bracket: a few ulps
 
 
 @dataclass(frozen=True)
@@ -132,17 +133,6 @@ def max_plausible_correct(curve: Curve, m: int, guesses: int, beta: float) -> in
     return next(v for v in candidates if not rejects(curve, m, guesses, v, beta))
 
 
-def _largest_true(predicate: Callable[[float], bool], low: float, high: float) -> float:
-    """Bisect [low, high] with predicate(low) true, predicate(high) false; the true end."""
-    for _ in range(_BISECTIONS):
-        middle = 0.5 * (low + high)
-        if predicate(middle):
-            low = middle
-        else:
-            high = middle
-    return low
-
-
 def _largest_rejected(
     make_curve: Callable[[float], Curve], m: int, guesses: int, correct: int, beta: float
 ) -> float:
@@ -155,14 +145,7 @@ def _largest_rejected(
     def rejected(p: float) -> bool:
         return rejects(make_curve(p), m, guesses, correct, beta)
 
-    if not rejected(0.0):
-        return 0.0
-    high = 1.0
-    while rejected(high):
-        high *= 2.0
-        if high > 1e3:
-            raise DataError("the f-DP audit rejected every privacy parameter up to 1000.")
-    return _largest_true(rejected, 0.0, high)
+    return largest_where(rejected, tol=_TOLERANCE, relative=True, limit=1e3)
 
 
 def _family_epsilon(

@@ -23,6 +23,7 @@ from scipy.stats import norm
 
 from mialens.dp.many_run import check_scores
 from mialens.dp.result import DPAuditResult, check_level
+from mialens.dp.search import largest_where
 from mialens.errors import ConfigError, DataError
 
 METHOD = "gaussian_dp_nasr2023"
@@ -46,18 +47,9 @@ def gdp_epsilon(mu: float, delta: float) -> float:
     the root is unique.
     """
     delta = check_level("delta", delta)
-    if mu <= 0 or gdp_delta(0.0, mu) <= delta:
+    if mu <= 0:
         return 0.0
-    low, high = 0.0, 1.0
-    while gdp_delta(high, mu) > delta:
-        low, high = high, 2 * high
-    while high - low > 1e-12 * max(1.0, high):
-        mid = (low + high) / 2
-        if gdp_delta(mid, mu) > delta:
-            low = mid
-        else:
-            high = mid
-    return low
+    return largest_where(lambda eps: gdp_delta(eps, mu) > delta, tol=1e-12, relative=True)
 
 
 def mu_from_rates(tpr: float, fpr: float) -> float:

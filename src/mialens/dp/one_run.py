@@ -21,6 +21,7 @@ from scipy.special import expit
 from scipy.stats import binom
 
 from mialens.dp.result import DPAuditResult, check_level
+from mialens.dp.search import largest_where
 from mialens.errors import ConfigError, DataError
 
 METHOD = "one_run_steinke2023"
@@ -78,18 +79,7 @@ def epsilon_lower(
     and returns ``low``, within ``tol`` below eps*, never above it. 0 when nothing is rejected.
     """
     beta = check_level("beta", beta)
-    if p_value(m, guesses, correct, 0.0, delta) >= beta:
-        return 0.0
-    low, high = 0.0, 1.0
-    while p_value(m, guesses, correct, high, delta) < beta:  # p -> 1 as epsilon -> inf
-        low, high = high, 2 * high
-    while high - low > tol:
-        middle = (low + high) / 2
-        if p_value(m, guesses, correct, middle, delta) < beta:
-            low = middle
-        else:
-            high = middle
-    return low
+    return largest_where(lambda eps: p_value(m, guesses, correct, eps, delta) < beta, tol=tol)
 
 
 def ceiling(m: int, guesses: int, *, beta: float, delta: float) -> float:
