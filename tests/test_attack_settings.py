@@ -31,9 +31,9 @@ def test_declarations_follow_a_changed_attack_list():
     assert settings.model_copy(update={"attacks": ["mentr"]}).attack_names == ["mentr"]
 
 
-def test_the_cached_declarations_stay_out_of_the_dump():
+def test_the_declarations_stay_out_of_the_dump():
     config = validate_config({"dataset": {"name": "digits"}, "audit": {"attacks": SPECS}})
-    assert config.audit.attack_names  # the cache is filled
+    assert config.audit.attack_names  # declarations read
     dumped = config.model_dump(mode="json")
     assert set(dumped["audit"]) == set(AuditSettings.model_fields)
     assert validate_config(dumped) == config

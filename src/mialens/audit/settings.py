@@ -3,14 +3,13 @@ is audited (:class:`AuditSpec`: data, architecture, training, design and executo
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mialens.attacks.base import Attack
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
@@ -101,19 +100,14 @@ class AuditSettings(BaseModel):
         description="replace part of the pool by canaries (Aerni et al. 2024), e.g. "
         "{kind: mislabel, fraction: 0.02}",
     )
-    _declared: tuple[list[AttackSpec], tuple[AttackDeclaration, ...]] | None = PrivateAttr(
-        default=None
-    )  # the attacks' declarations and the specs they were read from (not part of the dump)
 
     def build_attacks(self) -> list[Attack]:
         """Fresh, unfitted attacks of ``attacks``, in order (each audit fits its own)."""
         return build_attacks(self.attacks)
 
     def declared_attacks(self) -> tuple[AttackDeclaration, ...]:
-        """The declarations of ``attacks``, in order; read once per list of attacks."""
-        if self._declared is None or self._declared[0] != self.attacks:
-            self._declared = (copy.deepcopy(self.attacks), declare_attacks(self.attacks))
-        return self._declared[1]
+        """The declarations of ``attacks``, in order."""
+        return declare_attacks(self.attacks)
 
     @property
     def attack_names(self) -> list[str]:
