@@ -147,11 +147,13 @@ def accountant_curve(sample_rate: float, steps: int, noise_multiplier: float) ->
     return AccountantCurve(sample_rate, steps, noise_multiplier)
 
 
+@functools.lru_cache(maxsize=4096)
 def accountant_epsilon(
     sample_rate: float, steps: int, noise_multiplier: float, delta: float
 ) -> float:
     """Opacus' RDP accountant's epsilon at ``delta`` for DP-SGD at (q, T, sigma): its
-    ``compute_rdp`` and ``get_privacy_spent`` over ``RDPAccountant.DEFAULT_ALPHAS``."""
+    ``compute_rdp`` and ``get_privacy_spent`` over ``RDPAccountant.DEFAULT_ALPHAS``
+    (cached: a pure function of its arguments)."""
     check_dpsgd(sample_rate, steps, noise_multiplier)
     delta = check_level("delta", delta)
     orders = RDPAccountant.DEFAULT_ALPHAS
