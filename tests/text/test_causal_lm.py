@@ -14,6 +14,7 @@ from mialens.models.causal_lm import (
     LMTrainConfig,
     next_token_loss,
     train_causal_lm,
+    train_causal_lm_ensemble,
 )
 
 CONFIG = CausalLMConfig(vocab_size=257, layers=1, width=32, heads=2, context=32)
@@ -76,3 +77,26 @@ def test_bad_configs_and_inputs_are_refused(byte_corpus) -> None:
         _train(tokens, np.ones_like(lengths))
     with pytest.raises(DataError, match="exceed the model's context"):
         CausalTransformer(CONFIG)(torch.zeros(1, 40, dtype=torch.long))
+
+
+def test_an_ensemble_trains_each_model_as_if_alone(byte_corpus) -> None:
+    tokens, lengths = byte_corpus
+    rows = [np.array([5, 0, 17, 9, 22, 3, 11, 14]), np.array([1, 2, 4, 6, 8, 10, 12, 13])]
+    seeds = [7, 2]
+    build = lambda: CausalTransformer(CONFIG)  # noqa: E731
+    together = train_causal_lm_ensemble(build, tokens, lengths, rows, RECIPE, seeds, 257)
+    x = torch.as_tensor(tokens)
+    for result, r, seed in zip(together, rows, seeds, strict=True):
+        alone = train_causal_lm(build, tokens[r], lengths[r], RECIPE, seed, 257)
+        losses = [h["train_loss"] for h in result.history]
+        assert losses == pytest.approx([h["train_loss"] for h in alone.history], rel=1e-5)
+        # Adam's normalised steps turn rounding in near-zero gradients into weight
+        # differences of up to lr; the models they make predict alike
+        models = [CausalTransformer(CONFIG).eval() for _ in range(2)]
+        models[0].load_state_dict(result.state_dict)
+        models[1].load_state_dict(alone.state_dict)
+        with torch.no_grad():
+            p_together, p_alone = (torch.softmax(m(x), -1) for m in models)
+        torch.testing.assert_close(p_together, p_alone, atol=2e-3, rtol=0)
+    with pytest.raises(DataError, match="all of one size"):
+        train_causal_lm_ensemble(build, tokens, lengths, [rows[0], rows[1][:3]], RECIPE, seeds, 257)

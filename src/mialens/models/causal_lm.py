@@ -2,7 +2,8 @@
 
 :class:`CausalTransformer` is a GPT-style decoder (Radford et al. 2019): learned token
 and position embeddings, ``layers`` pre-LayerNorm blocks of causal multi-head
-self-attention and a GELU MLP (4x width), a final LayerNorm and a linear head. Its
+self-attention (written out rather than fused, so that :func:`torch.func.vmap` batches
+it for ensembles) and a GELU MLP (4x width), a final LayerNorm and a linear head. Its
 ``forward(tokens)`` gives next-token logits ``(n, T, vocab)`` and ``features(tokens)``
 the final hidden states ``(n, T, width)``. At the test sizes it trains on a CPU in
 seconds.
@@ -21,6 +22,8 @@ torch RNG is left untouched.
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,9 +82,12 @@ class _Block(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         n, t, width = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(n, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        p = self.dropout if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
-        h = h + self.proj(attended.transpose(1, 2).reshape(n, t, width))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        future = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
+        weights = F.dropout(
+            scores.masked_fill(future, -math.inf).softmax(-1), self.dropout, self.training
+        )
+        h = h + self.proj((weights @ v).transpose(1, 2).reshape(n, t, width))
         return h + self.mlp(self.norm2(h))
 
 
@@ -150,6 +156,30 @@ def check_token_batch(tokens: np.ndarray, lengths: np.ndarray, vocab_size: int) 
         )
 
 
+Step = Callable[[list[np.ndarray]], list[float]]
+
+
+def _run_epochs(
+    config: LMTrainConfig, seeds: list[int], rows: int, step: Step
+) -> list[list[dict[str, float]]]:
+    """The epochs of ``len(seeds)`` models on ``rows`` samples each: every epoch, each
+    model's fresh permutation (its own stream) is cut into the same number of batches, and
+    ``step`` takes one batch per model and returns each model's loss on it."""
+    orders = [rng(seed, "causal-lm", "batches") for seed in seeds]
+    num_batches = -(-rows // config.batch_size)
+    history: list[list[dict[str, float]]] = [[] for _ in seeds]
+    for epoch in range(config.epochs):
+        batches = [np.array_split(order.permutation(rows), num_batches) for order in orders]
+        losses = np.array([step([b[i] for b in batches]) for i in range(num_batches)])
+        for k, record in enumerate(history):
+            record.append({"epoch": epoch + 1, "train_loss": float(losses[:, k].mean())})
+    return history
+
+
+def _devices(device: str) -> list[torch.device]:
+    return [torch.device(device)] if torch.device(device).type == "cuda" else []
+
+
 @fixed_threads()
 def train_causal_lm(
     build: Callable[[], nn.Module],
@@ -165,29 +195,103 @@ def train_causal_lm(
     tokens, lengths = np.asarray(tokens, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     check_token_batch(tokens, lengths, vocab_size)
     start = time.perf_counter()
-    order = rng(seed, "causal-lm", "batches")
-    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=_devices(device)):
         torch.manual_seed(seed)
-        model = build().to(device)
-        model.train()
+        model = build().to(device).train()
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        history = []
-        num_batches = -(-len(tokens) // config.batch_size)
-        for epoch in range(config.epochs):
-            losses = []
-            for batch in np.array_split(order.permutation(len(tokens)), num_batches):
-                width = int(lengths[batch].max())
-                x = torch.as_tensor(tokens[batch, :width], device=device)
-                n = torch.as_tensor(lengths[batch], device=device)
-                loss = next_token_loss(model(x), x, n)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-            history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses))})
+
+        def step(batch: list[np.ndarray]) -> list[float]:
+            width = int(lengths[batch[0]].max())
+            x = torch.as_tensor(tokens[batch[0], :width], device=device)
+            loss = next_token_loss(model(x), x, torch.as_tensor(lengths[batch[0]], device=device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return [float(loss.detach())]
+
+        history = _run_epochs(config, [seed], len(tokens), step)[0]
         model.eval()
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return LMTrainResult(state, history, time.perf_counter() - start)
+
+
+@fixed_threads()
+def train_causal_lm_ensemble(
+    build: Callable[[], nn.Module],
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    rows: list[np.ndarray],
+    config: LMTrainConfig,
+    seeds: list[int],
+    vocab_size: int,
+    device: str = "cpu",
+) -> list[LMTrainResult]:
+    """Train ``len(seeds)`` models at once as one stacked network (:func:`torch.func.vmap`),
+    model ``k`` on ``tokens[rows[k]]`` with seed ``seeds[k]``: the initialisation, batches
+    and recipe of ``train_causal_lm(build, tokens[rows[k]], ..., seeds[k])``, so the same
+    weights up to float rounding (dropout masks, if any, are drawn differently). Every
+    model needs as many rows as the others (the audit's halves have)."""
+    tokens, lengths = np.asarray(tokens, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    check_token_batch(tokens, lengths, vocab_size)
+    if len(rows) != len(seeds) or len({len(r) for r in rows}) != 1 or not len(rows[0]):
+        raise DataError(
+            "an ensemble needs one non-empty row set per seed, all of one size; train models "
+            "with other sizes one by one (train_causal_lm)"
+        )
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=_devices(device)):
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(build().to(device).train())
+        params, buffers = torch.func.stack_module_state(models)
+        optimizer = torch.optim.AdamW(
+            params.values(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        base = copy.deepcopy(models[0]).to("meta")
+        picked = [(tokens[r], lengths[r]) for r in rows]
+        step = _ensemble_step(base, params, buffers, optimizer, picked, device)
+        history = _run_epochs(config, list(seeds), len(rows[0]), step)
+    return _split_results({**params, **buffers}, history, time.perf_counter() - start)
+
+
+def _split_results(
+    stacked: dict[str, torch.Tensor], history: list[list[dict[str, float]]], seconds: float
+) -> list[LMTrainResult]:
+    return [
+        LMTrainResult({n: t[k].detach().cpu().clone() for n, t in stacked.items()}, h, seconds)
+        for k, h in enumerate(history)
+    ]
+
+
+def _ensemble_step(
+    base: nn.Module,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    picked: list[tuple[np.ndarray, np.ndarray]],
+    device: str,
+) -> Step:
+    """One optimizer step of every model on its own batch of its own ``(tokens, lengths)``
+    (the gradient of the sum of the models' losses is each model's own gradient)."""
+
+    def forward(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(base, (p, b), (x,))
+
+    stacked_forward = torch.func.vmap(forward, randomness="different")
+
+    def step(batch: list[np.ndarray]) -> list[float]:
+        chosen = [(t[i], n[i]) for (t, n), i in zip(picked, batch, strict=True)]
+        width = max(int(n.max()) for _, n in chosen)
+        x = torch.as_tensor(np.stack([t[:, :width] for t, _ in chosen]), device=device)
+        n = torch.as_tensor(np.stack([n for _, n in chosen]), device=device)
+        logits = stacked_forward(params, buffers, x)
+        losses = torch.stack([next_token_loss(logits[k], x[k], n[k]) for k in range(len(x))])
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+        return losses.detach().tolist()
+
+    return step

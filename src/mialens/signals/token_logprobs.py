@@ -64,10 +64,11 @@ def token_statistics(
     logp = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64)[:, :-1], dim=-1)
     targets = torch.as_tensor(np.asarray(tokens, dtype=np.int64)[:, 1:])
     p = logp.exp()
-    plogp = torch.where(p > 0, p * logp, torch.zeros_like(p))  # 0 log 0 = 0
-    mean = plogp.sum(-1)
-    centred = torch.where(p > 0, logp - mean[..., None], torch.zeros_like(p))
-    var = (p * centred**2).sum(-1)
+    # Below -1e100, p is exactly 0 in float64 (it underflows at -745): clamping changes no
+    # term p f(log p) but keeps 0 * (-inf) (a -inf logit) from making a NaN.
+    finite = logp.clamp(min=-1e100)
+    mean = (p * finite).sum(-1)
+    var = (p * (finite - mean[..., None]).square_()).sum(-1)
     scored = np.asarray(lengths, dtype=np.int64) - 1
     real = torch.as_tensor(np.arange(targets.shape[1]) < scored[:, None])
     padded_as_zero = torch.where(real, targets, torch.zeros_like(targets))  # pads may be any id
@@ -85,8 +86,8 @@ def compute_token_logprobs(
     vocab_size: int,
     batch_size: int = 16,
 ) -> TokenLogProbs:
-    """:func:`token_statistics` of ``model`` on every row of ``tokens``, ``batch_size``
-    rows at a time (each batch cut to its longest row), in evaluation mode."""
+    """:func:`token_statistics` of ``model`` on every row of ``tokens``, in evaluation
+    mode, ``batch_size`` rows of similar length at a time (each cut to its longest row)."""
     tokens, lengths = np.asarray(tokens, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     check_token_batch(tokens, lengths, vocab_size)
     if batch_size < 1:
@@ -94,14 +95,13 @@ def compute_token_logprobs(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    width = tokens.shape[1] - 1
-    out = np.zeros((3, len(tokens), width), dtype=np.float32)
+    out = np.zeros((3, len(tokens), tokens.shape[1] - 1), dtype=np.float32)
+    by_length = np.argsort(lengths, kind="stable")  # batches of similar length: little padding
     for start in range(0, len(tokens), batch_size):
-        rows = slice(start, start + batch_size)
+        rows = by_length[start : start + batch_size]
         t = int(lengths[rows].max())
         logits = model(torch.as_tensor(tokens[rows, :t], device=device)).float().cpu()
-        stats = token_statistics(logits, tokens[rows, :t], lengths[rows])
-        out[:, rows, : t - 1] = stats.stacked()
+        out[:, rows, : t - 1] = token_statistics(logits, tokens[rows, :t], lengths[rows]).stacked()
     model.train(was_training)
     return TokenLogProbs(out[0], out[1], out[2], lengths - 1)
 
