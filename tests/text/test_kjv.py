@@ -111,3 +111,15 @@ def test_psalm_136_refrain_groups(corpus) -> None:
     assert group["Psa136:1"] == group["Psa136:2"] == group["Psa136:26"]  # "O give thanks"
     sizes = np.bincount(data.groups)
     assert sizes.max() < 200  # no chain across unrelated verses
+
+
+def test_the_classifier_audit_refuses_text_data_before_loading_it(monkeypatch) -> None:
+    from mialens.audit import design
+    from mialens.cli import demo_config
+    from mialens.errors import ConfigError
+    from mialens.workflows.config import apply_overrides, validate_config
+
+    monkeypatch.setattr(design, "load_dataset", lambda *a: pytest.fail("the corpus was loaded"))
+    config = validate_config(apply_overrides(demo_config(), ["dataset.name=kjv"]))
+    with pytest.raises(ConfigError, match="'kjv' holds text, not features and class labels"):
+        design.prepare_audit(config)
