@@ -12,7 +12,7 @@ import pytest
 
 from mialens.data import DatasetConfig, load_dataset
 from mialens.data.sources import kjv
-from mialens.errors import DataError
+from mialens.errors import DataError, DownloadError
 
 GUTENBERG_HEAD = (
     "The Project Gutenberg eBook of The King James Bible\n\n"
@@ -123,3 +123,9 @@ def test_the_classifier_audit_refuses_text_data_before_loading_it(monkeypatch) -
     config = validate_config(apply_overrides(demo_config(), ["dataset.name=kjv"]))
     with pytest.raises(ConfigError, match="'kjv' holds text, not features and class labels"):
         design.prepare_audit(config)
+
+
+def test_without_corpus_or_network_the_error_says_how_to_get_it(monkeypatch) -> None:
+    monkeypatch.setattr(kjv.shutil, "which", lambda name: None)  # as if bible-kjv were absent
+    with pytest.raises(DownloadError, match=r"downloading is disabled.*apt-get install bible-kjv"):
+        load_dataset(DatasetConfig(name="kjv", download=False))

@@ -33,7 +33,7 @@ from mialens.data.near_duplicates import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, nea
 from mialens.data.registry import DatasetConfig, register_dataset
 from mialens.data.sources.cache import cached_arrays
 from mialens.data.text import TextDataset
-from mialens.errors import DataError
+from mialens.errors import DataError, DownloadError
 
 DEBIAN_DATA = Path("/usr/lib/bible.data")
 DEBIAN_RANGE = "Genesis 1:1-Revelation 22:21"
@@ -168,7 +168,12 @@ def load_kjv(config: DatasetConfig) -> TextDataset:
     if config.path is None and shutil.which("bible") and DEBIAN_DATA.is_file():
         key = f"debian:{file_sha256(DEBIAN_DATA)}:{_GROUPING}"
         return _from_arrays(cached_arrays("kjv", key, lambda: _to_arrays(_debian_verses())))
-    path = fetch(GUTENBERG, download=config.download, local_path=config.path)
+    try:
+        path = fetch(GUTENBERG, download=config.download, local_path=config.path)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"{exc} On Debian or Ubuntu, `apt-get install bible-kjv` gives the text offline."
+        ) from exc
     key = f"gutenberg:{file_sha256(path)}:{_GROUPING}"
     arrays = cached_arrays("kjv", key, lambda: _to_arrays(_gutenberg_verses(path)))
     trust_on_first_use(GUTENBERG, path)
