@@ -125,7 +125,8 @@ def cached_token_logprobs(
     batch_size: int = 16,
 ) -> TokenLogProbs:
     """The statistics of model ``key`` of ``store`` on ``tokens``: read from its entry when
-    cached (and intact), else computed with ``load_model()`` (called only then) and saved."""
+    cached (and intact), else computed with ``load_model()`` (called only then) and saved
+    in the entry (a model not in the store is scored but nothing is cached)."""
     tokens, lengths = np.asarray(tokens, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     name = query_name(tokens, lengths)
     expected = (3, len(tokens), tokens.shape[1] - 1)
