@@ -10,7 +10,9 @@ For a sample ``x_0 x_1 ... x_L`` (``x_0`` the tokenizer's start token) and each 
   ``var[t-1] = sigma_t^2 = E_{z ~ p(.|x_<t)} [(log p(z | x_<t) - mu_t)^2]``, the
   statistics of Min-K%++ (Zhang et al. 2024, "Min-K%++: Improved Baseline for Detecting
   Pre-Training Data from Large Language Models", Eq. 2-3: the token score
-  ``(log p(x_t | x_<t) - mu_t) / sigma_t``, averaged over the lowest k% of tokens).
+  ``(log p(x_t | x_<t) - mu_t) / sigma_t``, averaged over the lowest k% of tokens). The
+  authors' released code takes ``sigma^2 = E[log p^2] - mu^2``; the centred sum used here
+  is equal in exact arithmetic and free of its cancellation.
 
 Everything is computed in float64 from the logits and stored as float32, ``(n, T-1)``
 with zeros after each row's ``length - 1`` scored positions. The cache lives in the
