@@ -4,6 +4,8 @@ Debian corpus (skipped when bible-kjv is not installed)."""
 from __future__ import annotations
 
 import collections
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -129,3 +131,20 @@ def test_without_corpus_or_network_the_error_says_how_to_get_it(monkeypatch) -> 
     monkeypatch.setattr(kjv.shutil, "which", lambda name: None)  # as if bible-kjv were absent
     with pytest.raises(DownloadError, match=r"downloading is disabled.*apt-get install bible-kjv"):
         load_dataset(DatasetConfig(name="kjv", download=False))
+
+
+def test_a_downloaded_copy_is_validated_then_trusted(tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    monkeypatch.setattr(kjv.shutil, "which", lambda name: None)  # as if bible-kjv were absent
+    monkeypatch.setattr(kjv, "near_duplicate_groups", lambda texts: np.arange(len(texts)))
+    served = tmp_path / "served.txt"
+    served.write_text(_gutenberg_text(kjv.BOOKS[:-1]), encoding="utf-8")  # Revelation missing
+    remote = dataclasses.replace(kjv.GUTENBERG, urls=(served.as_uri(),))
+    monkeypatch.setattr(kjv, "GUTENBERG", remote)
+    with pytest.raises(DataError, match=r"65 books instead of 66.*moved aside"):
+        load_dataset("kjv")
+    served.write_text(_gutenberg_text(kjv.BOOKS), encoding="utf-8")
+    assert len(load_dataset("kjv")) == 31_102
+    sidecar = Path(os.environ["MIALENS_DATA_DIR"]) / "pg10.txt.sha256"
+    assert sidecar.read_text().split()[0] == hashlib.sha256(served.read_bytes()).hexdigest()
