@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv (if needed) and install mialens into it, CPU PyTorch first.
 #   scripts/install.sh          # runtime only
-#   scripts/install.sh test     # plus test tools (pytest, ruff, import-linter)
+#   scripts/install.sh test     # plus test tools (pytest, ruff, import-linter) and the
+#                               # text extras (tokenizers, transformers) its tests use
+#   scripts/install.sh text     # runtime plus BPE tokenizers (transformers: its own extra)
 # MIALENS_TORCH overrides the torch requirement (default: torch==2.13.0, the CPU
 # build; any torch>=2.2 works). MIALENS_VENV overrides the environment's location.
 set -euo pipefail

@@ -5,14 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
 
-# Fashion-MNIST for the loader tests comes from Debian's dataset-fashion-mnist package.
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
-    sudo_cmd=""
-    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo_cmd="sudo"
-    $sudo_cmd apt-get install -y -q dataset-fashion-mnist >/dev/null \
-        || { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
-        || echo "warning: could not install dataset-fashion-mnist; its tests will be skipped" >&2
-fi
+# Data the loader tests read from Debian packages (skipped, with their reason, when absent):
+# Fashion-MNIST from dataset-fashion-mnist, the King James Bible from bible-kjv(-text).
+apt_install() {  # apt_install CHECK_PATH PACKAGE...
+    local check="$1"; shift
+    if [ ! -e "$check" ] && command -v apt-get >/dev/null; then
+        local sudo_cmd=""
+        [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo_cmd="sudo"
+        $sudo_cmd apt-get install -y -q "$@" >/dev/null \
+            || { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd apt-get install -y -q "$@" >/dev/null; } \
+            || echo "warning: could not install $*; their tests will be skipped" >&2
+    fi
+}
+apt_install /usr/share/datasets/fashion-mnist dataset-fashion-mnist
+apt_install /usr/bin/bible bible-kjv bible-kjv-text
 
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks

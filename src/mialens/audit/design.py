@@ -21,8 +21,9 @@ from mialens.audit.results import AuditResult, attack_info
 from mialens.audit.settings import AuditSpec
 from mialens.audit.training_plan import TrainingPlan
 from mialens.augment import Transform
-from mialens.data.catalog import load_dataset
+from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.dataset import Dataset
+from mialens.errors import ConfigError
 from mialens.folders import writable_folder
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.seeding import int_seed
@@ -152,6 +153,12 @@ def prepare_audit(config: AuditSpec) -> AuditSetup:
         settings.cache_dir or default_cache_dir(),
         "audit.cache_dir" if settings.cache_dir else "the cache folder ($MIALENS_CACHE_DIR)",
     )
+    if dataset_info(config.dataset.name).modality == "text":
+        raise ConfigError(
+            f"dataset {config.dataset.name!r} holds text, not features and class labels, so "
+            "this classifier audit cannot use it; language models read it through "
+            "mialens.data.text and mialens.signals.token_logprobs"
+        )
     dataset = load_dataset(config.dataset)
     split = make_split(
         len(dataset),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from mialens.data import sources  # noqa: F401  (importing it registers every built-in loader)
 from mialens.data.dataset import Dataset
 from mialens.data.registry import DatasetConfig, DatasetInfo, registered
+from mialens.data.text import TextDataset
 from mialens.errors import unknown_name
 
 
@@ -23,7 +24,7 @@ def dataset_info(name: str) -> DatasetInfo:
     return known[name]
 
 
-def load_dataset(config: DatasetConfig | str) -> Dataset:
+def load_dataset(config: DatasetConfig | str) -> Dataset | TextDataset:
     """Load the data set described by ``config`` (or just its name)."""
     if isinstance(config, str):
         config = DatasetConfig(name=config)

@@ -15,7 +15,7 @@ from mialens.validation import check_features, check_ids, check_labels, check_mu
 
 log = logging.getLogger(__name__)
 
-Modality = Literal["tabular", "image"]
+Modality = Literal["tabular", "image", "text"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from mialens.data.dataset import Dataset, Modality
+from mialens.data.text import TextDataset
 
 
 class DatasetConfig(BaseModel):
@@ -41,7 +42,7 @@ class DatasetConfig(BaseModel):
     )
 
 
-Loader = Callable[[DatasetConfig], Dataset]
+Loader = Callable[[DatasetConfig], Dataset | TextDataset]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from mialens.data.sources import (
     csv_table,
     digits,
     fashion_mnist,
+    kjv,
     npz,
     privacytrustlab,
 )
 
-__all__ = ["cifar", "csv_table", "digits", "fashion_mnist", "npz", "privacytrustlab"]
+__all__ = ["cifar", "csv_table", "digits", "fashion_mnist", "kjv", "npz", "privacytrustlab"]

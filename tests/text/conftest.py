@@ -1,0 +1,17 @@
+"""A tiny next-token corpus shared by the language-model tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mialens.data.tokenizers import ByteTokenizer, encode_padded
+
+PHRASES = ["for his mercy endureth for ever", "in the beginning", "let there be light"]
+
+
+@pytest.fixture
+def byte_corpus() -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and lengths of 24 short byte-level samples of uneven length."""
+    texts = [PHRASES[i % 3][: 10 + i % 7] for i in range(24)]
+    return encode_padded(ByteTokenizer(), texts, max_tokens=32)
