@@ -141,6 +141,12 @@ def _features(setup: AuditSetup, models: list[int]) -> list[np.ndarray]:
     with torch.no_grad():
         for k in models:
             module = targets[k].module.eval()
+            if not callable(getattr(module, "features", None)):
+                raise ConfigError(
+                    "analysis.spaces 'features' needs the penultimate-layer features: give "
+                    "the model.factory's module a features(x) method, or drop 'features' "
+                    "from analysis.spaces"
+                )
             parts = [
                 module.features(torch.as_tensor(x[i : i + 2048], device=device)).float().cpu()
                 for i in range(0, len(x), 2048)

@@ -200,6 +200,15 @@ class AuditSpec(BaseModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
+    @model_validator(mode="after")
+    def _model_fits_recipe(self) -> AuditSpec:
+        if self.model.kind == "factory" and self.train.dropout > 0:
+            raise ValueError(
+                "train.dropout applies to the built-in architectures; a model.factory builds "
+                "its own layers: pass the dropout rate in model.kwargs"
+            )
+        return self
+
     @classmethod
     def of(cls, raw: dict) -> AuditSpec:
         """The spec's sections of a full configuration mapping (as in metrics.json)."""

@@ -22,6 +22,7 @@ from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
+from mialens.models.factory import code_identity
 from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
 from mialens.models.training import TrainResult, train_model
@@ -90,6 +91,9 @@ class TrainingPlan:
             "train": self.train.model_dump(mode="json"),
             "seed": self.seeds[k],
         }
+        if self.model.kind != "built-in":  # the user's code: its path and source digest
+            key = f"model.{self.model.kind}"
+            spec["code"] = code_identity(self.model.factory or self.model.estimator, key)
         for name, values in (
             ("sample_weights", self.sample_weights),
             ("sample_smoothing", self.sample_smoothing),
