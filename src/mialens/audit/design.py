@@ -63,7 +63,7 @@ class AuditSetup:
             population_x=ds.x[split.population],
             population_labels=ds.y[split.population],
             train_model=self.plan.trainer(settings.device),
-            build_model=self.plan.build,
+            build_model=None if self.config.model.kind == "estimator" else self.plan.build,
             seed=settings.seed,
         )
 
