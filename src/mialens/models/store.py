@@ -4,9 +4,10 @@ An entry is a folder named by a hash of everything that determines the weights (
 training data, architecture, recipe and seed). It holds ``model.safetensors``, a
 ``manifest.json`` (the spec, the training record, the weights' sha256 and its own) and
 cached arrays such as logits on query sets, each ``<name>.npy`` with the sha256 of its
-bytes in ``<name>.npy.sha256``. Entries are written to a temporary folder and renamed
-into place, and arrays are written atomically, so a killed run leaves either a complete
-file or none.
+bytes in ``<name>.npy.sha256``. A model that cannot be saved without pickle (a
+scikit-learn-style estimator) has an entry without weights: its manifest and cached
+arrays only. Entries are written to a temporary folder and renamed into place, and
+arrays are written atomically, so a killed run leaves either a complete file or none.
 
 Everything is verified when read: an entry whose manifest or weights do not match their
 checksums is moved aside (``<key>.corrupt``) and its model retrained; a cached array that
