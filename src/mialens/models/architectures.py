@@ -3,7 +3,9 @@
 Every model exposes ``features(x)``, the penultimate-layer representation, besides
 ``forward(x)`` returning logits. Layers are limited to those Opacus supports for
 per-sample gradients (Linear, Conv2d, GroupNorm), so any model can be trained with
-DP-SGD.
+DP-SGD. :class:`ModelConfig` also names the user's own models instead: a PyTorch
+``factory`` (:mod:`mialens.models.factory`) or a tabular ``estimator``
+(:mod:`mialens.models.estimators`), exactly one kind per configuration.
 """
 
 from __future__ import annotations
