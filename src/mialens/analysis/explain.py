@@ -140,7 +140,14 @@ def _features(setup: AuditSetup, models: list[int]) -> list[np.ndarray]:
     out = []
     with torch.no_grad():
         for k in models:
-            module = targets[k].module.eval()
+            module = getattr(targets[k], "module", None)
+            if not callable(getattr(module, "features", None)):
+                raise ConfigError(
+                    "analysis.spaces 'features' needs a network's penultimate-layer features "
+                    "(a features(x) method, which model.factory's module may add); drop "
+                    "'features' from analysis.spaces"
+                )
+            module.eval()
             parts = [
                 module.features(torch.as_tensor(x[i : i + 2048], device=device)).float().cpu()
                 for i in range(0, len(x), 2048)

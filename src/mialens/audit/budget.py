@@ -136,6 +136,8 @@ def check_design_cost(config: AuditSpec, dataset: Dataset, split: Split, queries
         attacks=len(settings.attacks),
     )
     check_memory(size)
+    if config.model.kind == "estimator":  # no torch model whose training time to estimate
+        return
     with torch.random.fork_rng(devices=[]):  # leave the global generator as it was
         model = build_model(
             config.model, dataset.input_shape, dataset.num_classes, config.train.dropout

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from mialens.attacks.base import Attack, QueryData
 from mialens.audit.budget import check_design_cost
@@ -25,6 +26,8 @@ from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
 from mialens.folders import writable_folder
+from mialens.models.architectures import build_model
+from mialens.models.factory import check_factory_model
 from mialens.models.store import ModelStore, default_cache_dir
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
@@ -61,7 +64,7 @@ class AuditSetup:
             population_x=ds.x[split.population],
             population_labels=ds.y[split.population],
             train_model=self.plan.trainer(settings.device),
-            build_model=self.plan.build,
+            build_model=None if self.config.model.kind == "estimator" else self.plan.build,
             seed=settings.seed,
         )
 
@@ -175,6 +178,10 @@ def prepare_audit(config: AuditSpec) -> AuditSetup:
         augment = config.train.augment
         queries = QueryConfig(flip=augment.flip, shift=augment.shift) if augment else QueryConfig()
     transforms = transforms_for(queries, dataset.modality)
+    if config.model.kind == "factory":  # the user's module answers logits of the right shape
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(config.model, dataset.input_shape, dataset.num_classes)
+        check_factory_model(model, config.model.factory, dataset.input_shape, dataset.num_classes)
     check_design_cost(config, dataset, split, len(transforms))
     canaries = None
     if settings.canaries is not None:

@@ -22,6 +22,9 @@ from mialens.signals.queries import QueryConfig
 from mialens.validation import check_fpr_levels
 
 AttackSpec = str | dict[str, Any]
+_GRADIENTS_OF_REFERENCES = ("yoqo",)
+"""Attacks that are not white-box against the target but craft their queries with
+gradients of the reference models (YOQO), so need PyTorch models too."""
 
 
 def build_attacks(specs: Sequence[AttackSpec]) -> list[Attack]:
@@ -199,6 +202,34 @@ class AuditSpec(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @model_validator(mode="after")
+    def _model_fits_recipe(self) -> AuditSpec:
+        if self.model.kind == "factory" and self.train.dropout > 0:
+            raise ValueError(
+                "train.dropout applies to the built-in architectures; a model.factory builds "
+                "its own layers: pass the dropout rate in model.kwargs"
+            )
+        if self.model.kind != "estimator":
+            return self
+        if self.train != TrainConfig():
+            changed = sorted(k for k, v in self.train if v != getattr(TrainConfig(), k))
+            raise ValueError(
+                f"train.{', train.'.join(changed)} configure PyTorch training; a "
+                "model.estimator is trained by its own fit: set its options in model.params"
+            )
+        refused = [
+            a.name
+            for a in self.audit.declared_attacks()
+            if a.threat_model == "white-box" or a.name in _GRADIENTS_OF_REFERENCES
+        ]
+        if refused:
+            raise ValueError(
+                f"attacks {', '.join(refused)} compute gradients of PyTorch models, which a "
+                f"model.estimator ({self.model.estimator}) has not; drop them (score-based "
+                "and label-only attacks work with estimators)"
+            )
+        return self
 
     @classmethod
     def of(cls, raw: dict) -> AuditSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +23,13 @@ from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
+from mialens.models.estimators import fit_estimator
+from mialens.models.factory import code_identity
 from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
 from mialens.models.training import TrainResult, train_model
 from mialens.signals.queries import collect_logits
-from mialens.targets.adapters import TorchTarget
+from mialens.targets.adapters import SklearnTarget, Target, TorchTarget
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,9 @@ class TrainingPlan:
             "train": self.train.model_dump(mode="json"),
             "seed": self.seeds[k],
         }
+        if self.model.kind != "built-in":  # the user's code: its path and source digest
+            key = f"model.{self.model.kind}"
+            spec["code"] = code_identity(self.model.factory or self.model.estimator, key)
         for name, values in (
             ("sample_weights", self.sample_weights),
             ("sample_smoothing", self.sample_smoothing),
@@ -106,12 +112,23 @@ class TrainingPlan:
             self.model, self.dataset.input_shape, self.dataset.num_classes, self.train.dropout
         )
 
-    def trainer(self, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray, int], TorchTarget]:
+    def fitted_estimator(self, k: int) -> SklearnTarget:
+        """Estimator ``k`` fitted on its training positions (estimators are refitted, not
+        stored: see :mod:`mialens.models.estimators`)."""
+        idx = self.train_positions[k]
+        fitted = fit_estimator(self.model, self.dataset.x[idx], self.dataset.y[idx], self.seeds[k])
+        return SklearnTarget(fitted, self.dataset.num_classes)
+
+    def trainer(self, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray, int], Target]:
         """The audit's recipe as a function ``(x, y, seed) -> queryable model``, for
         attacks that train shadow models of their own. The audit's validation split is
         not the adversary's: early stopping is dropped, and under adversarial
         regularisation a seeded fifth of the shadow data becomes the shadow's own
         reference non-members (the adaptive adversary mirrors the defence)."""
+        if self.model.kind == "estimator":
+            return lambda x, y, seed: SklearnTarget(
+                fit_estimator(self.model, x, y, seed), self.dataset.num_classes
+            )
         recipe = self.train.model_copy(update={"early_stopping": None})
         needs_reference = recipe.adversarial_regularization is not None
 
@@ -156,7 +173,10 @@ def models_logits(
     only: Ray workers report per group, through ``on_model``).
     """
     executor = executor or ExecutorConfig()
-    groups = model_groups(plan, executor, device)
+    if plan.model.kind == "estimator":
+        groups, task = [[k] for k in range(len(plan.train_positions))], _estimator_task
+    else:
+        groups, task = model_groups(plan, executor, device), _group_task
     batched = max(map(len, groups)) > 1  # then even a group of one trains as an ensemble
     hook = on_epoch if executor.kind == "local" else None
     context = _GroupContext(plan, store, query_positions, transforms, device, batched, hook)
@@ -166,7 +186,7 @@ def models_logits(
             for k, (_, record) in zip(group, results, strict=True):
                 on_model(k, record)
 
-    by_group = map_tasks(_group_task, context, groups, executor, on_done=done)
+    by_group = map_tasks(task, context, groups, executor, on_done=done)
     outputs: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
     for group, results in zip(groups, by_group, strict=True):
         outputs.update(zip(group, results, strict=True))
@@ -252,10 +272,18 @@ def load_models(
     store: ModelStore,
     device: str = "cpu",
     executor: ExecutorConfig | None = None,
-) -> list[TorchTarget]:
+) -> list[Target]:
     """Every planned model as a queryable target. A model missing from the store (or
     damaged there) is trained in the groups :func:`models_logits` trains it in under the
-    same ``executor`` configuration, so that it gets the same weights."""
+    same ``executor`` configuration, so that it gets the same weights. Estimators are
+    refitted from their seeds (they are not stored)."""
+    if plan.model.kind == "estimator":
+        log.info(
+            "refitting the %d estimators for the attacks that query them (estimators "
+            "are not stored: saving one needs pickle)",
+            len(plan.train_positions),
+        )
+        return [plan.fitted_estimator(k) for k in range(len(plan.train_positions))]
     keys = {k: spec_key(plan.spec(k)) for k in range(len(plan.train_positions))}
     states = {}
     for k, key in keys.items():
@@ -274,6 +302,35 @@ def load_models(
         model.load_state_dict(states[k])
         targets.append(TorchTarget(model, plan.dataset.num_classes))
     return targets
+
+
+def _estimator_task(
+    ctx: _GroupContext, group: list[int]
+) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """Logits (log-probabilities) and records of the estimators in ``group``: cached
+    predictions are reused; the others are fitted and their predictions cached (with a
+    manifest, without weights)."""
+    plan, store = ctx.plan, ctx.store
+    qkey = query_key(plan.dataset, ctx.query_positions, ctx.transforms)
+    shape = (len(ctx.query_positions), len(ctx.transforms), plan.dataset.num_classes)
+    results = []
+    for k in group:
+        key = spec_key(plan.spec(k))
+        cached = store.load_array(key, qkey) if store.has(key) else None
+        if cached is not None and cached.shape == shape:
+            record = {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
+            results.append((cached, record))
+            continue
+        start = time.perf_counter()
+        target = plan.fitted_estimator(k)
+        training = {"seconds": time.perf_counter() - start, "ensemble": 1}
+        logits = collect_logits(target, plan.dataset.x[ctx.query_positions], ctx.transforms)
+        if not store.has(key):
+            store.save(key, None, {"spec": plan.spec(k), "training": training})
+        store.save_array(key, qkey, logits)
+        record = {**_summary({"training": training}), "model": k, "key": key, "cached": False}
+        results.append((logits, record))
+    return results
 
 
 def _summary(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -3,19 +3,29 @@
 Every model exposes ``features(x)``, the penultimate-layer representation, besides
 ``forward(x)`` returning logits. Layers are limited to those Opacus supports for
 per-sample gradients (Linear, Conv2d, GroupNorm), so any model can be trained with
-DP-SGD.
+DP-SGD. :class:`ModelConfig` also names the user's own models instead: a PyTorch
+``factory`` (:mod:`mialens.models.factory`) or a tabular ``estimator``
+(:mod:`mialens.models.estimators`), exactly one kind per configuration.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from torch import nn
 
 from mialens.errors import ConfigError
+from mialens.models.factory import build_factory_model, check_import_path
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -36,6 +46,18 @@ class ModelConfig(BaseModel):
         description="cnn: channels of each conv block (conv, activation, 2x2 pool)",
     )
     activation: Literal["relu", "tanh", "gelu"] = "relu"
+    factory: str | None = Field(
+        default=None,
+        description="your own PyTorch model: 'package.module:function', called as "
+        "function(input_shape=<tuple>, num_classes=<int>, **kwargs) (runs your code)",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="factory: its arguments")
+    estimator: str | None = Field(
+        default=None,
+        description="a scikit-learn-style classifier with predict_proba: "
+        "'package.module:Class' (or a function returning one; runs your code)",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="estimator: its parameters")
 
     @field_validator("hidden", "channels")
     @classmethod
@@ -43,6 +65,49 @@ class ModelConfig(BaseModel):
         if any(w <= 0 for w in widths):
             raise ValueError(f"layer widths must be positive, got {widths}")
         return widths
+
+    @field_validator("factory", "estimator")
+    @classmethod
+    def _import_path(cls, path: str | None, info) -> str | None:
+        return None if path is None else check_import_path(path, f"model.{info.field_name}")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ModelConfig:
+        if self.factory is not None and self.estimator is not None:
+            raise ValueError("choose one of model.factory and model.estimator")
+        if self.kwargs and self.factory is None:
+            raise ValueError("model.kwargs are the arguments of model.factory; name one")
+        if self.params and self.estimator is None:
+            raise ValueError("model.params are the parameters of model.estimator; name one")
+        chosen = "factory" if self.factory is not None else "estimator"
+        built_in = sorted(self.model_fields_set - set(_USER_MODEL_FIELDS))
+        if self.kind != "built-in" and built_in:
+            where = "kwargs" if chosen == "factory" else "params"
+            raise ValueError(
+                f"model.{', model.'.join(built_in)} configure the built-in architectures; "
+                f"with model.{chosen}, set your model's options in model.{where}"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _chosen_fields(self, handler) -> dict[str, Any]:
+        """The fields of the chosen kind only: a built-in architecture's configuration
+        (and so its store keys) reads as before the user-model fields existed, and a
+        user model's omits the built-ins' unused fields (so that it validates again)."""
+        data = handler(self)
+        if self.kind == "built-in":
+            return {k: v for k, v in data.items() if k not in _USER_MODEL_FIELDS}
+        return {k: v for k, v in data.items() if k in _USER_MODEL_FIELDS and v}
+
+    @property
+    def kind(self) -> Literal["built-in", "factory", "estimator"]:
+        """A built-in architecture, a user's factory or a user's estimator."""
+        if self.factory is not None:
+            return "factory"
+        return "estimator" if self.estimator is not None else "built-in"
+
+
+_USER_MODEL_FIELDS = ("factory", "kwargs", "estimator", "params")
 
 
 class MLP(nn.Module):
@@ -110,7 +175,15 @@ class SmallCNN(nn.Module):
 def build_model(
     config: ModelConfig, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0
 ) -> nn.Module:
-    """Instantiate the architecture of ``config`` for the given input shape and classes."""
+    """Instantiate the architecture of ``config`` for the given input shape and classes
+    (a factory's module is built as it is: ``dropout`` applies to the built-ins only)."""
+    if config.factory is not None:
+        return build_factory_model(config.factory, config.kwargs, input_shape, num_classes)
+    if config.estimator is not None:
+        raise ConfigError(
+            f"model.estimator {config.estimator!r} is not a PyTorch model; this step needs "
+            "one (use model.arch or model.factory)"
+        )
     if config.arch == "mlp":
         return MLP(math.prod(input_shape), num_classes, config.hidden, config.activation, dropout)
     if len(input_shape) != 3:

@@ -4,9 +4,10 @@ An entry is a folder named by a hash of everything that determines the weights (
 training data, architecture, recipe and seed). It holds ``model.safetensors``, a
 ``manifest.json`` (the spec, the training record, the weights' sha256 and its own) and
 cached arrays such as logits on query sets, each ``<name>.npy`` with the sha256 of its
-bytes in ``<name>.npy.sha256``. Entries are written to a temporary folder and renamed
-into place, and arrays are written atomically, so a killed run leaves either a complete
-file or none.
+bytes in ``<name>.npy.sha256``. A model that cannot be saved without pickle (a
+scikit-learn-style estimator) has an entry without weights: its manifest and cached
+arrays only. Entries are written to a temporary folder and renamed into place, and
+arrays are written atomically, so a killed run leaves either a complete file or none.
 
 Everything is verified when read: an entry whose manifest or weights do not match their
 checksums is moved aside (``<key>.corrupt``) and its model retrained; a cached array that
@@ -93,16 +94,23 @@ class ModelStore:
             return False
         return True
 
-    def save(self, key: str, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
-        """Store weights and manifest atomically (an existing complete entry is kept)."""
+    def save(
+        self, key: str, state_dict: dict[str, torch.Tensor] | None, manifest: dict[str, Any]
+    ) -> None:
+        """Store weights and manifest atomically (an existing complete entry is kept).
+        Without weights (``state_dict=None``: a model that cannot be saved without
+        pickle) the entry holds its manifest and cached arrays only."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))
         try:
             os.chmod(tmp, dir_mode())  # mkdtemp creates 0700
-            weights = tmp / _WEIGHTS
-            save_file({k: v.contiguous() for k, v in state_dict.items()}, str(weights))
-            os.chmod(weights, file_mode())  # safetensors creates 0600
-            full = {**manifest, "key": key, "weights_sha256": _sha256(weights)}
+            digest = None
+            if state_dict is not None:
+                weights = tmp / _WEIGHTS
+                save_file({k: v.contiguous() for k, v in state_dict.items()}, str(weights))
+                os.chmod(weights, file_mode())  # safetensors creates 0600
+                digest = _sha256(weights)
+            full = {**manifest, "key": key, "weights_sha256": digest}
             full[_MANIFEST_SHA] = _manifest_sha256(full)
             (tmp / _MANIFEST).write_text(to_json(full), encoding="utf-8")
             try:

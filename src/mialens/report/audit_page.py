@@ -160,13 +160,46 @@ def _design_rows(result: AuditResult) -> list[tuple[str, str]]:
     """Known design entries first with readable labels, then any others by key."""
     design = result.design
     rows = [(label, str(design[key])) for key, label in _DESIGN_LABELS.items() if key in design]
-    rows += [(key, str(v)) for key, v in design.items() if key not in _DESIGN_LABELS]
+    rows += [
+        (key, str(v))
+        for key, v in design.items()
+        if key not in _DESIGN_LABELS and key != "fidelity"  # its own section
+    ]
     members = result.members.sum(axis=1)
     non = (~result.members).sum(axis=1)
     rows.append(("members per target", _span(members.tolist(), "{}")))
     rows.append(("non-members per target", _span(non.tolist(), "{}")))
     rows.append(("smallest resolvable FPR (1 / non-members)", f"{1 / non.min():.3g}"))
     return rows
+
+
+def _fidelity(result: AuditResult) -> dict[str, Any] | None:
+    """The reference-fidelity section of a user-supplied target (None without one):
+    accuracies side by side, the recipes as YAML and the warnings."""
+    fidelity = result.design.get("fidelity")
+    if not fidelity:
+        return None
+    target, refs, gap = fidelity["target"], fidelity["references"], fidelity["gap"]
+    rows = [
+        {
+            "label": f"{split} accuracy",
+            "target": _num(target[f"{split}_accuracy"], 3),
+            "references": _num(refs[f"{split}_accuracy"], 3),
+            "gap": f"{gap[split]:+.3f}",
+            "over": abs(gap[split]) > fidelity["threshold"],
+        }
+        for split in ("train", "test")
+    ]
+    recipes = [
+        (who, yaml.safe_dump(fidelity[key], sort_keys=False) if fidelity[key] else "not given")
+        for who, key in (("target", "target_recipe"), ("references", "reference_recipe"))
+    ]
+    return {
+        "rows": rows,
+        "threshold": f"{fidelity['threshold']:g}",
+        "recipes": recipes,
+        "warnings": fidelity["warnings"],
+    }
 
 
 def _utility_rows(result: AuditResult) -> list[dict[str, Any]]:
@@ -316,6 +349,7 @@ def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) 
         "highlights": _highlights(result),
         "design": _design_rows(result),
         "utility": _utility_rows(result),
+        "fidelity": _fidelity(result),
         "test_source": result.utility.get("test_source"),
         "columns": columns,
         "rows": rows,

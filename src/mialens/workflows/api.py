@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from mialens.attacks.base import Attack, QueryData
 from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.engine import ModelOutputs, Scores, accuracy, score_targets
+from mialens.audit.fidelity import data_sha256, reference_fidelity, train_recipe
 from mialens.audit.results import AuditResult, attack_info
 from mialens.errors import ConfigError, DataError
 from mialens.folders import writable_folder
@@ -52,7 +53,33 @@ DEFAULT_FPR = (0.1, 0.01, 0.001, 0.0001)
 TrainFn = Callable[[np.ndarray, np.ndarray, int], Any]
 
 
-def sklearn_recipe(estimator: Any) -> TrainFn:
+@dataclass(frozen=True)
+class Recipe:
+    """A reference recipe: ``fit(x, y, seed) -> model`` and the ``record`` of what it
+    does (loss, optimizer, schedule, augmentation, ...), kept in the audit's fidelity
+    record. Called like ``fit``."""
+
+    fit: TrainFn
+    record: dict[str, Any]
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+        return self.fit(x, y, seed)
+
+
+def estimator_record(estimator: Any) -> dict[str, Any]:
+    """The recipe record of a scikit-learn-style estimator: its class and parameters
+    (values that are not plain numbers or strings by their repr; ``random_state`` left
+    out, since each reference gets its own)."""
+    kind = type(estimator)
+    params = {
+        name: value if value is None or isinstance(value, bool | int | float | str) else repr(value)
+        for name, value in estimator.get_params(deep=False).items()
+        if name != "random_state"
+    }
+    return {"estimator": f"{kind.__module__}:{kind.__qualname__}", "params": params}
+
+
+def sklearn_recipe(estimator: Any) -> Recipe:
     """Reference recipe for a scikit-learn target: an unfitted clone with the same
     hyper-parameters, its ``random_state`` (if any) set from the seed."""
     from sklearn.base import clone
@@ -63,7 +90,7 @@ def sklearn_recipe(estimator: Any) -> TrainFn:
             model.set_params(random_state=seed % (2**32))
         return model.fit(x.reshape(len(x), -1), y)
 
-    return train
+    return Recipe(train, estimator_record(estimator))
 
 
 def torch_recipe(
@@ -71,7 +98,7 @@ def torch_recipe(
     train: TrainConfig,
     num_classes: int,
     device: str = "cpu",
-) -> TrainFn:
+) -> Recipe:
     """Reference recipe for PyTorch: build a fresh network (a mialens ``ModelConfig`` or a
     zero-argument constructor) and train it with mialens' trainer and ``train``."""
     from torch import nn
@@ -88,7 +115,13 @@ def torch_recipe(
         net.load_state_dict(result.state_dict)
         return net.to(device)
 
-    return train_fn
+    if isinstance(model, ModelConfig):
+        architecture = model.model_dump(mode="json")
+    else:
+        architecture = (
+            f"{getattr(model, '__module__', '?')}:{getattr(model, '__qualname__', model)}"
+        )
+    return Recipe(train_fn, {"model": architecture, **train_recipe(train)})
 
 
 def _as_pair(
@@ -266,6 +299,7 @@ def audit_model(
     population: tuple[Any, Any] | None = None,
     test: tuple[Any, Any] | None = None,
     train_reference: TrainFn | None = None,
+    target_recipe: TrainConfig | Mapping[str, Any] | None = None,
     num_references: int = 16,
     attacks: Sequence[str | dict | Attack] | None = None,
     queries: QueryConfig | None = None,
@@ -283,10 +317,11 @@ def audit_model(
     needed by Attack-P and RMIA; ``test=(x_test, y_test)`` gives the utility (default:
     the target's accuracy on the non-members). ``num_references`` reference models are
     trained on complementary halves of ``(x, y)`` with ``train_reference(x, y, seed)``,
-    by default :func:`sklearn_recipe` for a scikit-learn target (PyTorch users can
-    build a recipe with :func:`torch_recipe`). Image inputs ``(n, c, h, w)`` can be
-    queried under the augmentations of ``queries`` (use those the target trained with).
-
+    by default :func:`sklearn_recipe` for a scikit-learn target (for PyTorch:
+    :func:`torch_recipe`); ``design["fidelity"]`` records ``target_recipe`` (a
+    ``TrainConfig`` or a mapping; a scikit-learn target's class and parameters by
+    default) beside it, with the accuracy gaps (see :mod:`mialens.audit.fidelity`).
+    Image inputs ``(n, c, h, w)`` are queried under the augmentations of ``queries``.
     Without population data the default attacks that need it are skipped, with a logged
     warning and the reason in :attr:`AuditResult.skipped`; listed in ``attacks``, they are
     refused. ``output`` says whether a callable or PyTorch target (and the references)
@@ -300,19 +335,95 @@ def audit_model(
     measure = _Measurement.check(fpr, bootstrap, seed, out)
     candidates = _Candidates.check(y, members, num_classes, sample_ids)
     data = _ModelData.check(x, candidates, population, test)
-    if num_references < 2 or num_references % 2:
-        raise ConfigError(f"num_references must be even and at least 2; got {num_references}")
+    keep = _reference_halves(num_references, len(data.x), seed)
     recipe = _default_recipe(target, train_reference)
+    target_record = _target_record(target, target_recipe)
     chosen, skipped = _select_attacks(_attacks(attacks), bool(attacks), data.population is not None)
-    keep = keep_mask(num_references, len(data.x), seed)
     with progress_hook(progress) as hook:
         models = _trained_models(target, recipe, data, keep, seed, output, hook)
         outputs = _queried_outputs(models, data, keep, queries)
         on_step = step_counter(hook, "attacks", len(chosen))
         query = data.query_data(recipe, output, seed)
         scored = score_targets(chosen, outputs, [0], models, query, on_step=on_step)
-    test_acc = None if data.test is None else accuracy(models[0].logits(data.test[0]), data.test[1])
-    return _finish(outputs, scored, candidates.ids, chosen, skipped, test_acc, measure)
+    records = (target_record, _reference_record(recipe, data))
+    return _finish_model(models, outputs, scored, data, (chosen, skipped), measure, records)
+
+
+def _reference_halves(num_references: int, n: int, seed: int) -> np.ndarray:
+    """The references' membership ``(num_references, n)``: complementary halves."""
+    if num_references < 2 or num_references % 2:
+        raise ConfigError(f"num_references must be even and at least 2; got {num_references}")
+    return keep_mask(num_references, n, seed)
+
+
+def _finish_model(
+    models: list[Target],
+    outputs: ModelOutputs,
+    scored: Scores,
+    data: _ModelData,
+    attacks: tuple[list[Attack], dict[str, str]],
+    measure: _Measurement,
+    recipes: tuple[dict[str, Any] | None, dict[str, Any]],
+) -> AuditResult:
+    """:func:`_finish` for :func:`audit_model`: the models' test accuracies and fidelity."""
+    test_acc = _test_accuracies(models, outputs, data.test)
+    fidelity = _fidelity(outputs, test_acc, recipes)
+    target_test = None if data.test is None else test_acc[0]
+    ids = data.candidates.ids
+    return _finish(outputs, scored, ids, *attacks, target_test, measure, fidelity)
+
+
+def _test_accuracies(
+    models: list[Target], outputs: ModelOutputs, test: tuple[np.ndarray, np.ndarray] | None
+) -> list[float]:
+    """Every model's test accuracy: on the test set if given, else on its non-members."""
+    if test is not None:
+        return [accuracy(m.logits(test[0]), test[1]) for m in models]
+    logits, labels = outputs.logits[:, :, 0], outputs.labels
+    return [accuracy(lg[~m], labels[~m]) for lg, m in zip(logits, outputs.member, strict=True)]
+
+
+def _fidelity(
+    outputs: ModelOutputs,
+    test_accuracy: list[float],
+    recipes: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+) -> dict[str, Any]:
+    """The fidelity record of the target (model 0) and its references; its warnings are
+    logged."""
+    logits, labels = outputs.logits[:, :, 0], outputs.labels
+    train = [accuracy(lg[m], labels[m]) for lg, m in zip(logits, outputs.member, strict=True)]
+    fidelity = reference_fidelity(
+        (train[0], test_accuracy[0]), (train[1:], test_accuracy[1:]), *recipes
+    )
+    for warning in fidelity["warnings"]:
+        log.warning("reference fidelity: %s", warning)
+    return fidelity
+
+
+def _target_record(target: Any, given: TrainConfig | Mapping[str, Any] | None) -> dict | None:
+    """The target's recipe as given (a TrainConfig as its record); for a scikit-learn
+    target without one, its class and parameters."""
+    if isinstance(given, TrainConfig):
+        return train_recipe(given)
+    if given is not None:
+        if not isinstance(given, Mapping):
+            raise ConfigError(
+                f"target_recipe must be a TrainConfig or a mapping; got {type(given).__name__}"
+            )
+        return dict(given)
+    if hasattr(target, "predict_proba") and hasattr(target, "get_params"):
+        return estimator_record(target)
+    return None
+
+
+def _reference_record(recipe: TrainFn, data: _ModelData) -> dict[str, Any]:
+    """The references' recipe record (a :class:`Recipe`'s, else the function's name) and
+    the sha256 of the samples whose halves they train on."""
+    record = getattr(recipe, "record", None)
+    if record is None:
+        name = getattr(recipe, "__qualname__", type(recipe).__name__)
+        record = {"function": f"{getattr(recipe, '__module__', '?')}:{name}"}
+    return {**record, "data_sha256": data_sha256(data.x, data.candidates.labels)}
 
 
 def _trained_models(
@@ -413,7 +524,8 @@ def audit_logits(
         )
     outputs = _stacked_outputs(read_outputs(arrays, output), cand, ref_member, population_labels)
     scored = score_targets(chosen, outputs, [0])
-    return _finish(outputs, scored, cand.ids, chosen, skipped, None, measure)
+    fidelity = _fidelity(outputs, _test_accuracies([], outputs, None))
+    return _finish(outputs, scored, cand.ids, chosen, skipped, None, measure, fidelity)
 
 
 def _population_logits(
@@ -475,6 +587,7 @@ def _finish(
     skipped: dict[str, str],
     test_accuracy: float | None,
     measure: _Measurement,
+    fidelity: dict[str, Any],
 ) -> AuditResult:
     """Assemble the result of the target (model 0) scored against the references (the
     ``skipped`` attacks with their reasons), measure it and write it if asked."""
@@ -502,6 +615,7 @@ def _finish(
             else int(outputs.population_logits.shape[1]),
             "queries_per_sample": n_queries,
             "seed": seed,
+            "fidelity": fidelity,
         },
         config={"num_references": outputs.num_models - 1, "seed": seed, "bootstrap": bootstrap},
         skipped=skipped,

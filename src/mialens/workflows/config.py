@@ -47,12 +47,33 @@ class AuditConfig(AuditSpec):
                 f"analysis.attack {self.analysis.attack!r} is not among audit.attacks "
                 f"({', '.join(names)})"
             )
+        if self.model.kind == "estimator":
+            self._analysis_of_estimators()
         if self.analysis.epoch_models > self.audit.num_models:
             raise ValueError(
                 f"analysis.epoch_models ({self.analysis.epoch_models}) exceeds "
                 f"audit.num_models ({self.audit.num_models})"
             )
         return self
+
+    def _analysis_of_estimators(self) -> None:
+        """An estimator has no penultimate layer and no epochs: the feature space is
+        left out of the default spaces (refused when listed), epoch models refused."""
+        analysis = self.analysis
+        if analysis.epoch_models:
+            raise ValueError(
+                "analysis.epoch_models retrains PyTorch models epoch by epoch; a "
+                "model.estimator has no epochs: set it to 0"
+            )
+        if "features" not in analysis.spaces:
+            return
+        if "spaces" in analysis.model_fields_set:
+            raise ValueError(
+                "analysis.spaces 'features' needs a network's penultimate layer, which a "
+                "model.estimator has not; list input and logits only"
+            )
+        spaces = [s for s in analysis.spaces if s != "features"]
+        self.analysis = analysis.model_copy(update={"spaces": spaces})
 
 
 class _DuplicateKeyError(yaml.YAMLError):
