@@ -136,7 +136,7 @@ class ModelSignals:
     labels: np.ndarray
     population: np.ndarray | None = None
     population_labels: np.ndarray | None = None
-    _moments: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_models(self) -> int:
@@ -161,11 +161,12 @@ class ModelSignals:
             population_labels=self.population_labels,
         )
 
-    def _side(self, side: str) -> tuple[np.ndarray, np.ndarray]:
-        if side == "population":
-            assert self.population is not None
-            return self.population, np.ones(self.population.shape[:2], dtype=bool)
-        return self.values, self.member if side == "in" else ~self.member
+    def reference_counts(self, target: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample, the references of ``target`` that trained it and those that did not."""
+        if "in_count" not in self._cache:
+            self._cache["in_count"] = self.member.sum(axis=0)
+        n_in = self._cache["in_count"] - self.member[target]
+        return n_in, self.num_models - 1 - n_in
 
     def without(
         self, side: str, dropped: Sequence[int], guard: Literal["spread", "mean"]
@@ -173,10 +174,15 @@ class ModelSignals:
         """``(count, mean, squares)`` per sample of the models on ``side`` (one of
         :data:`SIDES`) but those ``dropped``; see :func:`~mialens.signals.leave_one_out.leave_out`
         for ``guard`` and the rounding."""
-        values, mask = self._side(side)
-        if side not in self._moments:
-            self._moments[side] = side_moments(values, mask)
-        return leave_out(self._moments[side], values, mask, dropped, guard)
+        if side not in self._cache:
+            if side == "population":
+                assert self.population is not None
+                values, mask = self.population, np.ones(self.population.shape[:2], dtype=bool)
+            else:
+                values, mask = self.values, self.member if side == "in" else ~self.member
+            self._cache[side] = values, mask, side_moments(values, mask)
+        values, mask, moments = self._cache[side]
+        return leave_out(moments, values, mask, dropped, guard)
 
 
 class Attack(ABC):
@@ -288,8 +294,10 @@ class SignalAttack(Attack):
         target's values from sums over all models instead (:meth:`_fit_leaving_out`)."""
         if self.needs.references == "none":
             return self.fit(None)
-        member = np.delete(models.member, target, axis=0)
-        _check_reference_counts(self, member, models.population is not None)
+        n_in, n_out = models.reference_counts(target)
+        _check_reference_counts(
+            self, models.num_models - 1, n_in, n_out, models.population is not None
+        )
         self._fit_leaving_out(models, target)
         self.fitted_ = True
         return self
@@ -418,26 +426,27 @@ def _check_references(attack: Attack, refs: ReferenceSignals) -> None:
     r, n = refs.values.shape[:2]
     if refs.member.shape != (r, n):
         raise DataError(f"reference membership has shape {refs.member.shape}, expected {(r, n)}")
-    _check_reference_counts(attack, refs.member, refs.population is not None)
+    n_in = refs.member.sum(axis=0)
+    _check_reference_counts(attack, r, n_in, r - n_in, refs.population is not None)
 
 
-def _check_reference_counts(attack: Attack, member: np.ndarray, has_population: bool) -> None:
-    """Every sample has the reference models the attack needs (``member``: ``(R, N)``)."""
-    if member.shape[0] == 0:
+def _check_reference_counts(
+    attack: Attack, num_refs: int, n_in: np.ndarray, n_out: np.ndarray, has_population: bool
+) -> None:
+    """Every sample has the reference models the attack needs: ``n_in``/``n_out`` per
+    sample of the ``num_refs`` references trained on it or not."""
+    if num_refs == 0:
         raise DataError(f"attack {attack.name!r} needs at least one reference model")
-    n_out = (~member).sum(axis=0)
     if (n_out == 0).any():
         raise DataError(
             f"attack {attack.name!r}: {(n_out == 0).sum()} samples were members of every "
             "reference model; each sample needs at least one reference model it did not train"
         )
-    if attack.needs.references == "online":
-        n_in = member.sum(axis=0)
-        if (n_in == 0).any():
-            raise DataError(
-                f"attack {attack.name!r} (online) needs every sample to be a member of at least "
-                f"one reference model; {(n_in == 0).sum()} samples are in none. Train more "
-                "reference models (the audit needs num_models >= 4 for online attacks)."
-            )
+    if attack.needs.references == "online" and (n_in == 0).any():
+        raise DataError(
+            f"attack {attack.name!r} (online) needs every sample to be a member of at least "
+            f"one reference model; {(n_in == 0).sum()} samples are in none. Train more "
+            "reference models (the audit needs num_models >= 4 for online attacks)."
+        )
     if attack.needs.population and not has_population:
         raise DataError(f"attack {attack.name!r} needs reference outputs on population data")

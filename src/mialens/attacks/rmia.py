@@ -131,34 +131,28 @@ def _counts_below(ratio_x: np.ndarray, sorted_z: np.ndarray, gamma: float) -> np
     return counts
 
 
-def binned_histograms(
-    ratio_x: np.ndarray, member: np.ndarray, sorted_z: np.ndarray, gamma: float, bins: int
+def binned_histogram(
+    ratio_x: np.ndarray, sorted_z: np.ndarray, gamma: float, bins: int
 ) -> np.ndarray:
-    """Histograms ``(2, bins)`` over non-members and members of the summed dominance
-    counts ``c`` (:func:`dominance_counts` summed over queries) in ``bins`` equal bins of
-    their ``Q Z + 1`` levels, ``c * bins // (Q Z + 1)``; ``sorted_z`` holds the population
-    ratios, each query column sorted.
+    """Histogram ``(bins,)`` of the summed dominance counts ``c`` (:func:`dominance_counts`
+    summed over queries) in ``bins`` equal bins of their ``Q Z + 1`` levels,
+    ``c * bins // (Q Z + 1)``; ``sorted_z`` holds the population ratios, each query
+    column sorted.
 
     With one query no sample is searched for: ``c`` reaches bin ``b`` iff
     ``c >= e_b = ceil(b (Z + 1) / bins)``, i.e. iff the ``e_b``-th smallest population
-    ratio is at most ``ratio_x / gamma``, so each histogram follows from the sorted
+    ratio is at most ``ratio_x / gamma``, so the histogram follows from the sorted
     ``ratio_x / gamma`` by a search of the ``bins - 1`` thresholds (the same comparisons
-    of the same floats: the same counts as binning every sample's own count)."""
+    of the same floats: the same histogram as binning every sample's own count)."""
     z, q = sorted_z.shape
     levels = q * z + 1
-    hist = np.empty((2, bins), dtype=np.int64)
     if q > 1:
         binned = _counts_below(ratio_x, sorted_z, gamma).sum(axis=1) * bins // levels
-        for side, rows in enumerate((~member, member)):
-            hist[side] = np.bincount(binned[rows], minlength=bins)
-        return hist
+        return np.bincount(binned, minlength=bins)
     edges = -(-np.arange(1, bins) * levels // bins)
-    thresholds = sorted_z[edges - 1, 0]
-    for side, rows in enumerate((~member, member)):
-        keys = np.sort(ratio_x[rows, 0] / gamma)
-        reached = len(keys) - np.searchsorted(keys, thresholds, side="left")  # c >= e_b
-        hist[side] = -np.diff(np.concatenate([[len(keys)], reached, [0]]))
-    return hist
+    keys = np.sort(ratio_x[:, 0] / gamma)
+    reached = len(keys) - np.searchsorted(keys, sorted_z[edges - 1, 0], side="left")  # c >= e_b
+    return -np.diff(np.concatenate([[len(keys)], reached, [0]]))
 
 
 def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
@@ -319,9 +313,11 @@ class RMIAOffline(_RMIA):
         levels = x.shape[1] * sorted_z[0].shape[0] + 1
         bins = min(levels, _AUC_BINS)
         hist = np.zeros((len(A_GRID), 2, bins), dtype=np.int64)
-        for i, a in enumerate(A_GRID):
-            ratio_x = x / np.maximum(_offline_marginal(pr_out_x, a), _TINY)
-            hist[i] = binned_histograms(ratio_x, member, sorted_z[i], self.params.gamma, bins)
+        for side, rows in enumerate((~member, member)):
+            x_side, pr_side = x[rows], pr_out_x[rows]
+            for i, a in enumerate(A_GRID):
+                ratio_x = x_side / np.maximum(_offline_marginal(pr_side, a), _TINY)
+                hist[i, side] = binned_histogram(ratio_x, sorted_z[i], self.params.gamma, bins)
         return hist
 
     def use_summaries(self, summaries: list[np.ndarray | None]) -> None:

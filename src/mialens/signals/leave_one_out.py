@@ -78,18 +78,17 @@ def leave_out(
     lost = gone.sum(axis=0)
     count = full.count - lost
     own = np.where(gone[:, :, None], values[dropped] - full.mean[None], 0.0)
-    rest = full.residual - own.sum(axis=0)
+    # a sample that loses no model keeps its moments exactly: x + 0 == x, x - 0 == x
+    rest = np.where((lost > 0)[:, None], full.residual - own.sum(axis=0), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):  # no model left: NaN
         step = rest / count[:, None]
-        squares = np.maximum(full.squares - (own * own).sum(axis=0) - rest * step, 0.0)
         mean = full.mean + step
+        squares = full.squares - (own * own).sum(axis=0) - rest * step
+        np.maximum(squares, 0.0, out=squares)
         if guard == "spread":
             cancels = squares <= CANCELLATION * full.squares
         else:
             cancels = np.abs(mean) <= CANCELLATION * (np.abs(full.mean) + np.abs(step))
-    kept = (lost == 0)[:, None]
-    mean = np.where(kept, full.mean, mean)
-    squares = np.where(kept, full.squares, squares)
     redo = np.flatnonzero(cancels.any(axis=1) & (lost > 0) & (count > 0))
     if redo.size:
         remaining = side[:, redo]
