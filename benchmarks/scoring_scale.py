@@ -141,7 +141,11 @@ def child(root: str, scores_dir: str, refit_targets: int) -> None:
     peak = peak_rss_mb()
     refit = {name: compare(name, store, scores[name], refit_targets) for name in ATTACKS}
     for name in ATTACKS:
-        refit[name]["speedup"] = refit[name]["refit_seconds_all_targets"] / seconds[name]
+        r = refit[name]
+        r["speedup"] = r["refit_seconds_all_targets"] / seconds[name]
+        r["speedup_cpu"] = (
+            r["refit_cpu_seconds"] * store.num_models / r["refit_targets"] / cpu[name]
+        )
     print(
         json.dumps(
             {
@@ -161,7 +165,8 @@ def print_refit(row: dict) -> None:
     """The comparison with the refit of one run, one line per attack."""
     print(
         f"{'':>10} {'attack':>13} {'fast s':>8} {'fast CPU s':>10} {'refit s/target':>14} "
-        f"{'refit s (all)':>13} {'speed-up':>8} {'max |d score|':>13} {'max |d metric|':>14}"
+        f"{'refit s (all)':>13} {'speed-up':>8} {'CPU speed-up':>12} {'max |d score|':>13} "
+        f"{'max |d metric|':>14}"
     )
     for name in ATTACKS:
         r = row["refit"][name]
@@ -169,6 +174,7 @@ def print_refit(row: dict) -> None:
             f"{'':>10} {name:>13} {row['seconds'][name]:>8.1f} {row['cpu_seconds'][name]:>10.1f} "
             f"{r['refit_seconds'] / r['refit_targets']:>14.2f} "
             f"{r['refit_seconds_all_targets']:>13.1f} {r['speedup']:>8.1f} "
+            f"{r['speedup_cpu']:>12.1f} "
             f"{r['max_abs_score_difference']:>13.2e} {r['max_metric_difference']:>14.2e}",
             flush=True,
         )

@@ -16,6 +16,11 @@ declaration and nothing else to decide what to hand it:
   per-target step, ``prepare(target, data)``, declared by ``needs.target_step`` and run
   by the engine between ``fit`` and ``score`` through the same counting adapter.
 
+In a leave-one-out audit, where each model is attacked with all the others as
+references, signal attacks get every model's signals (:class:`ModelSignals`) and
+``fit_leaving_out(models, target)``: by default a ``fit`` on the other models' signals;
+attacks whose fit is per-sample sums subtract the target from sums over all models.
+
 The verbs: ``fit`` learns only from what the adversary holds (reference models or their
 signals, population data), ``prepare`` binds a fitted attack to one target, and
 ``score`` is a pure function of that state and the target: it changes nothing and

@@ -67,7 +67,6 @@ import numpy as np
 from pydantic import Field
 
 from mialens.attacks.base import (
-    SIDES,
     AttackParams,
     ModelSignals,
     Needs,
@@ -240,7 +239,8 @@ class RMIAOnline(_RMIA):
     def _marginals_leaving_out(
         self, models: ModelSignals, target: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        pr_in, pr_out, pr_z = (models.without(s, [target], "mean")[1] for s in SIDES)
+        sides = ("in", "out", "population")
+        pr_in, pr_out, pr_z = (models.without(s, [target], "mean")[1] for s in sides)
         return 0.5 * (pr_in + pr_out), pr_z
 
 
@@ -340,8 +340,8 @@ class RMIAOffline(_RMIA):
         super()._fit(refs)
 
     def _fit_leaving_out(self, models: ModelSignals, target: int) -> None:
-        summary = self._preset or self._choose_a([self.chunk_summary_leaving_out(models, target)])
-        self._set_a(summary)
+        choice = self._preset or self._choose_a([self.chunk_summary_leaving_out(models, target)])
+        self._set_a(choice)
         super()._fit_leaving_out(models, target)
 
     def _set_a(self, choice: dict | None) -> None:

@@ -17,7 +17,7 @@ Their rounding error is a few ``M eps`` relative to ``Q`` (and to ``|m| + |S'| /
 the mean), so the subtraction cancels only where the values left out carry nearly all
 of the spread (or, for positive values, of the sum). Samples where the result falls
 below :data:`CANCELLATION` of those scales are summed again over the remaining models;
-every other result keeps a relative error below about ``M eps / CANCELLATION`` (5e-13 at
+every other result keeps a relative error below about ``M eps / CANCELLATION`` (1e-12 at
 ``M = 64``). Samples that lose no model on a side keep the full moments unchanged.
 """
 
