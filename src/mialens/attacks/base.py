@@ -121,11 +121,6 @@ class TargetSignals:
     population_labels: np.ndarray | None = None
 
 
-SIDES = ("in", "out", "population")
-"""The sides :meth:`ModelSignals.without` sums over: per sample the models it trained,
-those it did not, and every model on the population samples (which trained none)."""
-
-
 @dataclass(frozen=True)
 class ModelSignals:
     """Signals of all ``M`` models of a leave-one-out audit, each target attacked with
@@ -176,15 +171,19 @@ class ModelSignals:
     def without(
         self, side: str, dropped: Sequence[int], guard: Literal["spread", "mean"]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(count, mean, squares)`` per sample of the models on ``side`` (one of
-        :data:`SIDES`) but those ``dropped``; see :func:`~mialens.signals.leave_one_out.leave_out`
-        for ``guard`` and the rounding."""
+        """``(count, mean, squares)`` per sample of the models on ``side`` but those
+        ``dropped``: ``"in"`` (per sample, the models it trained), ``"out"`` (those it did
+        not) or ``"population"`` (every model, on the population samples, which trained
+        none); see :func:`~mialens.signals.leave_one_out.leave_out` for ``guard`` and the
+        rounding."""
         if side not in self._cache:
             if side == "population":
                 assert self.population is not None
                 values, mask = self.population, np.ones(self.population.shape[:2], dtype=bool)
-            else:
+            elif side in ("in", "out"):
                 values, mask = self.values, self.member if side == "in" else ~self.member
+            else:
+                raise ValueError(f"side must be 'in', 'out' or 'population', not {side!r}")
             self._cache[side] = values, mask, side_moments(values, mask)
         values, mask, moments = self._cache[side]
         return leave_out(moments, values, mask, dropped, guard)
