@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mialens.attacks import ModelSignals, build_attack
-from mialens.attacks.rmia import binned_histogram, dominance_counts
+from mialens.attacks.rmia import binned_histogram, dominance_counts, histogram_bounds
 from mialens.errors import DataError
 from mialens.metrics import attack_metrics
 from mialens.signals.leave_one_out import leave_out, side_moments
@@ -185,5 +185,6 @@ def test_binned_histograms_equal_binning_every_count(queries, z):
     for gamma in (1.0, 2.0):
         binned = dominance_counts(ratio_x, ratio_z, gamma).sum(axis=1) * bins // levels
         for rows in (~member, member):
-            got = binned_histogram(ratio_x[rows], np.sort(ratio_z, axis=0), gamma, bins)
+            bounds = histogram_bounds(np.sort(ratio_z, axis=0), bins)
+            got = binned_histogram(ratio_x[rows], bounds, gamma, bins)
             np.testing.assert_array_equal(got, np.bincount(binned[rows], minlength=bins))

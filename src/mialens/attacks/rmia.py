@@ -130,27 +130,34 @@ def _counts_below(ratio_x: np.ndarray, sorted_z: np.ndarray, gamma: float) -> np
     return counts
 
 
+def histogram_bounds(sorted_z: np.ndarray, bins: int) -> np.ndarray:
+    """What :func:`binned_histogram` needs of the population ratios ``(Z, Q)``, each query
+    column sorted: with one query only the ``bins - 1`` ratios at which bins start (the
+    ``e_b``-th smallest, ``e_b = ceil(b (Z + 1) / bins)``), else all of them."""
+    z, q = sorted_z.shape
+    if q > 1:
+        return sorted_z
+    return sorted_z[-(-np.arange(1, bins) * (z + 1) // bins) - 1, 0]
+
+
 def binned_histogram(
-    ratio_x: np.ndarray, sorted_z: np.ndarray, gamma: float, bins: int
+    ratio_x: np.ndarray, bounds: np.ndarray, gamma: float, bins: int
 ) -> np.ndarray:
     """Histogram ``(bins,)`` of the summed dominance counts ``c`` (:func:`dominance_counts`
     summed over queries) in ``bins`` equal bins of their ``Q Z + 1`` levels,
-    ``c * bins // (Q Z + 1)``; ``sorted_z`` holds the population ratios, each query
-    column sorted.
+    ``c * bins // (Q Z + 1)``; ``bounds`` is :func:`histogram_bounds` of the population.
 
-    With one query no sample is searched for: ``c`` reaches bin ``b`` iff
-    ``c >= e_b = ceil(b (Z + 1) / bins)``, i.e. iff the ``e_b``-th smallest population
-    ratio is at most ``ratio_x / gamma``, so the histogram follows from the sorted
-    ``ratio_x / gamma`` by a search of the ``bins - 1`` thresholds (the same comparisons
-    of the same floats: the same histogram as binning every sample's own count)."""
-    z, q = sorted_z.shape
-    levels = q * z + 1
-    if q > 1:
-        binned = _counts_below(ratio_x, sorted_z, gamma).sum(axis=1) * bins // levels
+    With one query no sample is searched for: ``c`` reaches bin ``b`` iff ``c >= e_b``,
+    i.e. iff the ``e_b``-th smallest population ratio is at most ``ratio_x / gamma``, so
+    the histogram follows from the sorted ``ratio_x / gamma`` by a search of the
+    ``bins - 1`` bounds (the same comparisons of the same floats: the same histogram as
+    binning every sample's own count)."""
+    if bounds.ndim == 2:  # several queries: every sample's summed count
+        levels = bounds.size + 1
+        binned = _counts_below(ratio_x, bounds, gamma).sum(axis=1) * bins // levels
         return np.bincount(binned, minlength=bins)
-    edges = -(-np.arange(1, bins) * levels // bins)
     keys = np.sort(ratio_x[:, 0] / gamma)
-    reached = len(keys) - np.searchsorted(keys, sorted_z[edges - 1, 0], side="left")  # c >= e_b
+    reached = len(keys) - np.searchsorted(keys, bounds, side="left")  # c >= e_b
     return -np.diff(np.concatenate([[len(keys)], reached, [0]]))
 
 
@@ -177,10 +184,21 @@ def auc_from_histograms(negatives: np.ndarray, positives: np.ndarray) -> tuple[i
     return numerator, 2 * int(positives.sum()) * int(negatives.sum())
 
 
-def _sorted_ratios(z: np.ndarray, pr_out_z: np.ndarray) -> list[np.ndarray]:
-    """For each ``a`` of :data:`A_GRID`, the population ratios ``z / Pr(z)`` of the
-    attacked reference (offline ``Pr(z)`` from the OUT means), each query column sorted."""
-    return [np.sort(z / np.maximum(_offline_marginal(pr_out_z, a), _TINY), axis=0) for a in A_GRID]
+def _population_bounds(z: np.ndarray, pr_out_z: np.ndarray) -> list[np.ndarray]:
+    """For each ``a`` of :data:`A_GRID`, :func:`histogram_bounds` of the population ratios
+    ``z / Pr(z)`` of the attacked reference (offline ``Pr(z)`` from the OUT means)."""
+    bins = _bins(z)
+    return [
+        histogram_bounds(
+            np.sort(z / np.maximum(_offline_marginal(pr_out_z, a), _TINY), axis=0), bins
+        )
+        for a in A_GRID
+    ]
+
+
+def _bins(z: np.ndarray) -> int:
+    """Histogram bins for choosing ``a`` with the population values ``z`` ``(Z, Q)``."""
+    return min(z.size + 1, _AUC_BINS)
 
 
 class _RMIA(SignalAttack):
@@ -267,7 +285,7 @@ class RMIAOffline(_RMIA):
     Params = RMIAOfflineParams
 
     _preset: dict | None = None
-    _population_ratios: tuple | None = None
+    _population_bounds: tuple | None = None
 
     def chunk_summary(self, refs: ReferenceSignals) -> np.ndarray | None:
         """Per candidate ``a``: histograms ``(len(A_GRID), 2, bins)`` of the first
@@ -281,13 +299,14 @@ class RMIAOffline(_RMIA):
         pr_out_x = _mean_over(refs.values[1:, usable], out[:, usable])
         pr_out_z = refs.population[1:].mean(axis=0)
         x, member = refs.values[0, usable], refs.member[0, usable]
-        return self._a_histograms(x, member, pr_out_x, _sorted_ratios(refs.population[0], pr_out_z))
+        bounds = _population_bounds(refs.population[0], pr_out_z)
+        return self._a_histograms(x, member, pr_out_x, bounds, _bins(refs.population[0]))
 
     def chunk_summary_leaving_out(self, models: ModelSignals, target: int) -> np.ndarray | None:
         """:meth:`chunk_summary` of the references of ``target``: the first of them is
-        attacked with the others, whose OUT means leave out both from sums. The sorted
-        population ratios are kept for the next chunk of the same audit (the population
-        is the same for every chunk)."""
+        attacked with the others, whose OUT means leave out both from sums. The population
+        side (:func:`histogram_bounds`) is kept for the next chunk of the same audit (the
+        population is the same for every chunk)."""
         if self.params.a != "auto":
             return None
         if models.num_models < 3:
@@ -295,29 +314,28 @@ class RMIAOffline(_RMIA):
         first = 1 if target == 0 else 0
         count, pr_out_x, _ = models.without("out", [target, first], "mean")
         usable = count > 0
-        kept = self._population_ratios
+        kept = self._population_bounds
         if kept is None or kept[0] is not models.population or kept[1] != target:
             pr_out_z = models.without("population", [target, first], "mean")[1]
-            sorted_z = _sorted_ratios(models.population[first], pr_out_z)
-            self._population_ratios = kept = (models.population, target, sorted_z)
+            bounds = _population_bounds(models.population[first], pr_out_z)
+            self._population_bounds = kept = (models.population, target, bounds)
         x, member = models.values[first, usable], models.member[first, usable]
-        return self._a_histograms(x, member, pr_out_x[usable], kept[2])
+        bins = _bins(models.population[first])
+        return self._a_histograms(x, member, pr_out_x[usable], kept[2], bins)
 
     def _a_histograms(
-        self, x: np.ndarray, member: np.ndarray, pr_out_x: np.ndarray, sorted_z: list
+        self, x: np.ndarray, member: np.ndarray, pr_out_x: np.ndarray, bounds: list, bins: int
     ) -> np.ndarray:
         """The histograms of :meth:`chunk_summary`: the attacked reference's values ``x``
         and membership on the samples that have OUT models among the other references,
-        those references' OUT means, and the population ratios for each ``a``
-        (:func:`_sorted_ratios`)."""
-        levels = x.shape[1] * sorted_z[0].shape[0] + 1
-        bins = min(levels, _AUC_BINS)
+        those references' OUT means, and the population side for each ``a``
+        (:func:`_population_bounds`)."""
         hist = np.zeros((len(A_GRID), 2, bins), dtype=np.int64)
         for side, rows in enumerate((~member, member)):
             x_side, pr_side = x[rows], pr_out_x[rows]
             for i, a in enumerate(A_GRID):
                 ratio_x = x_side / np.maximum(_offline_marginal(pr_side, a), _TINY)
-                hist[i, side] = binned_histogram(ratio_x, sorted_z[i], self.params.gamma, bins)
+                hist[i, side] = binned_histogram(ratio_x, bounds[i], self.params.gamma, bins)
         return hist
 
     def use_summaries(self, summaries: list[np.ndarray | None]) -> None:
