@@ -3,6 +3,7 @@ fit, prepare, score; see :mod:`mialens.attacks.base`)."""
 
 from mialens.attacks.base import (
     Attack,
+    ModelSignals,
     Needs,
     QueryAttack,
     QueryData,
@@ -18,6 +19,7 @@ __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
     "Attack",
+    "ModelSignals",
     "Needs",
     "QueryAttack",
     "QueryData",

@@ -16,6 +16,11 @@ declaration and nothing else to decide what to hand it:
   per-target step, ``prepare(target, data)``, declared by ``needs.target_step`` and run
   by the engine between ``fit`` and ``score`` through the same counting adapter.
 
+In a leave-one-out audit, where each model is attacked with all the others as
+references, signal attacks get every model's signals (:class:`ModelSignals`) and
+``fit_leaving_out(models, target)``: by default a ``fit`` on the other models' signals;
+attacks whose fit is per-sample sums subtract the target from sums over all models.
+
 The verbs: ``fit`` learns only from what the adversary holds (reference models or their
 signals, population data), ``prepare`` binds a fitted attack to one target, and
 ``score`` is a pure function of that state and the target: it changes nothing and
@@ -26,13 +31,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mialens.errors import ConfigError, DataError
+from mialens.signals.leave_one_out import leave_out, side_moments
 from mialens.signals.statistics import SignalSpec
 
 ReferenceUse = Literal["none", "offline", "online"]
@@ -113,6 +119,74 @@ class TargetSignals:
     labels: np.ndarray
     population: np.ndarray | None = None
     population_labels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ModelSignals:
+    """Signals of all ``M`` models of a leave-one-out audit, each target attacked with
+    the others as references: fields as in :class:`ReferenceSignals`, over all models.
+
+    :meth:`without` gives a side's per-sample moments without some models from sums over
+    all models (:mod:`mialens.signals.leave_one_out`), summed once and shared by every
+    target, so that attacks fitting means and variances need ``O(N)`` per target.
+    """
+
+    values: np.ndarray
+    member: np.ndarray
+    labels: np.ndarray
+    population: np.ndarray | None = None
+    population_labels: np.ndarray | None = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def num_models(self) -> int:
+        return int(self.values.shape[0])
+
+    def references(self, target: int) -> ReferenceSignals:
+        """The signals of every model but ``target``, as :meth:`SignalAttack.fit` takes them."""
+        others = np.array([m for m in range(self.num_models) if m != target], dtype=np.int64)
+        return ReferenceSignals(
+            values=self.values[others],
+            member=self.member[others],
+            labels=self.labels,
+            population=None if self.population is None else self.population[others],
+            population_labels=self.population_labels,
+        )
+
+    def target(self, target: int) -> TargetSignals:
+        return TargetSignals(
+            values=self.values[target],
+            labels=self.labels,
+            population=None if self.population is None else self.population[target],
+            population_labels=self.population_labels,
+        )
+
+    def reference_counts(self, target: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample, the references of ``target`` that trained it and those that did not."""
+        if "in_count" not in self._cache:
+            self._cache["in_count"] = self.member.sum(axis=0)
+        n_in = self._cache["in_count"] - self.member[target]
+        return n_in, self.num_models - 1 - n_in
+
+    def without(
+        self, side: str, dropped: Sequence[int], guard: Literal["spread", "mean"]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(count, mean, squares)`` per sample of the models on ``side`` but those
+        ``dropped``: ``"in"`` (per sample, the models it trained), ``"out"`` (those it did
+        not) or ``"population"`` (every model, on the population samples, which trained
+        none); see :func:`~mialens.signals.leave_one_out.leave_out` for ``guard`` and the
+        rounding."""
+        if side not in self._cache:
+            if side == "population":
+                assert self.population is not None
+                values, mask = self.population, np.ones(self.population.shape[:2], dtype=bool)
+            elif side in ("in", "out"):
+                values, mask = self.values, self.member if side == "in" else ~self.member
+            else:
+                raise ValueError(f"side must be 'in', 'out' or 'population', not {side!r}")
+            self._cache[side] = values, mask, side_moments(values, mask)
+        values, mask, moments = self._cache[side]
+        return leave_out(moments, values, mask, dropped, guard)
 
 
 class Attack(ABC):
@@ -218,10 +292,33 @@ class SignalAttack(Attack):
     def _fit(self, refs: ReferenceSignals | None) -> None:
         """Attack-specific fitting."""
 
+    def fit_leaving_out(self, models: ModelSignals, target: int) -> SignalAttack:
+        """Fit with every model but ``target`` as references: the same as
+        ``fit(models.references(target))``, up to rounding where an attack subtracts the
+        target's values from sums over all models instead (:meth:`_fit_leaving_out`)."""
+        if self.needs.references == "none":
+            return self.fit(None)
+        n_in, n_out = models.reference_counts(target)
+        _check_reference_counts(
+            self, models.num_models - 1, n_in, n_out, models.population is not None
+        )
+        self._fit_leaving_out(models, target)
+        self.fitted_ = True
+        return self
+
+    def _fit_leaving_out(self, models: ModelSignals, target: int) -> None:
+        """Attack-specific leave-one-out fitting; by default, a fit on the references."""
+        self._fit(models.references(target))
+
     def chunk_summary(self, refs: ReferenceSignals) -> Any:
         """``needs.summary_pass``: the numbers this chunk of samples contributes to what
         the fit needs over all samples (e.g. block sums of squared deviations)."""
         raise NotImplementedError(f"attack {self.name!r} declares no summary pass")
+
+    def chunk_summary_leaving_out(self, models: ModelSignals, target: int) -> Any:
+        """:meth:`chunk_summary` of the references of ``target``; attacks that fit from
+        sums (:meth:`_fit_leaving_out`) override it likewise."""
+        return self.chunk_summary(models.references(target))
 
     def use_summaries(self, summaries: list[Any]) -> None:
         """``needs.summary_pass``: fix the global numbers of every later :meth:`fit` from
@@ -333,21 +430,27 @@ def _check_references(attack: Attack, refs: ReferenceSignals) -> None:
     r, n = refs.values.shape[:2]
     if refs.member.shape != (r, n):
         raise DataError(f"reference membership has shape {refs.member.shape}, expected {(r, n)}")
-    if r == 0:
+    n_in = refs.member.sum(axis=0)
+    _check_reference_counts(attack, r, n_in, r - n_in, refs.population is not None)
+
+
+def _check_reference_counts(
+    attack: Attack, num_refs: int, n_in: np.ndarray, n_out: np.ndarray, has_population: bool
+) -> None:
+    """Every sample has the reference models the attack needs: ``n_in``/``n_out`` per
+    sample of the ``num_refs`` references trained on it or not."""
+    if num_refs == 0:
         raise DataError(f"attack {attack.name!r} needs at least one reference model")
-    n_out = (~refs.member).sum(axis=0)
     if (n_out == 0).any():
         raise DataError(
             f"attack {attack.name!r}: {(n_out == 0).sum()} samples were members of every "
             "reference model; each sample needs at least one reference model it did not train"
         )
-    if attack.needs.references == "online":
-        n_in = refs.member.sum(axis=0)
-        if (n_in == 0).any():
-            raise DataError(
-                f"attack {attack.name!r} (online) needs every sample to be a member of at least "
-                f"one reference model; {(n_in == 0).sum()} samples are in none. Train more "
-                "reference models (the audit needs num_models >= 4 for online attacks)."
-            )
-    if attack.needs.population and refs.population is None:
+    if attack.needs.references == "online" and (n_in == 0).any():
+        raise DataError(
+            f"attack {attack.name!r} (online) needs every sample to be a member of at least "
+            f"one reference model; {(n_in == 0).sum()} samples are in none. Train more "
+            "reference models (the audit needs num_models >= 4 for online attacks)."
+        )
+    if attack.needs.population and not has_population:
         raise DataError(f"attack {attack.name!r} needs reference outputs on population data")

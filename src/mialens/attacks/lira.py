@@ -19,6 +19,12 @@ within-sample variance (summed over samples in blocks combined exactly, so that
 scoring in chunks gives the same value). The official code instead takes the standard
 deviation of all values together, which also counts the spread between samples'
 means. ``center`` picks the mean (paper, Algorithm 1) or the median (official code).
+
+In a leave-one-out audit (:meth:`SignalAttack.fit_leaving_out`) the means and summed
+squared deviations of each target's references are the sums over all models minus the
+target's own values (:mod:`mialens.signals.leave_one_out`): ``O(N)`` per target instead
+of a refit on ``M - 1`` models, equal to the refit up to rounding. The median is no sum:
+``center="median"`` refits.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from typing import Literal
 import numpy as np
 from scipy.special import log_ndtr
 
-from mialens.attacks.base import AttackParams, Needs, ReferenceSignals, SignalAttack, TargetSignals
+from mialens.attacks.base import (
+    AttackParams,
+    ModelSignals,
+    Needs,
+    ReferenceSignals,
+    SignalAttack,
+    TargetSignals,
+)
+from mialens.signals.leave_one_out import side_moments
 from mialens.signals.statistics import SignalSpec
 from mialens.signals.store import block_sums, exact_total
 
@@ -48,17 +62,14 @@ def _side_moments(
     """Location ``(N, Q)``, summed squared deviations ``(N, Q)`` and model counts ``(N,)``
     of the values on one side; ``values`` is ``(R, N, Q)`` and ``side`` ``(R, N)`` selects
     the models that count. Every output is per sample (independent of the others)."""
+    if center == "mean":
+        moments = side_moments(values, side)
+        return moments.mean, moments.squares, moments.count
     mask = side[:, :, None]
-    count = side.sum(axis=0)
-    if center == "median":
-        loc = np.nanmedian(np.where(mask, values, np.nan), axis=0)
-    else:  # the mean, as nanmean computes it, in fewer passes over the values
-        with np.errstate(invalid="ignore", divide="ignore"):
-            loc = np.where(mask, values, 0.0).sum(axis=0) / count[:, None]
+    loc = np.nanmedian(np.where(mask, values, np.nan), axis=0)
     dev = values - loc[None]
     np.multiply(dev, dev, out=dev)
-    sq = np.where(mask, dev, 0.0).sum(axis=0)
-    return loc, sq, count
+    return loc, np.where(mask, dev, 0.0).sum(axis=0), side.sum(axis=0)
 
 
 def _resolve_variance(variance: str, *fewest: int) -> str:
@@ -95,16 +106,30 @@ class _LiRA(SignalAttack):
         """Membership masks of the sides fitted: IN and OUT (online) or OUT (offline)."""
         return [member, ~member] if self.needs.references == "online" else [~member]
 
+    def _moments(self, refs: ReferenceSignals) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:func:`_side_moments` of every side fitted."""
+        return [_side_moments(refs.values, s, self.params.center) for s in self._sides(refs.member)]
+
+    def _moments_leaving_out(self, models: ModelSignals, target: int) -> list[tuple]:
+        """:meth:`_moments` of the references of ``target``, from sums over all models
+        (:meth:`ModelSignals.without`); the median is no sum, so ``center="median"``
+        takes it from the references themselves."""
+        if self.params.center == "median":
+            return self._moments(models.references(target))
+        names = ["in", "out"] if self.needs.references == "online" else ["out"]
+        out = []
+        for name in names:
+            count, loc, sq = models.without(name, [target], guard="spread")
+            out.append((loc, sq, count))
+        return out
+
     def chunk_summary(self, refs: ReferenceSignals) -> list[tuple[np.ndarray, int, int]]:
         """Per side: block sums of the squared deviations, the number of values, and the
         fewest models any sample has on that side."""
-        out = []
-        for side in self._sides(refs.member):
-            _, sq, count = _side_moments(refs.values, side, self.params.center)
-            out.append(
-                (block_sums(sq.sum(axis=1)), int(count.sum()) * sq.shape[1], int(count.min()))
-            )
-        return out
+        return _summary(self._moments(refs))
+
+    def chunk_summary_leaving_out(self, models: ModelSignals, target: int) -> list[tuple]:
+        return _summary(self._moments_leaving_out(models, target))
 
     def use_summaries(self, summaries: list[list[tuple[np.ndarray, int, int]]]) -> None:
         """Fix the variance mode and pooled scales of every later fit from the summaries
@@ -123,15 +148,29 @@ class _LiRA(SignalAttack):
 
     def _fit(self, refs: ReferenceSignals | None) -> None:
         assert refs is not None
+        self._fit_sides(self._moments(refs))
+
+    def _fit_leaving_out(self, models: ModelSignals, target: int) -> None:
+        self._fit_sides(self._moments_leaving_out(models, target))
+
+    def _fit_sides(self, moments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """The Gaussian of every side from its moments (:func:`_side_moments`)."""
         preset = getattr(self, "_preset", None)
-        variance, scales = preset or self._pool([self.chunk_summary(refs)])
+        variance, scales = preset or self._pool([_summary(moments)])
         self.variance_ = variance
         self.side_stats_ = []
-        for side, scale in zip(self._sides(refs.member), scales, strict=True):
-            loc, sq, count = _side_moments(refs.values, side, self.params.center)
+        for (loc, sq, count), scale in zip(moments, scales, strict=True):
             if variance == "per_example":
                 scale = np.maximum(np.sqrt(sq / count[:, None]), _MIN_STD)
             self.side_stats_.append((loc, scale))
+
+
+def _summary(moments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[tuple]:
+    """:meth:`_LiRA.chunk_summary` from the moments of every side."""
+    return [
+        (block_sums(sq.sum(axis=1)), int(count.sum()) * sq.shape[1], int(count.min()))
+        for _, sq, count in moments
+    ]
 
 
 class LiRAOnline(_LiRA):
@@ -143,8 +182,8 @@ class LiRAOnline(_LiRA):
     )
     paper = "Carlini et al. 2022, Membership Inference Attacks From First Principles (S&P), Alg. 1"
 
-    def _fit(self, refs: ReferenceSignals | None) -> None:
-        super()._fit(refs)
+    def _fit_sides(self, moments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        super()._fit_sides(moments)
         (self.mu_in_, self.std_in_), (self.mu_out_, self.std_out_) = self.side_stats_
 
     def _score(self, target: TargetSignals) -> np.ndarray:
@@ -169,8 +208,8 @@ class LiRAOffline(_LiRA):
         "signals", references="offline", all_queries=True, chunking="samples", summary_pass=True
     )
 
-    def _fit(self, refs: ReferenceSignals | None) -> None:
-        super()._fit(refs)
+    def _fit_sides(self, moments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        super()._fit_sides(moments)
         ((self.mu_out_, self.std_out_),) = self.side_stats_
 
     def _score(self, target: TargetSignals) -> np.ndarray:

@@ -38,6 +38,9 @@ iff ``r_z <= r_x / gamma``, so sorting the ``Z`` population ratios once and
 binary-searching each sample costs ``O((N + Z) log Z)`` time and ``O(N + Z)`` memory.
 Every score depends on its own sample and the population only, so scoring chunks of
 samples gives the same numbers. With several queries, per-query scores are averaged.
+In a leave-one-out audit (:meth:`SignalAttack.fit_leaving_out`) the reference means
+``Pr_IN``, ``Pr_OUT`` and ``Pr(z)`` are sums over all models minus the target's own
+values (:mod:`mialens.signals.leave_one_out`), equal to the refit up to rounding.
 
 **Defaults** follow the authors' released configurations (privacy_meter,
 ``research/2023_rmia/attack_configs``: ``temperature: 2.0``, ``gamma: 2.0``). Not
@@ -63,7 +66,14 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from mialens.attacks.base import AttackParams, Needs, ReferenceSignals, SignalAttack, TargetSignals
+from mialens.attacks.base import (
+    AttackParams,
+    ModelSignals,
+    Needs,
+    ReferenceSignals,
+    SignalAttack,
+    TargetSignals,
+)
 from mialens.signals.statistics import SignalSpec
 
 _TINY = np.finfo(np.float64).tiny
@@ -109,11 +119,46 @@ def dominance_counts(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> 
     ``ratio_x`` is ``(N, Q)`` and ``ratio_z`` ``(Z, Q)`` (non-negative); each query column
     of ``x`` is compared with the same column of the population.
     """
+    return _counts_below(ratio_x, np.sort(ratio_z, axis=0), gamma)
+
+
+def _counts_below(ratio_x: np.ndarray, sorted_z: np.ndarray, gamma: float) -> np.ndarray:
+    """:func:`dominance_counts` with each column of the population ratios sorted."""
     counts = np.empty(ratio_x.shape, dtype=np.int64)
     for q in range(ratio_x.shape[1]):
-        sorted_z = np.sort(ratio_z[:, q])
-        counts[:, q] = np.searchsorted(sorted_z, ratio_x[:, q] / gamma, side="right")
+        counts[:, q] = np.searchsorted(sorted_z[:, q], ratio_x[:, q] / gamma, side="right")
     return counts
+
+
+def histogram_bounds(sorted_z: np.ndarray, bins: int) -> np.ndarray:
+    """What :func:`binned_histogram` needs of the population ratios ``(Z, Q)``, each query
+    column sorted: with one query only the ``bins - 1`` ratios at which bins start (the
+    ``e_b``-th smallest, ``e_b = ceil(b (Z + 1) / bins)``), else all of them."""
+    z, q = sorted_z.shape
+    if q > 1:
+        return sorted_z
+    return sorted_z[-(-np.arange(1, bins) * (z + 1) // bins) - 1, 0]
+
+
+def binned_histogram(
+    ratio_x: np.ndarray, bounds: np.ndarray, gamma: float, bins: int
+) -> np.ndarray:
+    """Histogram ``(bins,)`` of the summed dominance counts ``c`` (:func:`dominance_counts`
+    summed over queries) in ``bins`` equal bins of their ``Q Z + 1`` levels,
+    ``c * bins // (Q Z + 1)``; ``bounds`` is :func:`histogram_bounds` of the population.
+
+    With one query no sample is searched for: ``c`` reaches bin ``b`` iff ``c >= e_b``,
+    i.e. iff the ``e_b``-th smallest population ratio is at most ``ratio_x / gamma``, so
+    the histogram follows from the sorted ``ratio_x / gamma`` by a search of the
+    ``bins - 1`` bounds (the same comparisons of the same floats: the same histogram as
+    binning every sample's own count)."""
+    if bounds.ndim == 2:  # several queries: every sample's summed count
+        levels = bounds.size + 1
+        binned = _counts_below(ratio_x, bounds, gamma).sum(axis=1) * bins // levels
+        return np.bincount(binned, minlength=bins)
+    keys = np.sort(ratio_x[:, 0] / gamma)
+    reached = len(keys) - np.searchsorted(keys, bounds, side="left")  # c >= e_b
+    return -np.diff(np.concatenate([[len(keys)], reached, [0]]))
 
 
 def dominance_fraction(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
@@ -139,6 +184,23 @@ def auc_from_histograms(negatives: np.ndarray, positives: np.ndarray) -> tuple[i
     return numerator, 2 * int(positives.sum()) * int(negatives.sum())
 
 
+def _population_bounds(z: np.ndarray, pr_out_z: np.ndarray) -> list[np.ndarray]:
+    """For each ``a`` of :data:`A_GRID`, :func:`histogram_bounds` of the population ratios
+    ``z / Pr(z)`` of the attacked reference (offline ``Pr(z)`` from the OUT means)."""
+    bins = _bins(z)
+    return [
+        histogram_bounds(
+            np.sort(z / np.maximum(_offline_marginal(pr_out_z, a), _TINY), axis=0), bins
+        )
+        for a in A_GRID
+    ]
+
+
+def _bins(z: np.ndarray) -> int:
+    """Histogram bins for choosing ``a`` with the population values ``z`` ``(Z, Q)``."""
+    return min(z.size + 1, _AUC_BINS)
+
+
 class _RMIA(SignalAttack):
     paper = (
         "Zarifzadeh, Liu & Shokri 2024, Low-Cost High-Power Membership Inference Attacks "
@@ -152,9 +214,20 @@ class _RMIA(SignalAttack):
     def _marginals(self, refs: ReferenceSignals) -> tuple[np.ndarray, np.ndarray]:
         """``Pr(x)`` of the audit samples and ``Pr(z)`` of the population, each (., Q)."""
 
+    @abstractmethod
+    def _marginals_leaving_out(
+        self, models: ModelSignals, target: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_marginals` of the references of ``target``, from sums over all models."""
+
     def _fit(self, refs: ReferenceSignals | None) -> None:
         assert refs is not None and refs.population is not None
-        pr_x, pr_z = self._marginals(refs)
+        self._set_marginals(*self._marginals(refs))
+
+    def _fit_leaving_out(self, models: ModelSignals, target: int) -> None:
+        self._set_marginals(*self._marginals_leaving_out(models, target))
+
+    def _set_marginals(self, pr_x: np.ndarray, pr_z: np.ndarray) -> None:
         self.pr_x_ = np.maximum(pr_x, _TINY)
         self.pr_z_ = np.maximum(pr_z, _TINY)
 
@@ -181,6 +254,13 @@ class RMIAOnline(_RMIA):
         pr_x = 0.5 * (_mean_over(refs.values, refs.member) + _mean_over(refs.values, ~refs.member))
         return pr_x, refs.population.mean(axis=0)
 
+    def _marginals_leaving_out(
+        self, models: ModelSignals, target: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        sides = ("in", "out", "population")
+        pr_in, pr_out, pr_z = (models.without(s, [target], "mean")[1] for s in sides)
+        return 0.5 * (pr_in + pr_out), pr_z
+
 
 class RMIAOffline(_RMIA):
     """RMIA with OUT reference models and the offline ``a`` approximation (module
@@ -205,6 +285,7 @@ class RMIAOffline(_RMIA):
     Params = RMIAOfflineParams
 
     _preset: dict | None = None
+    _population_bounds: tuple | None = None
 
     def chunk_summary(self, refs: ReferenceSignals) -> np.ndarray | None:
         """Per candidate ``a``: histograms ``(len(A_GRID), 2, bins)`` of the first
@@ -217,18 +298,44 @@ class RMIAOffline(_RMIA):
         usable = out.any(axis=0)  # samples with an OUT model among the other references
         pr_out_x = _mean_over(refs.values[1:, usable], out[:, usable])
         pr_out_z = refs.population[1:].mean(axis=0)
-        x, z = refs.values[0, usable], refs.population[0]
-        member = refs.member[0, usable]
-        levels = x.shape[1] * z.shape[0] + 1
-        bins = min(levels, _AUC_BINS)
+        x, member = refs.values[0, usable], refs.member[0, usable]
+        bounds = _population_bounds(refs.population[0], pr_out_z)
+        return self._a_histograms(x, member, pr_out_x, bounds, _bins(refs.population[0]))
+
+    def chunk_summary_leaving_out(self, models: ModelSignals, target: int) -> np.ndarray | None:
+        """:meth:`chunk_summary` of the references of ``target``: the first of them is
+        attacked with the others, whose OUT means leave out both from sums. The population
+        side (:func:`histogram_bounds`) is kept for the next chunk of the same audit (the
+        population is the same for every chunk)."""
+        if self.params.a != "auto":
+            return None
+        if models.num_models < 3:
+            return np.zeros((len(A_GRID), 2, 1), dtype=np.int64)
+        first = 1 if target == 0 else 0
+        count, pr_out_x, _ = models.without("out", [target, first], "mean")
+        usable = count > 0
+        kept = self._population_bounds
+        if kept is None or kept[0] is not models.population or kept[1] != target:
+            pr_out_z = models.without("population", [target, first], "mean")[1]
+            bounds = _population_bounds(models.population[first], pr_out_z)
+            self._population_bounds = kept = (models.population, target, bounds)
+        x, member = models.values[first, usable], models.member[first, usable]
+        bins = _bins(models.population[first])
+        return self._a_histograms(x, member, pr_out_x[usable], kept[2], bins)
+
+    def _a_histograms(
+        self, x: np.ndarray, member: np.ndarray, pr_out_x: np.ndarray, bounds: list, bins: int
+    ) -> np.ndarray:
+        """The histograms of :meth:`chunk_summary`: the attacked reference's values ``x``
+        and membership on the samples that have OUT models among the other references,
+        those references' OUT means, and the population side for each ``a``
+        (:func:`_population_bounds`)."""
         hist = np.zeros((len(A_GRID), 2, bins), dtype=np.int64)
-        for i, a in enumerate(A_GRID):
-            ratio_x = x / np.maximum(_offline_marginal(pr_out_x, a), _TINY)
-            ratio_z = z / np.maximum(_offline_marginal(pr_out_z, a), _TINY)
-            binned = dominance_counts(ratio_x, ratio_z, self.params.gamma).sum(axis=1)
-            binned = binned * bins // levels
-            hist[i, 0] = np.bincount(binned[~member], minlength=bins)
-            hist[i, 1] = np.bincount(binned[member], minlength=bins)
+        for side, rows in enumerate((~member, member)):
+            x_side, pr_side = x[rows], pr_out_x[rows]
+            for i, a in enumerate(A_GRID):
+                ratio_x = x_side / np.maximum(_offline_marginal(pr_side, a), _TINY)
+                hist[i, side] = binned_histogram(ratio_x, bounds[i], self.params.gamma, bins)
         return hist
 
     def use_summaries(self, summaries: list[np.ndarray | None]) -> None:
@@ -247,9 +354,17 @@ class RMIAOffline(_RMIA):
 
     def _fit(self, refs: ReferenceSignals | None) -> None:
         assert refs is not None
-        self.choice_ = self._preset or self._choose_a([self.chunk_summary(refs)])
-        self.a_ = float(self.params.a) if self.choice_ is None else self.choice_["a"]
+        self._set_a(self._preset or self._choose_a([self.chunk_summary(refs)]))
         super()._fit(refs)
+
+    def _fit_leaving_out(self, models: ModelSignals, target: int) -> None:
+        choice = self._preset or self._choose_a([self.chunk_summary_leaving_out(models, target)])
+        self._set_a(choice)
+        super()._fit_leaving_out(models, target)
+
+    def _set_a(self, choice: dict | None) -> None:
+        self.choice_ = choice
+        self.a_ = float(self.params.a) if choice is None else choice["a"]
 
     def extra(self) -> dict:
         return dict(self.choice_ or {})
@@ -257,4 +372,11 @@ class RMIAOffline(_RMIA):
     def _marginals(self, refs: ReferenceSignals) -> tuple[np.ndarray, np.ndarray]:
         pr_out_x = _mean_over(refs.values, ~refs.member)
         pr_out_z = refs.population.mean(axis=0)
+        return _offline_marginal(pr_out_x, self.a_), _offline_marginal(pr_out_z, self.a_)
+
+    def _marginals_leaving_out(
+        self, models: ModelSignals, target: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        pr_out_x = models.without("out", [target], "mean")[1]
+        pr_out_z = models.without("population", [target], "mean")[1]
         return _offline_marginal(pr_out_x, self.a_), _offline_marginal(pr_out_z, self.a_)

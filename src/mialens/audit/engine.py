@@ -6,7 +6,10 @@ with the models' membership, or their signals in a
 themselves, the models as queryable targets. Each model listed as a target is attacked
 with all the other models as references (leave-one-out), which gives every metric a
 spread over targets. Attacks that fit per sample are scored in chunks of samples, so
-memory stays bounded for any number of samples.
+memory stays bounded for any number of samples. Signal attacks get the signals of all
+models and fit each target with :meth:`~mialens.attacks.base.SignalAttack.fit_leaving_out`:
+those whose fit is per-sample sums (LiRA, RMIA) subtract the target from sums over all
+models, ``O(M N)`` per chunk for all targets together instead of ``O(M N)`` per target.
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ import numpy as np
 
 from mialens.attacks.base import (
     Attack,
+    ModelSignals,
     QueryAttack,
     QueryData,
     QueryReferences,
-    ReferenceSignals,
     SignalAttack,
-    TargetSignals,
 )
 from mialens.errors import DataError
 from mialens.signals.statistics import SignalSpec, compute_signal
@@ -222,86 +224,65 @@ def _score_signal_attack(
     """Scores ``(T, N)``, queries per sample and per-target diagnostics of one attack."""
     if attack.needs.population and not source.has_population:
         raise DataError(f"attack {attack.name!r} needs population data; none was given")
+    pop = source.population(attack.signal()) if attack.needs.population else None
     if attack.needs.chunking == "samples":
-        rows, extras = _score_in_chunks(attack, source, cache, targets, chunks, on_step, out)
+        rows, extras = _score_in_chunks(attack, source, cache, targets, chunks, on_step, out, pop)
     else:
-        rows, extras = _score_whole(attack, source, targets, on_step)
+        rows, extras = _score_whole(attack, source, targets, on_step, pop)
     return rows, float(source.num_queries if attack.needs.all_queries else 1), extras
 
 
-def _inputs(
-    attack: SignalAttack,
-    source,
-    values: np.ndarray,
-    span: slice,
-    t: int,
-) -> tuple[ReferenceSignals | None, TargetSignals]:
-    """The reference and target signals of target ``t`` on the samples ``span``."""
-    needs = attack.needs
-    pop = source.population(attack.signal()) if needs.population else None
-    pop_labels = source.population_labels if needs.population else None
-    labels = source.labels[span]
-    refs = None
-    if needs.references != "none":
-        others = _others(source.num_models, t)
-        refs = ReferenceSignals(
-            values=values[others],
-            member=source.member[others, span],
-            labels=labels,
-            population=pop[others] if pop is not None else None,
-            population_labels=pop_labels,
-        )
-    target = TargetSignals(
-        values=values[t],
-        labels=labels,
-        population=pop[t] if pop is not None else None,
-        population_labels=pop_labels,
+def _models(source, values: np.ndarray, span: slice, population) -> ModelSignals:
+    """The signals of every model on the samples ``span``: each target is fitted on the
+    others (:meth:`~mialens.attacks.base.SignalAttack.fit_leaving_out`)."""
+    return ModelSignals(
+        values=values,
+        member=source.member[:, span],
+        labels=source.labels[span],
+        population=population,
+        population_labels=None if population is None else source.population_labels,
     )
-    return refs, target
 
 
-def _score_whole(attack: SignalAttack, source, targets, on_step) -> tuple[np.ndarray, list]:
-    values = source.values(attack.signal())
+def _score_whole(attack: SignalAttack, source, targets, on_step, pop) -> tuple[np.ndarray, list]:
+    models = _models(source, source.values(attack.signal()), slice(None), pop)
     rows, extras = [], []
     for t in targets:
-        refs, target = _inputs(attack, source, values, slice(None), t)
-        fitted = attack.clone().fit(refs)
-        rows.append(fitted.score(target))
+        fitted = attack.clone().fit_leaving_out(models, t)
+        rows.append(fitted.score(models.target(t)))
         extras.append(fitted.extra())
         if on_step is not None:
             on_step()
     return np.stack(rows), extras
 
 
-def _summary_pass(attack: SignalAttack, fitted: dict, source, cache, chunks) -> None:
+def _summary_pass(attack: SignalAttack, fitted: dict, source, cache, chunks, pop) -> None:
     """``needs.summary_pass``: every chunk's summary, handed to each target's attack."""
     spec = attack.signal()
     summaries: dict[int, list] = {t: [] for t in fitted}
     for start, stop in chunks:
-        values = cache.get(spec, start, stop)
+        models = _models(source, cache.get(spec, start, stop), slice(start, stop), pop)
         for t in fitted:
-            refs, _ = _inputs(attack, source, values, slice(start, stop), t)
-            summaries[t].append(fitted[t].chunk_summary(refs))
+            summaries[t].append(fitted[t].chunk_summary_leaving_out(models, t))
     for t in fitted:
         fitted[t].use_summaries(summaries[t])
 
 
-def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out) -> tuple:
+def _score_in_chunks(attack, source, cache, targets, chunks, on_step, out, pop) -> tuple:
     spec = attack.signal()
     fitted = {t: attack.clone() for t in targets}
     if attack.needs.summary_pass and len(chunks) > 1:  # one chunk: fit computes them
-        _summary_pass(attack, fitted, source, cache, chunks)
+        _summary_pass(attack, fitted, source, cache, chunks, pop)
     shape = (len(targets), source.num_samples)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         np.lib.format.open_memmap(out, "w+", np.float64, shape).flush()
     rows = np.empty(shape) if out is None else None
     for start, stop in chunks:
-        values = cache.get(spec, start, stop)
+        models = _models(source, cache.get(spec, start, stop), slice(start, stop), pop)
         block = np.empty((len(targets), stop - start))
         for i, t in enumerate(targets):
-            refs, target = _inputs(attack, source, values, slice(start, stop), t)
-            block[i] = fitted[t].fit(refs).score(target)
+            block[i] = fitted[t].fit_leaving_out(models, t).score(models.target(t))
             if on_step is not None and stop == source.num_samples:
                 on_step()
         if rows is not None:
