@@ -242,3 +242,21 @@ def test_cuda_ensemble_matches_one_by_one():
     single = train_model(_builder(), x[subsets[0]], y[subsets[0]], recipe, 0, device="cuda")
     for name, value in single.state_dict.items():
         torch.testing.assert_close(batched[0].state_dict[name], value, rtol=1e-3, atol=1e-4)
+
+
+# --- the shipped configurations -----------------------------------------------------------
+
+
+def test_the_wrn_examples_validate(monkeypatch):
+    from pathlib import Path
+
+    from mialens.workflows.config import load_config
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    fashion = load_config(str(examples / "fashion_mnist_wrn.yaml"))
+    assert (fashion.model.depth, fashion.model.widen, fashion.audit.num_models) == (16, 2, 8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device: cuda validates
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cifar = load_config(str(examples / "cifar10_wrn.yaml"))
+    assert (cifar.model.depth, cifar.model.widen, cifar.audit.num_models) == (28, 2, 64)
+    assert cifar.train.mixed_precision and cifar.audit.queries.flip
