@@ -260,3 +260,12 @@ def test_the_wrn_examples_validate(monkeypatch):
     cifar = load_config(str(examples / "cifar10_wrn.yaml"))
     assert (cifar.model.depth, cifar.model.widen, cifar.audit.num_models) == (28, 2, 64)
     assert cifar.train.mixed_precision and cifar.audit.queries.flip
+
+
+def test_ray_tasks_share_a_gpu_in_fractions_or_take_whole_ones():
+    from mialens.audit.executor import ExecutorConfig
+
+    assert ExecutorConfig(kind="ray", num_gpus=0.25).num_gpus == 0.25
+    assert ExecutorConfig(kind="ray", num_gpus=2).num_gpus == 2
+    with pytest.raises(ValidationError, match=r"fraction of one GPU or whole GPUs, not 1\.5"):
+        ExecutorConfig(kind="ray", num_gpus=1.5)
