@@ -140,6 +140,7 @@ def ensemble_vs_single(config, models: int, size: int, epochs: int, peaks: dict)
     plan, ds, device = setup.plan, setup.dataset, config.audit.device
     recipe = plan.train.model_copy(update={"epochs": epochs})
     subsets = [p[:size] for p in plan.train_positions[:models]]
+    size = int(np.mean([len(s) for s in subsets]))  # a small pool may have fewer
     seeds = plan.seeds[:models]
     x_test, y_test = ds.x[setup.split.test], ds.y[setup.split.test]
     start = time.perf_counter()

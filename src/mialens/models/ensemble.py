@@ -47,7 +47,7 @@ from mialens.models.loop import (
     TrainResult,
     batching_blocker,
     build_optimizer,
-    deterministic_cuda,
+    device_run,
     recipe_step,
     run_epochs,
 )
@@ -393,8 +393,7 @@ def train_ensemble(
             "model at a time (train_model)"
         )
     start = time.perf_counter()
-    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), deterministic_cuda(device):
+    with device_run(device):
         run = _stacked_run(build, x, y, subsets, config, seeds, validation, device, step)
         run.on_epoch = on_epoch
         results = run_epochs(config, run)

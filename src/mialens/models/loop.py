@@ -161,19 +161,22 @@ def recipe_step(step: Step | None, config: TrainConfig) -> Step:
 
 
 @contextmanager
-def deterministic_cuda(device: str | torch.device) -> Iterator[None]:
-    """On CUDA, cuDNN's deterministic convolution algorithms for the duration (same
-    seed, same numbers on one device); nothing to change on a CPU."""
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    cudnn = torch.backends.cudnn
-    before = cudnn.deterministic, cudnn.benchmark
-    cudnn.deterministic, cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        cudnn.deterministic, cudnn.benchmark = before
+def device_run(device: str | torch.device) -> Iterator[None]:
+    """The context of one training run on ``device``: the global RNG (and the CUDA
+    device's) restored afterwards and, on CUDA, cuDNN's deterministic convolution
+    algorithms (same seed, same numbers on one device)."""
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        if not cuda:
+            yield
+            return
+        cudnn = torch.backends.cudnn
+        before = cudnn.deterministic, cudnn.benchmark
+        cudnn.deterministic, cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            cudnn.deterministic, cudnn.benchmark = before
 
 
 def module_to_device(model: nn.Module, device: str | torch.device) -> nn.Module:

@@ -24,7 +24,7 @@ from mialens.models.loop import (
     ShuffledBatches,
     TrainResult,
     build_optimizer,
-    deterministic_cuda,
+    device_run,
     module_to_device,
     recipe_step,
     run_epochs,
@@ -118,8 +118,7 @@ def train_model(
     per_sample = {"weight": sample_weight, "smoothing": sample_smoothing, "clip": sample_clip_norm}
     _check_inputs(len(x), config, validation, reference, per_sample, clip_noise, step)
     start = time.perf_counter()
-    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), deterministic_cuda(device), warnings.catch_warnings():
+    with device_run(device), warnings.catch_warnings():
         # Opacus' per-sample hooks make torch warn at every backward pass; nothing is wrong.
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         torch.manual_seed(seed)
