@@ -254,7 +254,8 @@ def test_unknown_key_names_path_hint_and_valid_keys(raw, path, hint, valid):
 
 def test_unknown_key_without_close_match_lists_valid_keys():
     message = _error(_with(model={"zzzzzz": 1}))
-    assert "model.zzzzzz: unknown key; valid keys here: activation, arch, channels" in message
+    assert "model.zzzzzz: unknown key; valid keys here: activation, arch, channels, " in message
+    assert ", hidden" in message
     assert "did you mean" not in message
 
 

@@ -49,7 +49,12 @@ class ExecutorConfig(BaseModel):
         "default: $RAY_ADDRESS, else a new local Ray instance",
     )
     num_cpus: float = Field(default=1.0, gt=0.0, description="ray: CPUs reserved per task")
-    num_gpus: float = Field(default=0.0, ge=0.0, description="ray: GPUs reserved per task")
+    num_gpus: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="ray: GPUs reserved per task; a fraction (e.g. 0.25) lets that many "
+        "tasks share one GPU, for small models with audit.device: cuda",
+    )
     ensemble: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="train models of one recipe together as a batched ensemble: auto (small "
@@ -67,6 +72,15 @@ class ExecutorConfig(BaseModel):
     def _yaml_booleans(cls, value: object) -> object:
         # YAML reads a bare on/off as a boolean
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _gpu_share(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError(
+                f"Ray reserves a fraction of one GPU or whole GPUs, not {gpus}; use e.g. 0.5 or 2"
+            )
+        return gpus
 
     @model_validator(mode="after")
     def _ray_only(self) -> ExecutorConfig:

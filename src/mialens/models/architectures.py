@@ -1,4 +1,5 @@
-"""Model architectures: an MLP for any input and a small CNN for images.
+"""Model architectures: an MLP for any input, a small CNN for images, and the benchmark
+networks of :mod:`mialens.models.resnets` (WRN-d-k, CIFAR ResNet-18).
 
 Every model exposes ``features(x)``, the penultimate-layer representation, besides
 ``forward(x)`` returning logits. Layers are limited to those Opacus supports for
@@ -26,6 +27,7 @@ from torch import nn
 
 from mialens.errors import ConfigError
 from mialens.models.factory import build_factory_model, check_import_path
+from mialens.models.resnets import RESNET_GROUPS, WRN_GROUPS, ResNet18, WideResNet
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -35,8 +37,9 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    arch: Literal["mlp", "cnn"] = Field(
-        default="mlp", description="mlp (any input) or cnn (images)"
+    arch: Literal["mlp", "cnn", "wrn", "resnet18"] = Field(
+        default="mlp",
+        description="mlp (any input), cnn (images), wrn (WRN-depth-widen) or resnet18 (images)",
     )
     hidden: list[int] = Field(
         default=[256], description="mlp: hidden layer widths; cnn: widths of the dense layers"
@@ -58,6 +61,11 @@ class ModelConfig(BaseModel):
         "'package.module:Class' (or a function returning one; runs your code)",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="estimator: its parameters")
+    depth: int | None = Field(default=None, ge=10, description="wrn: depth 6N + 4 (default 16)")
+    widen: int | None = Field(default=None, ge=1, description="wrn: widen factor k (default 4)")
+    norm_groups: int | None = Field(
+        default=None, ge=1, description="wrn, resnet18: GroupNorm groups (default 16 and 32)"
+    )
 
     @field_validator("hidden", "channels")
     @classmethod
@@ -89,14 +97,34 @@ class ModelConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _residual_fields(self) -> ModelConfig:
+        """Fill in the residual networks' defaults; refuse their fields elsewhere."""
+        allowed = {"wrn": _WRN_FIELDS, "resnet18": {"norm_groups"}}.get(self.arch, set())
+        given = [f for f in _WRN_FIELDS if getattr(self, f) is not None and f not in allowed]
+        if given:
+            raise ValueError(f"model.{given[0]} does not apply to model.arch {self.arch!r}")
+        if self.arch == "wrn":
+            if (self.depth or 16) % 6 != 4:
+                raise ValueError(f"a WRN's depth is 6N + 4 (10, 16, 22, 28, ...), not {self.depth}")
+            self.depth, self.widen = self.depth or 16, self.widen or 4
+        if self.arch in ("wrn", "resnet18") and self.norm_groups is None:
+            self.norm_groups = WRN_GROUPS if self.arch == "wrn" else RESNET_GROUPS
+        return self
+
     @model_serializer(mode="wrap")
     def _chosen_fields(self, handler) -> dict[str, Any]:
-        """The fields of the chosen kind only: a built-in architecture's configuration
-        (and so its store keys) reads as before the user-model fields existed, and a
-        user model's omits the built-ins' unused fields (so that it validates again)."""
+        """The fields that apply only: a built-in architecture's configuration (and so
+        its store keys) reads as before the user-model and residual-network fields
+        existed (those are left out where unset), and a user model's omits the
+        built-ins' fields (so that it validates again)."""
         data = handler(self)
         if self.kind == "built-in":
-            return {k: v for k, v in data.items() if k not in _USER_MODEL_FIELDS}
+            return {
+                k: v
+                for k, v in data.items()
+                if k not in _USER_MODEL_FIELDS and (k not in _WRN_FIELDS or v is not None)
+            }
         return {k: v for k, v in data.items() if k in _USER_MODEL_FIELDS and v}
 
     @property
@@ -108,6 +136,7 @@ class ModelConfig(BaseModel):
 
 
 _USER_MODEL_FIELDS = ("factory", "kwargs", "estimator", "params")
+_WRN_FIELDS = ("depth", "widen", "norm_groups")
 
 
 class MLP(nn.Module):
@@ -188,9 +217,17 @@ def build_model(
         return MLP(math.prod(input_shape), num_classes, config.hidden, config.activation, dropout)
     if len(input_shape) != 3:
         raise ConfigError(
-            f"model.arch 'cnn' needs image inputs (channels, height, width); this data set has "
-            f"samples of shape {input_shape}. Use model.arch: mlp for tabular data."
+            f"model.arch {config.arch!r} needs image inputs (channels, height, width); this "
+            f"data set has samples of shape {input_shape}. Use model.arch: mlp for tabular data."
         )
+    if config.arch == "wrn":
+        return WideResNet(
+            input_shape[0], num_classes, config.depth, config.widen, dropout, config.norm_groups
+        )
+    if config.arch == "resnet18":
+        if dropout > 0:
+            raise ConfigError("model.arch resnet18 has no dropout layers; set train.dropout: 0")
+        return ResNet18(input_shape[0], num_classes, config.norm_groups)
     return SmallCNN(
         input_shape, num_classes, config.channels, config.hidden, config.activation, dropout
     )

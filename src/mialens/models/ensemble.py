@@ -47,6 +47,8 @@ from mialens.models.loop import (
     TrainResult,
     batching_blocker,
     build_optimizer,
+    device_run,
+    recipe_step,
     run_epochs,
 )
 from mialens.models.objectives import Objective
@@ -375,7 +377,7 @@ def train_ensemble(
     results as :func:`train_model` one by one (up to floating-point rounding).
     ``result.seconds`` is each model's share of the time; ``on_epoch(epoch)`` is called
     after every epoch of the group (for progress); ``step`` as in :func:`train_model`."""
-    step = step or Step()
+    step = recipe_step(step, config)
     blocker = ensemble_blocker(build, config, tuple(x.shape[1:]))
     if blocker is not None:
         raise ConfigError(f"this recipe cannot be trained as an ensemble: {blocker}")
@@ -391,8 +393,7 @@ def train_ensemble(
             "model at a time (train_model)"
         )
     start = time.perf_counter()
-    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with device_run(device):
         run = _stacked_run(build, x, y, subsets, config, seeds, validation, device, step)
         run.on_epoch = on_epoch
         results = run_epochs(config, run)
@@ -405,8 +406,9 @@ def train_ensemble(
 def _stacked_run(build, x, y, subsets, config, seeds, validation, device, step: Step) -> Run:
     """The loop's parts for a stack of models, each seeded as :func:`train_model` seeds it."""
     used = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in subsets]))
-    xt = torch.as_tensor(x[used], dtype=torch.float32)
-    yt = torch.as_tensor(y[used], dtype=torch.long)
+    # the data live on the device for the whole run, the batch indices on the CPU
+    xt = torch.as_tensor(x[used], dtype=torch.float32).to(device)
+    yt = torch.as_tensor(y[used], dtype=torch.long).to(device)
     rows = [torch.as_tensor(np.searchsorted(used, s)) for s in subsets]
     learner = _StackedLearner(build, seeds, _probe(build, tuple(x.shape[1:])), device)
     gens = [torch.Generator().manual_seed(seed) for seed in seeds]

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mialens.augment import random_augment
 from mialens.errors import ConfigError
@@ -149,6 +151,50 @@ class Learner(Protocol):
 
     def epsilon(self) -> float | None:
         """The DP-SGD privacy spent (None without DP)."""
+
+
+def recipe_step(step: Step | None, config: TrainConfig) -> Step:
+    """The step of a run: ``step`` (default: the recipe's), with the recipe's mixed
+    precision switched on when ``train.mixed_precision`` asks for it."""
+    step = step or Step()
+    return replace(step, mixed_precision=True) if config.mixed_precision else step
+
+
+@contextmanager
+def device_run(device: str | torch.device) -> Iterator[None]:
+    """The context of one training run on ``device``: the global RNG (and the CUDA
+    device's) restored afterwards and, on CUDA, cuDNN's deterministic convolution
+    algorithms (same seed, same numbers on one device)."""
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        if not cuda:
+            yield
+            return
+        cudnn = torch.backends.cudnn
+        before = cudnn.deterministic, cudnn.benchmark
+        cudnn.deterministic, cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            cudnn.deterministic, cudnn.benchmark = before
+
+
+def module_to_device(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` on ``device``; on CUDA with its convolution weights channels-last, the
+    layout :func:`to_device` gives image batches."""
+    model = model.to(device)
+    if torch.device(device).type == "cuda":
+        return model.to(memory_format=torch.channels_last)
+    return model
+
+
+def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``x`` on ``device``; on CUDA a batch of images ``(N, C, H, W)`` in channels-last
+    layout, in which cuDNN runs convolutions fastest (tensor cores under bfloat16)."""
+    x = x.to(device)
+    if x.dim() == 4 and torch.device(device).type == "cuda":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def build_optimizer(

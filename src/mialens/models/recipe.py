@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class EarlyStoppingConfig(BaseModel):
@@ -92,6 +92,20 @@ class TrainConfig(BaseModel):
     dp: DPConfig | None = None
     relaxloss: RelaxLossConfig | None = None
     adversarial_regularization: AdversarialRegularizationConfig | None = None
+    mixed_precision: bool = Field(
+        default=False,
+        description="on CUDA, the training forward pass under bfloat16 autocast (logits, "
+        "loss and weights stay float32); no effect on a CPU",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_precision(self, handler):
+        """Leave ``mixed_precision`` out while off, so that recipes written before it
+        existed keep their dumps and model-store keys."""
+        data = handler(self)
+        if not self.mixed_precision:
+            data.pop("mixed_precision", None)
+        return data
 
     @model_validator(mode="after")
     def _one_objective(self) -> TrainConfig:

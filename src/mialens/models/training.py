@@ -19,7 +19,17 @@ import torch
 from torch import nn
 
 from mialens.errors import ConfigError
-from mialens.models.loop import Run, ShuffledBatches, TrainResult, build_optimizer, run_epochs
+from mialens.models.loop import (
+    Run,
+    ShuffledBatches,
+    TrainResult,
+    build_optimizer,
+    device_run,
+    module_to_device,
+    recipe_step,
+    run_epochs,
+    to_device,
+)
 from mialens.models.objectives import AdversarialRegularizer, Objective
 from mialens.models.recipe import TrainConfig
 from mialens.models.step import Batch, ClippedGradients, GradHook, Step
@@ -63,7 +73,7 @@ def predict_logits(
     device = next(model.parameters()).device
     xt = torch.as_tensor(x)
     out = [
-        model(xt[i : i + batch_size].to(device)).float().cpu()
+        model(to_device(xt[i : i + batch_size], device)).float().cpu()
         for i in range(0, len(xt), batch_size)
     ]
     model.train(was_training)
@@ -98,20 +108,21 @@ def train_model(
     Gaussian noise of standard deviation ``clip_noise`` added to every step's summed
     gradient. None of them combines with DP-SGD, whose sensitivity analysis assumes
     equal treatment. ``step`` sets the loss, gradient hook and precision
-    (:class:`~mialens.models.loop.Step`).
+    (:class:`~mialens.models.loop.Step`; ``train.mixed_precision`` switches its mixed
+    precision on). On CUDA the data stay on the device for the whole run, image batches
+    and convolutions are channels-last and cuDNN is deterministic.
     ``on_epoch(epoch, model)`` is called after every epoch with the model (in eval mode,
     outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
     """
-    step = step or Step()
+    step = recipe_step(step, config)
     per_sample = {"weight": sample_weight, "smoothing": sample_smoothing, "clip": sample_clip_norm}
     _check_inputs(len(x), config, validation, reference, per_sample, clip_noise, step)
     start = time.perf_counter()
-    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), warnings.catch_warnings():
+    with device_run(device), warnings.catch_warnings():
         # Opacus' per-sample hooks make torch warn at every backward pass; nothing is wrong.
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         torch.manual_seed(seed)
-        model = build().to(device)
+        model = module_to_device(build(), device)
         extras = _sample_extras(len(x), per_sample)
         clipping = None if sample_clip_norm is None else float(clip_noise)
         run = _single_run(model, x, y, config, seed, validation, device, reference, extras, step)
@@ -128,6 +139,11 @@ def _check_inputs(n, config, validation, reference, per_sample, clip_noise, step
     if config.early_stopping is not None and validation is None:
         raise ConfigError("train.early_stopping needs a validation split (audit.val_size > 0)")
     given = [a for a in per_sample.values() if a is not None]
+    if step.mixed_precision and config.dp is not None:
+        raise ConfigError(
+            "train.mixed_precision cannot be combined with train.dp (Opacus computes the "
+            "per-sample gradients in float32)"
+        )
     if given and config.dp is not None:
         raise ConfigError(
             "per-sample weights, smoothing or clipping cannot be combined with train.dp"
@@ -199,8 +215,9 @@ def _single_run(model, x, y, config, seed, validation, device, reference, extras
         model, optimizer, loader, engine = _make_private(model, optimizer, xt, yt, config, gen)
         batches = _PoissonBatches(loader)
     else:
-        rows = [torch.arange(len(yt))]
-        batches = ShuffledBatches(xt, yt, rows, config.batch_size, [gen], extras, pad=False)
+        rows = [torch.arange(len(yt))]  # the data live on the device, the indices on the CPU
+        data = xt.to(device), yt.to(device)
+        batches = ShuffledBatches(*data, rows, config.batch_size, [gen], extras, pad=False)
     val = None
     if validation is not None:
         val = (
@@ -242,7 +259,7 @@ class _SingleLearner:
         self.optimizer.zero_grad(set_to_none=True)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.model(batch.x[0].to(self.device))[None]
+        return self.model(to_device(batch.x[0], self.device))[None]
 
     def step(self, active: list[bool]) -> None:
         # always: when Poisson sampling drew no sample DP-SGD still takes a (pure-noise)
