@@ -230,7 +230,7 @@ def _layout(dataset, kind, count, names, train_size, population_size, seed) -> _
     n = len(dataset)
     sources = count if kind == "mislabeled" else 0
     population = population_size if any(s.startswith("rmia") for s in names) else 0
-    if population and population_size < 1:
+    if any(s.startswith("rmia") for s in names) and population_size < 1:
         raise ConfigError(f"RMIA needs population_size >= 1, got {population_size}.")
     rest = n - sources - population
     size = rest if train_size is None else train_size
