@@ -34,6 +34,7 @@ killed run resumes and a rerun trains nothing.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,8 @@ from mialens.models.store import ModelStore, spec_key
 from mialens.models.training import predict_logits, train_model
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import compute_signal
+
+log = logging.getLogger(__name__)
 
 GAME_KINDS: tuple[str, ...] = (*KINDS, "dirac")
 INPUT_SCORES: tuple[str, ...] = ("loss",)
@@ -215,6 +218,8 @@ def _check_game(kind, count, view, references, score_names, config: TrainConfig)
             "reference models come in complementary pairs (an even number) and are for input "
             f"canaries only; got references={references} with kind {kind!r}."
         )
+    if isinstance(score_names, str):
+        raise ConfigError(f"score_names is a list of names, got the string {score_names!r}.")
     available = available_scores(kind, view, references, config)
     names = list(available if score_names is None else score_names)
     unknown = [n for n in names if n not in available]
@@ -229,8 +234,9 @@ def _check_game(kind, count, view, references, score_names, config: TrainConfig)
 def _layout(dataset, kind, count, names, train_size, population_size, seed) -> _Layout:
     n = len(dataset)
     sources = count if kind == "mislabeled" else 0
-    population = population_size if any(s.startswith("rmia") for s in names) else 0
-    if any(s.startswith("rmia") for s in names) and population_size < 1:
+    wants_population = any(s.startswith("rmia") for s in names)
+    population = population_size if wants_population else 0
+    if wants_population and population_size < 1:
         raise ConfigError(f"RMIA needs population_size >= 1, got {population_size}.")
     rest = n - sources - population
     size = rest if train_size is None else train_size
@@ -349,7 +355,8 @@ class _Game:
             return None
         try:
             state, manifest = self.store.load(key)
-        except CacheError:
+        except CacheError as exc:
+            log.warning("%s", exc)
             self.store.discard(key)
             return None
         extra = {name: self.store.load_array(key, name) for name in arrays}

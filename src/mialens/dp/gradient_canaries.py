@@ -37,6 +37,7 @@ Scores (higher = IN), in units of ``C``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -98,13 +99,18 @@ class DiracCanaries:
             raise ConfigError(f"the sampling rate q must lie in (0, 1], got {q}.")
         return DiracInsertion(self, float(q), rng(seed, "dirac-sampling"))
 
+    @cached_property
+    def by_tensor(self) -> dict[str, np.ndarray]:
+        """The canaries (a boolean mask over them) on each tensor."""
+        names = np.asarray(self.tensors)
+        return {name: names == name for name in sorted(set(self.tensors))}
+
     def values(self, state: dict[str, torch.Tensor]) -> np.ndarray:
         """Each canary's coordinate in the parameters ``state`` (float64, ``(m,)``)."""
         out = np.empty(len(self))
-        for name in set(self.tensors):
-            mine = np.array([t == name for t in self.tensors])
-            flat = state[name].detach().reshape(-1).double().cpu().numpy()
-            out[mine] = flat[self.flat_index[mine]]
+        for name, mine in self.by_tensor.items():
+            index = torch.as_tensor(self.flat_index[mine], device=state[name].device)
+            out[mine] = state[name].detach().reshape(-1)[index].double().cpu().numpy()
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -151,8 +157,8 @@ class DiracInsertion:
         c = self.canaries
         drawn = (self.gen.random(len(c)) < self.q) & c.included
         self.sampled.append(drawn)
-        for name in set(c.tensors):
-            mine = drawn & np.array([t == name for t in c.tensors])
+        for name, on_tensor in c.by_tensor.items():
+            mine = drawn & on_tensor
             summed = grads.summed[name]
             index = torch.as_tensor(c.flat_index[mine], device=summed.device)
             value = torch.full((len(index),), c.clip_norm, dtype=summed.dtype, device=index.device)
