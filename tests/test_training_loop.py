@@ -172,6 +172,9 @@ def test_noise_hook_needs_dp_sgd():
         with pytest.raises(ConfigError, match=r"noise hook .* needs DP-SGD: set train\.dp"):
             train_model(_mlp(), x, y, TrainConfig(epochs=1), 0, step=Step(noisy_hook=print),
                         **kwargs)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"noise hook .* needs DP-SGD: set train\.dp"):
+        train_ensemble(_mlp(), x, y, [np.arange(50), np.arange(50, 90)], TrainConfig(), [0, 1],
+                       step=Step(noisy_hook=print))  # fmt: skip
 
 
 def test_mixed_precision_is_a_no_op_on_cpu():
