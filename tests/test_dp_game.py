@@ -40,7 +40,7 @@ def test_dirac_game_scores_every_canary_in_both_views_and_records_the_run(digits
     game = play_canary_game(digits, MODEL, _recipe(), kind="dirac", count=60, seed=1,
                             view="all_steps", train_size=900)  # fmt: skip
     assert game.m == 60 and game.train_size == 900 and game.kind == "dirac"
-    assert set(game.scores) == {"dirac_final", "dirac_all_steps"}
+    assert set(game.scores) == {"dirac_final", "dirac_all_steps", "dirac_all_steps_known_batches"}
     assert all(v.shape == (60,) and np.isfinite(v).all() for v in game.scores.values())
     assert game.sample_rate == 1 / 8 and game.steps == 16 and game.noise_multiplier == 1.0
     assert game.max_grad_norm == 1.0 and game.delta == 1e-5 and game.accountant_epsilon > 0
@@ -61,6 +61,7 @@ def test_dirac_canaries_separate_at_large_epsilon(digits):
                             count=100, seed=2, view="all_steps", train_size=1000)  # fmt: skip
     assert roc_auc_score(game.included, game.scores["dirac_all_steps"]) > 0.8
     assert roc_auc_score(game.included, game.scores["dirac_final"]) > 0.7
+    assert roc_auc_score(game.included, game.scores["dirac_all_steps_known_batches"]) > 0.8
 
 
 def test_input_game_with_references_gives_every_attack(digits):
@@ -160,9 +161,8 @@ def test_recipes_the_game_cannot_audit_are_refused(digits, recipe, message):
 
 def test_all_steps_view_drops_the_final_score_for_adam():
     adam = _recipe(optimizer="adam")
-    assert available_scores("dirac", "all_steps", 0, adam) == ["dirac_all_steps"]
-    assert available_scores("dirac", "all_steps", 0, _recipe()) == [
-        "dirac_final",
-        "dirac_all_steps",
-    ]
+    both = ["dirac_all_steps", "dirac_all_steps_known_batches"]
+    assert available_scores("dirac", "all_steps", 0, adam) == both
+    assert available_scores("dirac", "all_steps", 0, _recipe()) == ["dirac_final", *both]
+    assert available_scores("dirac", "final", 0, _recipe()) == ["dirac_final"]
     assert available_scores("ood", "final", 2, adam)[:2] == ["loss", "lira_online"]

@@ -131,10 +131,13 @@ def test_hook_adds_exactly_c_at_sampled_included_canaries_and_nothing_else():
     insertion = canaries.hook(dp_sample_rate(len(x), 16), seed=2)
     added = []
 
+    seen = []
+
     def watched(grads):
         before = {n: s.clone() for n, s in grads.summed.items()}
         insertion(grads)
         added.append({n: grads.summed[n] - before[n] for n in before})
+        seen.append(canaries.values(before) / 0.5)
 
     train_model(_build, x, y, _recipe(), seed=0, step=Step(grad_hook=watched))
     assert len(added) == len(insertion.sampled) == 4 * 10
@@ -144,6 +147,7 @@ def test_hook_adds_exactly_c_at_sampled_included_canaries_and_nothing_else():
             expected[canaries.tensors[i]].view(-1)[canaries.flat_index[i]] = 0.5
         for name, d in diff.items():
             torch.testing.assert_close(d, expected[name], rtol=0, atol=0)
+    np.testing.assert_array_equal(insertion.data_gradients(), np.stack(seen))  # before adding
     drawn = np.stack(insertion.sampled)
     assert not drawn[:, ~canaries.included].any() and drawn[:, canaries.included].any()
     rate = drawn[:, canaries.included].mean()  # Poisson sampling at q = 1/10
@@ -171,6 +175,14 @@ def test_final_score_is_the_sum_of_the_observed_noisy_gradients_under_plain_sgd(
     # the dead coordinates see no data: each observation is 1 x sampled + N(0, sigma^2)
     residual = observations - np.stack(insertion.sampled)
     assert abs(residual.std() - 1.0) < 0.15 and abs(residual.mean()) < 0.15
+
+
+def test_known_batches_leave_exactly_the_canary_and_the_noise_on_touched_coordinates():
+    _, insertion, _, _ = _audited_run(sigma=0.8, seed=4, count=50)  # 20 coordinates see data
+    data = insertion.data_gradients()
+    assert (np.abs(data).sum(0) > 0).sum() >= 20
+    residual = insertion.observations() - data - np.stack(insertion.sampled)
+    assert abs(residual.std() - 0.8) < 0.08 and abs(residual.mean()) < 0.08
 
 
 def test_dirac_scores_separate_in_from_out_at_large_epsilon_and_ideally_at_tiny_noise():

@@ -32,6 +32,14 @@ Scores (higher = IN), in units of ``C``:
   (Neyman-Pearson) of IN against OUT; the plain sum of ``x_t`` (the final view) treats
   the steps a canary was not sampled in as signal and loses power when ``q`` is small.
   The auditor reads the noisy sums themselves, so this view holds for any optimizer.
+* every step, with the batches known: an auditor who also sees which other examples
+  each step drew, and so their clipped gradients, subtracts their sum at the coordinate
+  (:attr:`DiracInsertion.data_seen`) and is left with exactly the canary's contribution
+  plus the noise: the mixture above with no approximation. DP-SGD's guarantee covers
+  this auditor too: the accountant analyses each step as the subsampled Gaussian pair
+  ``N(s, sigma^2 C^2)`` against ``(1 - q) N(s, .) + q N(s + g, .)`` for any sum ``s`` of
+  the other examples' clipped gradients (Abadi et al. 2016, Sec. 3.1; Mironov, Talwar &
+  Zhang 2019, Sec. 3), so revealing ``s`` spends nothing beyond the claimed epsilon.
 """
 
 from __future__ import annotations
@@ -139,13 +147,15 @@ class DiracCanaries:
 class DiracInsertion:
     """One run's insertion (the :attr:`Step.grad_hook`, by calling it) and record of the
     canaries (:meth:`observe`, the :attr:`Step.noisy_hook`). ``sampled`` holds, per step,
-    which included canaries were added; ``observed`` the noisy gradient over ``C`` at
-    every canary's coordinate."""
+    which included canaries were added; ``data_seen`` the other examples' summed clipped
+    gradient, and ``observed`` the noisy gradient, over ``C`` at every canary's
+    coordinate."""
 
     canaries: DiracCanaries
     q: float
     gen: np.random.Generator
     sampled: list[np.ndarray] = field(default_factory=list)
+    data_seen: list[np.ndarray] = field(default_factory=list)
     observed: list[np.ndarray] = field(default_factory=list)
     noise_multiplier: float | None = None
 
@@ -157,6 +167,7 @@ class DiracInsertion:
         c = self.canaries
         drawn = (self.gen.random(len(c)) < self.q) & c.included
         self.sampled.append(drawn)
+        self.data_seen.append(c.values(grads.summed) / c.clip_norm)
         for name, on_tensor in c.by_tensor.items():
             mine = drawn & on_tensor
             summed = grads.summed[name]
@@ -175,7 +186,15 @@ class DiracInsertion:
 
     def observations(self) -> np.ndarray:
         """The noisy gradients over ``C`` at the canaries' coordinates, ``(steps, m)``."""
-        return np.stack(self.observed) if self.observed else np.zeros((0, len(self.canaries)))
+        return _stacked(self.observed, len(self.canaries))
+
+    def data_gradients(self) -> np.ndarray:
+        """The other examples' summed clipped gradients over ``C`` there, ``(steps, m)``."""
+        return _stacked(self.data_seen, len(self.canaries))
+
+
+def _stacked(rows: list[np.ndarray], m: int) -> np.ndarray:
+    return np.stack(rows) if rows else np.zeros((0, m))
 
 
 def choose_coordinates(
