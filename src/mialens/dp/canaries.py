@@ -105,7 +105,7 @@ def make_input_canaries(
     ids_pool: np.ndarray,
     num_classes: int,
     *,
-    kind: str,
+    kind: CanaryKind,
     count: int,
     seed: int,
 ) -> InputCanaries:

@@ -64,7 +64,7 @@ VIEWS: tuple[str, ...] = ("final", "all_steps")
 _PROBE_CHUNK = 64
 
 
-def check_recipe(config: TrainConfig, view: str) -> None:
+def check_recipe(config: TrainConfig, view: View) -> None:
     """Refuse recipes the gradient-canary scores do not hold for (module docstring)."""
     if view not in VIEWS:
         raise ConfigError(f"unknown canary view {view!r}; choose one of {', '.join(VIEWS)}.")
