@@ -392,6 +392,8 @@ def train_ensemble(
             "a gradient hook (Step.grad_hook) needs per-sample clipping, which trains one "
             "model at a time (train_model)"
         )
+    if step.noisy_hook is not None:
+        raise ConfigError("a noise hook (Step.noisy_hook) needs DP-SGD: set train.dp")
     start = time.perf_counter()
     with device_run(device):
         run = _stacked_run(build, x, y, subsets, config, seeds, validation, device, step)
