@@ -1,5 +1,6 @@
 """The seams of one training step (:class:`Step`: the per-sample loss, a gradient hook
-before noise, mixed precision) and the mini-batch it works on (:class:`Batch`)."""
+before noise, a hook on the noisy gradient after it, mixed precision) and the mini-batch
+it works on (:class:`Batch`)."""
 
 from __future__ import annotations
 
@@ -29,17 +30,38 @@ GradHook = Callable[[ClippedGradients], None]
 
 
 @dataclass(frozen=True)
+class NoisyGradients:
+    """What a noise hook sees at one DP-SGD step: ``noisy[name]``, the summed clipped
+    gradient plus its Gaussian noise of standard deviation ``noise_multiplier *
+    max_grad_norm``, before Opacus divides it by ``expected_batch_size`` and the
+    optimizer steps (the update of plain SGD is ``-lr * noisy / expected_batch_size``).
+    The tensors are Opacus' own and are scaled in place next: read them, copy what you
+    keep, change nothing."""
+
+    noisy: dict[str, torch.Tensor]
+    noise_multiplier: float
+    max_grad_norm: float
+    expected_batch_size: int
+
+
+NoisyHook = Callable[[NoisyGradients], None]
+
+
+@dataclass(frozen=True)
 class Step:
     """How one training step computes its gradient (the defaults are mialens' recipe).
 
     ``loss``: per-sample loss (:data:`LossFn`; None: the recipe's cross-entropy with its
     label smoothing); ``grad_hook``: called after per-sample clipping and before noise
-    (needs clipping: ``train.dp`` or per-sample clip norms); ``mixed_precision``: run the
+    (needs clipping: ``train.dp`` or per-sample clip norms); ``noisy_hook``: called after
+    DP-SGD adds its noise and before the update, at every step (needs ``train.dp``), e.g.
+    by a white-box auditor who sees every noisy gradient; ``mixed_precision``: run the
     forward pass under bfloat16 autocast on CUDA (no effect on a CPU).
     """
 
     loss: LossFn | None = None
     grad_hook: GradHook | None = None
+    noisy_hook: NoisyHook | None = None
     mixed_precision: bool = False
 
     def autocast(self, device: str | torch.device):

@@ -22,7 +22,7 @@ from mialens.errors import ConfigError
 from mialens.models.loop import Run, ShuffledBatches, TrainResult, build_optimizer, run_epochs
 from mialens.models.objectives import AdversarialRegularizer, Objective
 from mialens.models.recipe import TrainConfig
-from mialens.models.step import Batch, ClippedGradients, GradHook, Step
+from mialens.models.step import Batch, ClippedGradients, GradHook, NoisyGradients, NoisyHook, Step
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def train_model(
     strength, and ``sample_clip_norm`` clips its gradient (``inf``: not clipped), with
     Gaussian noise of standard deviation ``clip_noise`` added to every step's summed
     gradient. None of them combines with DP-SGD, whose sensitivity analysis assumes
-    equal treatment. ``step`` sets the loss, gradient hook and precision
+    equal treatment. ``step`` sets the loss, the gradient and noise hooks and precision
     (:class:`~mialens.models.loop.Step`).
     ``on_epoch(epoch, model)`` is called after every epoch with the model (in eval mode,
     outside any DP wrapper), e.g. to record per-epoch outputs; it must not change it.
@@ -152,6 +152,8 @@ def _check_inputs(n, config, validation, reference, per_sample, clip_noise, step
             "a gradient hook (Step.grad_hook) needs per-sample clipping: train.dp or "
             "sample_clip_norm"
         )
+    if step.noisy_hook is not None and config.dp is None:
+        raise ConfigError("a noise hook (Step.noisy_hook) needs DP-SGD: set train.dp")
     if step.loss is not None and (per_sample["smoothing"] is not None or config.relaxloss):
         raise ConfigError(
             "a custom loss (Step.loss) cannot be combined with sample_smoothing or "
@@ -216,6 +218,8 @@ def _single_run(model, x, y, config, seed, validation, device, reference, extras
         )
     if step.grad_hook is not None and engine is not None:
         _hook_before_noise(optimizer, list(learner.trainable()), step.grad_hook)
+    if step.noisy_hook is not None and engine is not None:
+        _hook_after_noise(optimizer, list(learner.trainable()), step.noisy_hook)
     objective = Objective(config, step.loss, regularizer)
     return Run(learner, batches, [gen], objective, step, val)
 
@@ -318,6 +322,27 @@ def _hook_before_noise(optimizer, names: list[str], hook: GradHook) -> None:
         hook(ClippedGradients(per_sample, summed))
 
     optimizer.clip_and_accumulate = clip_then_hook
+
+
+def _hook_after_noise(optimizer, names: list[str], hook: NoisyHook) -> None:
+    """Call ``hook`` inside Opacus' ``DPOptimizer.pre_step`` between ``add_noise`` (which
+    sets ``p.grad`` to ``p.summed_grad`` plus the noise) and ``scale_grad`` (which divides
+    it by the expected batch size)."""
+    add_noise = optimizer.add_noise
+
+    def noise_then_hook() -> None:
+        add_noise()
+        noisy = {n: p.grad for n, p in zip(names, optimizer.params, strict=True)}
+        hook(
+            NoisyGradients(
+                noisy,
+                float(optimizer.noise_multiplier),
+                float(optimizer.max_grad_norm),
+                int(optimizer.expected_batch_size),
+            )
+        )
+
+    optimizer.add_noise = noise_then_hook
 
 
 def _make_private(model, optimizer, xt, yt, config: TrainConfig, gen: torch.Generator):
