@@ -132,8 +132,9 @@ def test_on_data_without_signal_only_the_uncorrected_maximum_claims_privacy_loss
         included = rng.random(m) < 0.5
         scores = {"a": rng.normal(size=m), "b": rng.normal(size=m)}
         best = max(
-            fixed(s, included, score=n, k_plus=k[0], k_minus=k[1], bound=rejects_zero, beta=beta)
-            .result.epsilon_lower
+            fixed(
+                s, included, score=n, k_plus=k[0], k_minus=k[1], bound=rejects_zero, beta=beta
+            ).result.epsilon_lower
             for n, s in scores.items()
             for k in (counts_of(g, m) for g in grid)
         )
@@ -142,6 +143,5 @@ def test_on_data_without_signal_only_the_uncorrected_maximum_claims_privacy_loss
         above["bonferroni"] += corrected.result.epsilon_lower > 0
         halved = split(scores, included, grid=grid, bound=rejects_zero, beta=beta, seed=rep)
         above["split"] += halved.result.epsilon_lower > 0
-    print(above)
     assert above["bonferroni"] <= beta * reps and above["split"] <= 1.5 * beta * reps
     assert above["uncorrected"] > 2 * beta * reps
