@@ -40,6 +40,8 @@ def test_dp_audit_writes_the_bounds_the_arrays_and_the_page(tmp_path):
         assert entry["ratio"] == entry["epsilon_lower"] / doc["accountant_epsilon"]
         assert entry["selection"]["rule"] == "split" and entry["m"] == 10
     assert doc["methods"]["one_run_fdp"]["curve"] == "dpsgd"
+    ideal = doc["simulator_ideal"]
+    assert ideal["one_run_fdp"]["method"] == "one_run_fdp_dpsgd" and "ratio" in ideal["one_run"]
     with np.load(out / "canaries.npz", allow_pickle=False) as arrays:
         bits = "".join("1" if b else "0" for b in arrays["included"])
         assert bits == doc["canaries"]["inclusion_bits"]

@@ -8,6 +8,7 @@ import pytest
 
 from mialens.audit.dp_game import CanaryGame
 from mialens.dp import selection
+from mialens.dp.coverage import ideal_bound
 from mialens.dp.gaussian_dp import estimate_gaussian_dp
 from mialens.dp.many_run import audit_many_runs
 from mialens.errors import ConfigError
@@ -18,17 +19,18 @@ from mialens.workflows.dp_audit import audit_games, guess_accuracy, run_seeds
 M = 200
 
 
-def _game(seed: int, signal: float = 2.0, m: int = M) -> CanaryGame:
+def _game(seed: int, signal: float = 2.0, m: int = M, kind: str = "crafted") -> CanaryGame:
+    """A hand-built game; not "dirac" unless asked, so that no ideal canaries are simulated."""
     gen = np.random.default_rng(seed)
     included = gen.random(m) < 0.5
     strong = signal * included + gen.normal(size=m)
     order = gen.permutation(m)  # shuffled, non-contiguous canary ids
     return CanaryGame(
-        kind="dirac", view="all_steps", m=m, seed=seed, ids=np.array([f"c{i}" for i in order]),
+        kind=kind, view="all_steps", m=m, seed=seed, ids=np.array([f"c{i}" for i in order]),
         included=included, scores={"dirac_final": gen.normal(size=m), "dirac_all_steps": strong},
         accountant_epsilon=4.0, delta=1e-5, sample_rate=0.01, steps=100, noise_multiplier=1.0,
         max_grad_norm=1.0, train_size=1000, references=0,
-        canaries={"kind": "dirac", "seed": seed, "m": m, "included": int(included.sum()),
+        canaries={"kind": kind, "seed": seed, "m": m, "included": int(included.sum()),
                   "inclusion_bits": "".join("1" if b else "0" for b in included)},
     )  # fmt: skip
 
@@ -118,6 +120,17 @@ def test_guess_accuracy_by_hand():
     # r=6: + 5 IN (right), 2 OUT (wrong); r=8: + 4 IN (right), 3 OUT (right)
     assert curve["accuracy"] == [1.0, 0.75, 4 / 6, 6 / 8]
     assert curve["needed_for_accountant"] == [None] * 4  # 8 canaries cannot certify eps = 4
+
+
+def test_dirac_canaries_are_compared_with_ideal_ones():
+    game = _game(8, signal=3.0, m=40, kind="dirac")
+    settings = DPAuditSettings(count=40, view="all_steps", methods=["one_run"])
+    doc = audit_games([game], settings, "rdp")
+    ideal = ideal_bound(0.01, 100, 1.0, 40, view="all_steps", method="one_run", delta=1e-5)
+    assert doc["simulator_ideal"]["one_run"]["epsilon_lower"] == ideal
+    ours = doc["methods"]["one_run"]["epsilon_lower"]
+    assert doc["simulator_ideal"]["one_run"]["ratio"] == (ours / ideal if ideal > 0 else None)
+    assert "simulator_ideal" not in audit_games([_game(8)], settings, "rdp")
 
 
 def test_runs_have_their_own_seeds():

@@ -32,6 +32,7 @@ from mialens.audit.dp_game import CanaryGame, play_canary_game
 from mialens.data.catalog import load_dataset
 from mialens.data.dataset import Dataset
 from mialens.dp import selection
+from mialens.dp.coverage import ideal_bound
 from mialens.dp.dpsgd import epsilon_lower_dpsgd
 from mialens.dp.gaussian_dp import estimate_gaussian_dp
 from mialens.dp.many_run import audit_many_runs
@@ -160,7 +161,45 @@ def audit_games(
         "methods": methods,
     }
     doc["guess_accuracy"] = guess_accuracy(target, methods, settings.beta)
+    if target.kind == "dirac":
+        doc["simulator_ideal"] = simulator_ideal(target, methods, settings.beta)
     return doc
+
+
+def simulator_ideal(
+    game: CanaryGame, methods: dict[str, dict[str, Any]], beta: float
+) -> dict[str, dict[str, Any]]:
+    """Per one-run method: the bound that ideal Dirac canaries give for the same q, steps,
+    noise multiplier, m and view (:func:`mialens.dp.coverage.ideal_bound`: the median over
+    five simulated games, k chosen on pilot games), and this audit's share of it."""
+    ideal = {}
+    for name in ("one_run", "one_run_fdp"):
+        if name not in methods:
+            continue
+        simulated = _SIMULATED[name].get(methods[name].get("curve"), _SIMULATED[name][None])
+        value = ideal_bound(
+            game.sample_rate,
+            game.steps,
+            game.noise_multiplier,
+            game.m,
+            view=game.view,
+            method=simulated,
+            beta=beta,
+            delta=game.delta,
+        )
+        ours = methods[name]["epsilon_lower"]
+        ideal[name] = {
+            "method": simulated,
+            "epsilon_lower": value,
+            "ratio": ours / value if value > 0 else None,
+        }
+    return ideal
+
+
+_SIMULATED = {
+    "one_run": {None: "one_run"},
+    "one_run_fdp": {"dpsgd": "one_run_fdp_dpsgd", None: "one_run_fdp_eps_delta"},
+}
 
 
 def _scores(game: CanaryGame, settings: DPAuditSettings) -> dict[str, np.ndarray]:
