@@ -160,6 +160,7 @@ BASE = {
         ({"selection": {"rule": "fixed", "k_plus": 30, "k_minus": 1}, "count": 20}, {}, "exceed"),
         ({"selection": {"grid": [[0.7, 0.6]]}}, {}, "sum to \\(0, 1\\]"),
         ({"scores": ["loss"]}, {}, "not available for dirac canaries"),
+        ({"selection": {"score": "loss"}}, {}, "'loss' is not among the scores used"),
         ({"kind": "mislabeled", "references": 3}, {}, "even number"),
         ({"count": 1}, {}, "dp_audit.count: Input should be greater than or equal to 2"),
     ],

@@ -183,6 +183,12 @@ class DPAuditSettings(BaseModel):
                 f"with view {self.view} and {self.references} references; available: "
                 f"{', '.join(available)}"
             )
+        chosen = self.selection.score
+        if chosen is not None and chosen not in (self.scores or available):
+            raise ValueError(
+                f"dp_audit.selection.score {chosen!r} is not among the scores used: "
+                f"{', '.join(self.scores or available)}"
+            )
         delta = train.dp.delta if self.delta is None else self.delta
         if delta != train.dp.delta:
             raise ValueError(
