@@ -14,7 +14,7 @@ from mialens.dp.many_run import audit_many_runs
 from mialens.errors import ConfigError
 from mialens.seeding import rng
 from mialens.workflows.config import DPAuditConfig, DPAuditSettings, validate_config
-from mialens.workflows.dp_audit import audit_games, guess_accuracy, run_seeds
+from mialens.workflows.dp_audit import audit_games, guess_accuracy, run_seeds, simulated_k
 
 M = 200
 
@@ -120,6 +120,9 @@ def test_guess_accuracy_by_hand():
     # r=6: + 5 IN (right), 2 OUT (wrong); r=8: + 4 IN (right), 3 OUT (right)
     assert curve["accuracy"] == [1.0, 0.75, 4 / 6, 6 / 8]
     assert curve["needed_for_accountant"] == [None] * 4  # 8 canaries cannot certify eps = 4
+    assert set(curve["needed_for"]) == {"4", "1", "2"}  # the accountant's and smaller ones
+    # eps = 1: q = e / (1 + e); 8 of 8 right has p = q^8 = 0.077 >= 0.05: out of reach too
+    assert curve["needed_for"]["1"] == [None] * 4
 
 
 def test_dirac_canaries_are_compared_with_ideal_ones():
@@ -131,6 +134,23 @@ def test_dirac_canaries_are_compared_with_ideal_ones():
     ours = doc["methods"]["one_run"]["epsilon_lower"]
     assert doc["simulator_ideal"]["one_run"]["ratio"] == (ours / ideal if ideal > 0 else None)
     assert "simulator_ideal" not in audit_games([_game(8)], settings, "rdp")
+
+
+def test_simulated_rule_fixes_k_from_the_recipe_alone():
+    game = _game(9, signal=3.0, m=40, kind="dirac")
+    rule = {"rule": "simulated", "score": "dirac_all_steps"}
+    settings = DPAuditSettings(count=40, view="all_steps", methods=["one_run"], selection=rule)
+    entry = audit_games([game], settings, "rdp")["methods"]["one_run"]
+    k, candidates = simulated_k(game, 0.05)
+    assert candidates == (5, 10) and entry["selection"]["k"] == k == entry["k_plus"]
+    # the same k whatever the scores: it is chosen on simulated canaries
+    other = _game(10, signal=0.0, m=40, kind="dirac")
+    assert simulated_k(other, 0.05) == (k, candidates)
+    expected = selection.fixed(
+        game.scores["dirac_all_steps"], game.included, score="dirac_all_steps", k_plus=k,
+        k_minus=k, bound=selection.steinke_bound(1e-5), beta=0.05, seed=9,
+    )  # fmt: skip
+    assert entry["epsilon_lower"] == expected.result.epsilon_lower
 
 
 def test_runs_have_their_own_seeds():
@@ -163,6 +183,7 @@ BASE = {
         ({"selection": {"score": "loss"}}, {}, "'loss' is not among the scores used"),
         ({"kind": "mislabeled", "references": 3}, {}, "even number"),
         ({"count": 1}, {}, "dp_audit.count: Input should be greater than or equal to 2"),
+        ({"kind": "ood", "selection": {"rule": "simulated"}}, {}, "needs kind dirac"),
     ],
 )
 def test_impossible_settings_are_refused_at_load(dp_audit, train, message):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from mialens.report.environment import render
 from mialens.report.format import _b64
@@ -29,24 +29,28 @@ def guess_accuracy_png(curve: dict[str, Any], accountant_epsilon: float) -> byte
     ax = fig.add_subplot()
     r = np.asarray(curve["guesses"])
     ax.plot(r, curve["accuracy"], "o-", ms=3, label=f"observed ({curve['score']})")
-    needed = curve.get("needed_for_accountant")
-    if needed:
-        y = np.array([np.nan if v is None else v for v in needed], dtype=float)
-        label = (
-            f"needed to certify the accountant's ε = {accountant_epsilon:.3g} "
-            f"(Steinke et al. test, β = {curve['beta']:g})"
-        )
+    needed = curve.get("needed_for") or {}
+    accountant = f"{accountant_epsilon:g}"
+    palette = iter(("#8e44ad", "#16a085", "#d35400"))
+    for level, values in needed.items():
+        y = np.array([np.nan if v is None else v for v in values], dtype=float)
+        if level == accountant:
+            label = f"needed to certify the accountant's ε = {accountant_epsilon:.3g}"
+            style = {"ls": "--", "color": "#c0392b"}
+        else:
+            label, style = f"needed to certify ε = {level}", {"ls": "-.", "color": next(palette)}
         if np.isnan(y).all():
             label += ": out of reach at every r shown"
-        ax.plot(r, y, "--", color="#c0392b", label=label)
+        ax.plot(r, y, label=label, **style)
     ax.axhline(0.5, color="0.6", ls=":", lw=1, label="chance (accuracy 1/2)")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(ScalarFormatter())
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(0.4, 1.02)
     ax.set_xlabel(f"guesses r (k+ = k− = r/2) of m = {curve['m']} canaries; the rest abstain")
     ax.set_ylabel("accuracy of the guesses")
+    ax.set_title(f"Steinke et al.'s test at β = {curve['beta']:g}", fontsize=9)
     fig.legend(loc="outside lower center", fontsize=8, ncols=1)
     return figure_png(fig)
 
@@ -56,6 +60,11 @@ def _selection_text(entry: dict[str, Any]) -> str:
     rule = record.get("rule")
     if rule == "fixed":
         return "k+, k− and the score fixed in advance"
+    if rule == "simulated":
+        return (
+            f"k+ = k− = {record['k']}, the best of {record['candidates']} on "
+            f"{record['pilot_games']} simulated runs with ideal canaries (fixed in advance)"
+        )
     if rule == "bonferroni":
         return (
             f"best of {record['tests']} tests ({len(record['grid'])} (k+, k−) × "

@@ -33,11 +33,12 @@ class GuessSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rule: Literal["fixed", "bonferroni", "split"] = Field(
+    rule: Literal["fixed", "bonferroni", "split", "simulated"] = Field(
         default="bonferroni",
         description="fixed: k_plus, k_minus and score given here; bonferroni: the best of "
         "grid x scores, each at beta / their number; split: chosen on a seeded share of the "
-        "canaries, audited on the rest",
+        "canaries, audited on the rest; simulated (dirac): k+ = k- best on simulated ideal "
+        "canaries of the run's q, steps and noise, so fixed before the scores are seen",
     )
     k_plus: int | None = Field(default=None, ge=0, description="fixed: IN guesses (top scores)")
     k_minus: int | None = Field(
@@ -147,6 +148,11 @@ class DPAuditSettings(BaseModel):
             raise ValueError(
                 f"selection: k_plus + k_minus = {rule.k_plus + rule.k_minus} guesses exceed "
                 f"the {self.count} canaries"
+            )
+        if rule.rule == "simulated" and self.kind not in GRADIENT_CANARIES:
+            raise ValueError(
+                "selection rule simulated picks k on simulated Dirac canaries: it needs kind "
+                "dirac (use bonferroni or split for input canaries)"
             )
         if self.references and self.kind in GRADIENT_CANARIES:
             raise ValueError("references score input canaries; gradient canaries need none")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,10 +32,11 @@ from mialens.audit.dp_game import CanaryGame, play_canary_game
 from mialens.data.catalog import load_dataset
 from mialens.data.dataset import Dataset
 from mialens.dp import selection
-from mialens.dp.coverage import ideal_bound
+from mialens.dp.coverage import ideal_bound, pilot_k
 from mialens.dp.dpsgd import epsilon_lower_dpsgd
 from mialens.dp.gaussian_dp import estimate_gaussian_dp
 from mialens.dp.many_run import audit_many_runs
+from mialens.dp.mechanisms import IdealDiracDPSGD
 from mialens.dp.one_run import guess, p_value
 from mialens.dp.result import DPAuditResult
 from mialens.errors import DataError
@@ -225,6 +226,26 @@ def _select(
             beta=beta,
             seed=game.seed,
         )
+    if rule.rule == "simulated":
+        name = rule.score or next(iter(scores))
+        k, candidates = simulated_k(game, beta)
+        chosen = selection.fixed(
+            scores[name],
+            game.included,
+            score=name,
+            k_plus=k,
+            k_minus=k,
+            bound=bound,
+            beta=beta,
+            seed=game.seed,
+        )
+        record = {
+            "rule": "simulated",
+            "k": k,
+            "candidates": list(candidates),
+            "pilot_games": PILOT_GAMES,
+        }
+        return replace(chosen, record=record)
     if rule.rule == "bonferroni":
         return selection.bonferroni(
             scores, game.included, grid=rule.grid, bound=bound, beta=beta, seed=game.seed
@@ -238,6 +259,29 @@ def _select(
         seed=game.seed,
         share=rule.share,
     )
+
+
+PILOT_GAMES = 5
+K_CANDIDATES = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def simulated_k(game: CanaryGame, beta: float) -> tuple[int, tuple[int, ...]]:
+    """k+ = k- with the largest median Steinke bound on ``PILOT_GAMES`` simulated games of
+    ideal Dirac canaries at the run's q, steps, noise multiplier, m and view
+    (:func:`mialens.dp.coverage.pilot_k`), and the candidates tried. A function of the
+    recipe alone, never of the canaries' scores or bits: k is fixed in advance."""
+    mechanism = IdealDiracDPSGD(game.sample_rate, game.steps, game.noise_multiplier, view=game.view)
+    candidates = tuple(c for c in K_CANDIDATES if c <= game.m // 2) or (1,)
+    k = pilot_k(
+        mechanism,
+        m=game.m,
+        candidates=candidates,
+        repetitions=PILOT_GAMES,
+        beta=beta,
+        delta=game.delta,
+        seed=int_seed(game.seed, "dp-audit-pilot") % 2**32,
+    )
+    return k, candidates
 
 
 def _one_run(games, settings, accountant) -> dict[str, Any]:
@@ -380,32 +424,43 @@ def _needed_correct(m: int, guesses: int, epsilon: float, delta: float, beta: fl
     return high
 
 
+REFERENCE_EPSILONS = (1.0, 2.0, 4.0)  # drawn below the accountant's for scale
+
+
 def guess_accuracy(
     game: CanaryGame, methods: dict[str, dict[str, Any]], beta: float, points: int = 40
 ) -> dict[str, Any]:
     """Accuracy of the k+ = k- = r / 2 top/bottom guesses on all of the audited run's
-    canaries against the number of guesses r, for the score the one-run bound used, and
+    canaries against the number of guesses r, for the score the one-run bound used; and
     the accuracy Steinke et al.'s test needs at each r to certify the accountant's epsilon
-    (None where even perfect guesses cannot; absent when 2 m delta > 1)."""
+    (``needed_for_accountant``) and each smaller epsilon of ``REFERENCE_EPSILONS``
+    (``needed_for``); None where even perfect guesses cannot, absent when 2 m delta > 1."""
     chosen = next((e["score"] for e in methods.values() if e.get("score") in game.scores), None)
     score = chosen or next(iter(game.scores))
     m = game.m
     sizes = np.unique(2 * np.round(np.geomspace(1, m // 2, points)).astype(int))
-    accuracy, needed = [], []
+    accuracy = []
     for r in sizes:
         _, correct = guess(
             game.scores[score], game.included, k_plus=r // 2, k_minus=r // 2, seed=game.seed
         )
         accuracy.append(correct / r)
-        if 2 * m * game.delta <= 1:
-            v = _needed_correct(m, int(r), game.accountant_epsilon, game.delta, beta)
-            needed.append(None if v is None else v / r)
+    levels = [game.accountant_epsilon]
+    levels += [e for e in REFERENCE_EPSILONS if e < game.accountant_epsilon]
+    needed = {}
+    if 2 * m * game.delta <= 1:
+        for eps in levels:
+            counts = [_needed_correct(m, int(r), eps, game.delta, beta) for r in sizes]
+            needed[f"{eps:g}"] = [
+                None if v is None else v / r for v, r in zip(counts, sizes, strict=True)
+            ]
     return {
         "score": score,
         "m": m,
         "guesses": sizes.tolist(),
         "abstention": (1 - sizes / m).tolist(),
         "accuracy": accuracy,
-        "needed_for_accountant": needed or None,
+        "needed_for_accountant": needed.get(f"{game.accountant_epsilon:g}"),
+        "needed_for": needed or None,
         "beta": beta,
     }
