@@ -38,9 +38,9 @@ from mialens.dp.mechanisms import (
 
 DELTA, BETA = 1e-5, 0.05
 K_GRID = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)  # the pilot's k, up to m / 2
-# tiny DP-SGD: q = 0.1, T = 50, sigma = 1.8945 (Opacus' get_noise_multiplier for eps = 2 at
+# tiny DP-SGD: q = 0.2, T = 50, sigma = 3.3301 (Opacus' get_noise_multiplier for eps = 2 at
 # delta = 1e-5, RDP accountant: claimed eps 1.993), 200 canaries; "broken" adds sigma / 10
-DPSGD_RUN, DPSGD_CANARIES = (0.1, 50, 1.89453125), 200
+DPSGD_RUN, DPSGD_CANARIES = (0.2, 50, 3.330078125), 200
 ESTIMATE = "gaussian_dp_steps_nasr2023"
 
 

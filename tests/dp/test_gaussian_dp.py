@@ -7,7 +7,13 @@ import pytest
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from mialens.dp.gaussian_dp import estimate_gaussian_dp, gdp_delta, gdp_epsilon, mu_from_rates
+from mialens.dp.gaussian_dp import (
+    estimate_gaussian_dp,
+    estimate_gdp_from_steps,
+    gdp_delta,
+    gdp_epsilon,
+    mu_from_rates,
+)
 from mialens.errors import ConfigError, DataError
 
 
@@ -92,3 +98,34 @@ def test_bad_input_is_refused(kwargs, error, text):
     } | kwargs
     with pytest.raises(error, match=text):
         estimate_gaussian_dp(**args)
+
+
+def test_steps_estimate_by_hand():
+    # IN 1, 3 (mean 2), OUT -1, 1 (mean 0); pooled variance (2 + 2) / 2 = 2; 8 steps:
+    # mu = sqrt(8) * 2 / sqrt(2) = 4
+    result = estimate_gdp_from_steps(
+        np.array([3.0, 1.0]), np.array([1.0, -1.0]), steps=8, delta=1e-5
+    )
+    assert result.epsilon_lower == gdp_epsilon(4.0, 1e-5)
+    assert (result.kind, result.m, result.correct, result.beta) == ("estimate", 4, 3, None)
+    assert result.method == "gaussian_dp_steps_nasr2023"
+    with pytest.raises(DataError, match="no spread"):
+        estimate_gdp_from_steps(np.ones(3), np.ones(3), steps=1, delta=1e-5)
+    with pytest.raises(ConfigError, match="steps"):
+        estimate_gdp_from_steps(np.ones(3), np.zeros(3), steps=0, delta=1e-5)
+
+
+def test_steps_estimate_on_full_batch_dpsgd():
+    # full-batch DP-SGD with a Dirac canary: each step N(1, sigma^2) IN, N(0, sigma^2) OUT,
+    # exactly (sqrt(T) / sigma)-GDP; one run IN and one OUT give T observations each
+    steps, sigma = 400, 4.0
+    truth = gdp_epsilon(math.sqrt(steps) / sigma, 1e-5)
+    gen = np.random.default_rng(8)
+    estimates = [
+        estimate_gdp_from_steps(
+            1 + sigma * gen.standard_normal(steps), sigma * gen.standard_normal(steps),
+            steps=steps, delta=1e-5,
+        ).epsilon_lower
+        for _ in range(50)
+    ]  # fmt: skip
+    assert abs(np.median(estimates) / truth - 1) < 0.2

@@ -6,15 +6,20 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from mialens.dp.gaussian_dp import gdp_delta, gdp_epsilon
 from mialens.dp.mechanisms import (
     BROKEN_NOISE_FACTOR,
     GaussianMechanism,
+    IdealDiracDPSGD,
+    LinearDPSGD,
     RandomisedResponse,
     gdp_mu,
     many_run_game,
     one_run_game,
+    simulate_ideal_dirac,
+    step_log_likelihood_ratio,
 )
 from mialens.errors import ConfigError
 
@@ -85,3 +90,48 @@ def test_bad_claims_are_refused():
         GaussianMechanism(1.0, noise_factor=2.0)
     with pytest.raises(ConfigError, match="claim_delta"):
         GaussianMechanism(1.0, claim_delta=0.0)
+
+
+def test_step_log_likelihood_ratio_by_hand():
+    # x = 1/2 makes (2x - 1) = 0: log(1 - q + q) = 0; q = 1: the Gaussian ratio itself
+    assert step_log_likelihood_ratio(np.array([0.5]), 0.3, 2.0)[0] == pytest.approx(0.0, abs=1e-15)
+    assert step_log_likelihood_ratio(np.array([2.0]), 1.0, 1.0)[0] == pytest.approx(1.5)
+    # the mixture's density ratio, from scipy's normal densities
+    x, q, s = np.array([-0.7, 0.2, 1.9]), 0.1, 0.8
+    ratio = ((1 - q) * norm.pdf(x, 0, s) + q * norm.pdf(x, 1, s)) / norm.pdf(x, 0, s)
+    assert step_log_likelihood_ratio(x, q, s) == pytest.approx(np.log(ratio), rel=1e-12)
+
+
+def test_ideal_dirac_scores_follow_their_laws():
+    q, steps, sigma = 0.2, 30, 1.5
+    final = IdealDiracDPSGD(q, steps, sigma, view="final")
+    scores, included = one_run_game(final, 40_000, 1, np.random.default_rng(1))
+    inside, outside = scores[0][included[0]], scores[0][~included[0]]
+    assert abs(inside.mean() - q * steps) < 0.1 and abs(outside.mean()) < 0.1
+    assert abs(outside.std() - sigma * math.sqrt(steps)) < 0.1
+    assert abs(inside.var() - (steps * q * (1 - q) + steps * sigma**2)) < 2.0
+    # every step seen: the log-likelihood ratio has mean -KL < 0 OUT and +KL > 0 IN
+    scores, included = simulate_ideal_dirac(q, steps, sigma, 20_000, view="all_steps", seed=3)
+    assert scores.shape == included.shape == (20_000,)
+    assert scores[included].mean() > 0 > scores[~included].mean()
+    again, _ = simulate_ideal_dirac(q, steps, sigma, 20_000, view="all_steps", seed=3)
+    assert np.array_equal(scores, again)
+    assert final.claimed_epsilon == final.true_epsilon(1e-5)
+    broken = IdealDiracDPSGD(q, steps, sigma, noise_factor=BROKEN_NOISE_FACTOR)
+    assert broken.name == "dpsgd_ideal_final_broken"
+    assert broken.true_epsilon(1e-5) > 3 * broken.claimed_epsilon
+
+
+def test_linear_dpsgd_canaries_move_their_own_coordinate():
+    # no noise to speak of (sigma / 10 of 0.01): each included canary adds C = 1 to its
+    # alignment at each step it is sampled, an excluded one adds nothing
+    mechanism = LinearDPSGD(0.5, 20, 0.01, noise_factor=BROKEN_NOISE_FACTOR)
+    included = np.random.default_rng(0).random((3, 12)) < 0.5
+    scores = mechanism.scores(included, np.random.default_rng(4))
+    assert np.all(np.abs(scores[~included]) < 0.01)
+    assert np.all(scores[included] >= 1 - 0.01) and np.all(scores[included] <= 20.01)
+    assert np.allclose(scores, np.round(scores), atol=0.01)  # whole numbers of steps
+    with pytest.raises(ConfigError, match="view"):
+        LinearDPSGD(0.5, 20, 1.0, view="last")
+    with pytest.raises(ConfigError, match="sample rate"):
+        LinearDPSGD(0.0, 20, 1.0)

@@ -98,7 +98,8 @@ def profile_delta(
 class AccountantCurve:
     """The trade-off curve of the accountant's profile for DP-SGD at (q, T, sigma): the
     maximum of the (eps_j, delta(eps_j)) curves over a grid of ``GRID_POINTS`` epsilons
-    from 0 to where delta falls below 1e-30 (module docstring: valid, below the true curve).
+    from 0 to where delta falls below 1e-30, at most 700 (module docstring: valid, below
+    the true curve).
 
     Same protocol as :class:`~mialens.dp.fdp.GaussianCurve`: ``curve(x)`` and
     :meth:`blow_up_inverse`, which is all :func:`~mialens.dp.fdp.rejects` needs.
@@ -115,7 +116,9 @@ class AccountantCurve:
             + np.log((alpha - 1) / alpha)
             - (math.log(_FLOOR_DELTA) + np.log(alpha)) / (alpha - 1)
         )
-        self.epsilons = np.linspace(0.0, float(top.min()), GRID_POINTS)
+        # past eps = 700 a piece adds nothing representable (e^-700 underflows): leaving
+        # pieces out only lowers the curve
+        self.epsilons = np.linspace(0.0, min(float(top.min()), 700.0), GRID_POINTS)
         self.deltas = profile_delta(self.epsilons, rho)
         self._exp = np.exp(self.epsilons)
 
@@ -147,11 +150,13 @@ def accountant_curve(sample_rate: float, steps: int, noise_multiplier: float) ->
     return AccountantCurve(sample_rate, steps, noise_multiplier)
 
 
+@functools.lru_cache(maxsize=4096)
 def accountant_epsilon(
     sample_rate: float, steps: int, noise_multiplier: float, delta: float
 ) -> float:
     """Opacus' RDP accountant's epsilon at ``delta`` for DP-SGD at (q, T, sigma): its
-    ``compute_rdp`` and ``get_privacy_spent`` over ``RDPAccountant.DEFAULT_ALPHAS``."""
+    ``compute_rdp`` and ``get_privacy_spent`` over ``RDPAccountant.DEFAULT_ALPHAS``
+    (cached: a pure function of its arguments)."""
     check_dpsgd(sample_rate, steps, noise_multiplier)
     delta = check_level("delta", delta)
     orders = RDPAccountant.DEFAULT_ALPHAS

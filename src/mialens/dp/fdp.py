@@ -16,6 +16,14 @@ reported as the epsilon it implies at ``delta`` (Dong, Roth & Su 2022, Corollary
 :func:`~mialens.dp.gaussian_dp.gdp_epsilon`).
 Every numerical search returns the rejected end of its final bracket, so rounding never
 raises the bound.
+
+The f-DP bound is at least Steinke et al.'s with the Gaussian curve, not always with the
+(eps, delta) curve: there it can be lower by up to ~0.013 (m = 1000), even at delta = 0,
+where Steinke's p-value is the exact binomial tail of randomised response (which attains
+it) while the recursion above is an upper bound on that tail, equal to it only when every
+guess is right. The gap is the analysis's, not the search's (its bracket is 1e-15 wide)
+nor the delta term's (it persists at delta = 0); tests/dp/test_coverage.py pins it. Taking
+the larger of the two bounds would need a correction (two tests of one hypothesis).
 """
 
 from __future__ import annotations
