@@ -133,6 +133,50 @@ def test_gradient_hook_needs_per_sample_clipping():
     assert len(seen) == 3 and all(g.per_sample["head.weight"].shape[0] == 40 for g in seen)
 
 
+def test_dp_noise_hook_sees_the_noisy_sum_that_plain_sgd_steps_with():
+    x, y = _data()
+    config = TrainConfig(
+        epochs=2, batch_size=24, optimizer="sgd", momentum=0.0, lr=0.1,
+        dp={"noise_multiplier": 0.7, "max_grad_norm": 0.3},
+    )  # fmt: skip
+    clipped, noisy = [], []
+    step = Step(
+        grad_hook=lambda g: clipped.append({n: s.clone() for n, s in g.summed.items()}),
+        noisy_hook=lambda g: noisy.append((g, {n: s.clone() for n, s in g.noisy.items()})),
+    )
+    watched = train_model(_mlp(), x, y, config, seed=1, step=step)
+    plain = train_model(_mlp(), x, y, config, seed=1)
+    assert _same(watched.state_dict, plain.state_dict)  # looking changes nothing
+    assert len(noisy) == len(clipped) == 10  # every step, Poisson-sampled at q = 1/5
+    seen = noisy[0][0]
+    assert (seen.noise_multiplier, seen.max_grad_norm, seen.expected_batch_size) == (0.7, 0.3, 24)
+    noise = torch.cat(
+        [
+            (v - c[n]).flatten()
+            for (_, s), c in zip(noisy, clipped, strict=True)
+            for n, v in s.items()
+        ]
+    )
+    assert abs(noise.std().item() - 0.7 * 0.3) < 0.02 and abs(noise.mean().item()) < 0.02
+    torch.manual_seed(1)
+    initial = _mlp()().state_dict()
+    for name, value in plain.state_dict.items():  # plain SGD: theta_T = theta_0 - lr sum / B
+        total = sum(s[name.replace("module.", "")] for _, s in noisy)
+        torch.testing.assert_close(value, initial[name] - 0.1 * total / 24, rtol=1e-5, atol=1e-6)
+
+
+def test_noise_hook_needs_dp_sgd():
+    x, y = _data()
+    clip = np.full(len(x), 0.5)
+    for kwargs in ({}, {"sample_clip_norm": clip}):
+        with pytest.raises(ConfigError, match=r"noise hook .* needs DP-SGD: set train\.dp"):
+            train_model(_mlp(), x, y, TrainConfig(epochs=1), 0, step=Step(noisy_hook=print),
+                        **kwargs)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"noise hook .* needs DP-SGD: set train\.dp"):
+        train_ensemble(_mlp(), x, y, [np.arange(50), np.arange(50, 90)], TrainConfig(), [0, 1],
+                       step=Step(noisy_hook=print))  # fmt: skip
+
+
 def test_mixed_precision_is_a_no_op_on_cpu():
     x, y = _data()
     config = TrainConfig(epochs=2, batch_size=16)

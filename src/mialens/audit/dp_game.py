@@ -24,7 +24,9 @@ Scores (higher = IN), by name:
   attacks need), never the audited run's;
 * Dirac canaries: ``dirac_final`` (the final model's parameter change at each canary's
   coordinate) and, with ``view="all_steps"``, ``dirac_all_steps`` (the likelihood ratio
-  of every step's noisy gradient there).
+  of every step's noisy gradient there) and ``dirac_all_steps_known_batches`` (the same
+  after subtracting the other examples' clipped gradients of each step, for an auditor
+  who also sees the batches; see :mod:`mialens.dp.gradient_canaries`).
 
 Every model goes through the model store when one is given, keyed by everything that
 determines its weights (data, positions, canaries and their bits, recipe, seeds), so a
@@ -34,6 +36,7 @@ killed run resumes and a rerun trains nothing.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,12 +66,15 @@ from mialens.models.training import predict_logits, train_model
 from mialens.seeding import int_seed, rng
 from mialens.signals.statistics import compute_signal
 
+log = logging.getLogger(__name__)
+
 GAME_KINDS: tuple[str, ...] = (*KINDS, "dirac")
 INPUT_SCORES: tuple[str, ...] = ("loss",)
 REFERENCE_SCORES: tuple[str, ...] = ("lira_online", "lira_offline", "rmia_online", "rmia_offline")
-DIRAC_SCORES: tuple[str, ...] = ("dirac_final", "dirac_all_steps")
+DIRAC_SCORES: tuple[str, ...] = ("dirac_final", "dirac_all_steps", "dirac_all_steps_known_batches")
 _PROBE_SIZE = 512  # training samples whose gradients choose the Dirac coordinates
 _OBSERVATIONS = "dirac_observations"
+_DATA_GRADIENTS = "dirac_data_gradients"
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +138,7 @@ def available_scores(kind: str, view: str, references: int, config: TrainConfig)
         return [*INPUT_SCORES, *(REFERENCE_SCORES if references > 0 else ())]
     plain_sgd = config.optimizer == "sgd" and config.momentum == 0 and config.weight_decay == 0
     names = ["dirac_final"] if view == "final" or plain_sgd else []
-    return names + (["dirac_all_steps"] if view == "all_steps" else [])
+    return names + (list(DIRAC_SCORES[1:]) if view == "all_steps" else [])
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,8 @@ def _check_game(kind, count, view, references, score_names, config: TrainConfig)
             "reference models come in complementary pairs (an even number) and are for input "
             f"canaries only; got references={references} with kind {kind!r}."
         )
+    if isinstance(score_names, str):
+        raise ConfigError(f"score_names is a list of names, got the string {score_names!r}.")
     available = available_scores(kind, view, references, config)
     names = list(available if score_names is None else score_names)
     unknown = [n for n in names if n not in available]
@@ -229,8 +237,9 @@ def _check_game(kind, count, view, references, score_names, config: TrainConfig)
 def _layout(dataset, kind, count, names, train_size, population_size, seed) -> _Layout:
     n = len(dataset)
     sources = count if kind == "mislabeled" else 0
-    population = population_size if any(s.startswith("rmia") for s in names) else 0
-    if population and population_size < 1:
+    wants_population = any(s.startswith("rmia") for s in names)
+    population = population_size if wants_population else 0
+    if wants_population and population_size < 1:
         raise ConfigError(f"RMIA needs population_size >= 1, got {population_size}.")
     rest = n - sources - population
     size = rest if train_size is None else train_size
@@ -349,7 +358,8 @@ class _Game:
             return None
         try:
             state, manifest = self.store.load(key)
-        except CacheError:
+        except CacheError as exc:
+            log.warning("%s", exc)
             self.store.discard(key)
             return None
         extra = {name: self.store.load_array(key, name) for name in arrays}
@@ -484,19 +494,25 @@ class _DiracGame(_Game):
             insertion, record = canaries.hook(q, self.seed), _DPRecord()
             step = Step(grad_hook=insertion, noisy_hook=_both(record, insertion.observe))
             result = self.fit(ds.x[train], ds.y[train], self.train_seed, step)
-            observed = {_OBSERVATIONS: insertion.observations()}
+            observed = {
+                _OBSERVATIONS: insertion.observations(),
+                _DATA_GRADIENTS: insertion.data_gradients(),
+            }
             return result, {**record.as_json(), "sample_rate": q}, observed
 
-        state, record, extra = self.trained(spec, fit, arrays=(_OBSERVATIONS,))
+        state, record, extra = self.trained(spec, fit, arrays=(_OBSERVATIONS, _DATA_GRADIENTS))
         scores = {}
         if "dirac_final" in names:
             batch = record["expected_batch_size"]
             scores["dirac_final"] = final_scores(
                 canaries, initial.state_dict(), state, lr=self.config.lr, expected_batch_size=batch
             )
+        sigma, observed = record["noise_multiplier"], extra[_OBSERVATIONS]
         if "dirac_all_steps" in names:
-            sigma = record["noise_multiplier"]
-            scores["dirac_all_steps"] = all_steps_scores(extra[_OBSERVATIONS], q, sigma)
+            scores["dirac_all_steps"] = all_steps_scores(observed, q, sigma)
+        if "dirac_all_steps_known_batches" in names:
+            canary_part = observed - extra[_DATA_GRADIENTS]
+            scores["dirac_all_steps_known_batches"] = all_steps_scores(canary_part, q, sigma)
         bits = canaries.included
         return scores, {
             **record,

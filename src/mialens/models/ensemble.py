@@ -390,6 +390,8 @@ def train_ensemble(
             "a gradient hook (Step.grad_hook) needs per-sample clipping, which trains one "
             "model at a time (train_model)"
         )
+    if step.noisy_hook is not None:
+        raise ConfigError("a noise hook (Step.noisy_hook) needs DP-SGD: set train.dp")
     start = time.perf_counter()
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
