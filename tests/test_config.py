@@ -223,7 +223,7 @@ def test_shipped_configs_validate(path):
             {"datset": {"name": "x"}},
             "datset",
             "dataset",
-            "analysis, audit, dataset, defenses, executor, model, train",
+            "analysis, audit, dataset, defenses, dp_audit, executor, model, train",
         ),
         (_with(dataset={"name": "d", "pth": "x"}), "dataset.pth", "path", "label_column"),
         (_with(model={"hiden": [3]}), "model.hiden", "hidden", "activation, arch, channels"),

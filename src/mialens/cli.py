@@ -166,16 +166,29 @@ def _defend(config, out: Path, quiet: bool) -> None:
         _fail(exc)
     level = report["privacy_level"]
     table = Table(title=f"Defences: privacy (TPR at FPR {level}, strongest attack) vs utility")
-    for col in ("defence", "kind", "test acc", "AUC", f"TPR@{level}", "attack", "epsilon"):
+    columns = ("defence", "kind", "test acc", "AUC", f"TPR@{level}", "attack", "epsilon",
+               "ε lower bound")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="left" if col in ("defence", "kind", "attack") else "right")
     for name, e in report["defenses"].items():
         t = e["tpr_at_fpr"][level]
         eps = "" if e["epsilon"] is None else f"{e['epsilon']:.2f}"
+        audit = e["dp_audit"]
+        bounds = ", ".join(
+            f"{method} {b['epsilon_lower']:.2f}" for method, b in audit.get("bounds", {}).items()
+        )
         table.add_row(
             name, e["kind"], f"{e['test_acc']:.3f}", f"{e['auc']['value']:.3f}",
-            f"{t['value']:.4f}", t["attack"], eps,
+            f"{t['value']:.4f}", t["attack"], eps, bounds if audit["valid"] else "none valid",
         )  # fmt: skip
     console.print(table)
+    if any(not e["dp_audit"]["valid"] for e in report["defenses"].values()):
+        console.print(
+            "none valid: the membership audit's complementary halves give no valid epsilon "
+            "bound; a dp_audit: section audits DP-SGD defences with independent canaries",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"outputs in {out}/: defenses.json, defenses.html, defenses/<name>/")
 
 
@@ -269,6 +282,54 @@ def defend(
             )
         )
     _defend(parsed, out, quiet)
+
+
+def _print_dp_audit(doc: dict, out: Path) -> None:
+    """The accountant's epsilon and each method's bound (or estimate), as a table."""
+    table = Table(title=f"DP audit: accountant ε = {doc['accountant_epsilon']:.3f} at "
+                  f"δ = {doc['delta']:g} ({doc['canaries']['m']} {doc['canaries']['kind']} "
+                  "canaries)")  # fmt: skip
+    for col in ("method", "ε", "kind", "ε / accountant", "ceiling", "correct / guesses"):
+        table.add_column(col, justify="left" if col in ("method", "kind") else "right")
+    for name, e in doc["methods"].items():
+        estimate = e["kind"] == "estimate"
+        value = e["epsilon_estimate" if estimate else "epsilon_lower"]
+        table.add_row(
+            name,
+            "n/a" if value is None else f"{value:.3f}",
+            "estimate" if estimate else f"{100 * (1 - e['beta']):g}% lower bound",
+            "n/a" if e["ratio"] is None else f"{e['ratio']:.3f}",
+            "n/a" if e["ceiling"] is None else f"{e['ceiling']:.3f}",
+            "n/a" if e["correct"] is None else f"{e['correct']} / {e['guesses']}",
+        )
+    console.print(table)
+    for name, e in doc["methods"].items():
+        if e.get("note"):
+            console.print(f"{name}: {e['note']}", highlight=False, soft_wrap=True)
+    console.print(f"outputs in {out}/: dp_audit.json, canaries.npz, dp_audit.html")
+
+
+@app.command("dp-audit")
+def dp_audit(
+    config: Annotated[Path, typer.Argument(help="YAML DP audit: data, model, train.dp, dp_audit")],
+    out: OutOption,
+    overrides: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Audit a DP-SGD training with canaries included independently (one or more runs):
+    epsilon lower bounds against the accountant's epsilon. Writes OUT/dp_audit.json,
+    OUT/canaries.npz and OUT/dp_audit.html; a rerun reuses the cached models."""
+    from mialens.workflows.config import DPAuditConfig, load_config
+    from mialens.workflows.dp_audit import run_dp_audit
+
+    _setup_logging(quiet)
+    try:
+        parsed = load_config(config, overrides or [], model=DPAuditConfig)
+        writable_folder(out, "--out")
+        report = run_dp_audit(parsed, out)
+    except MialensError as exc:
+        _fail(exc)
+    _print_dp_audit(report.doc, out)
 
 
 @app.command()

@@ -1,15 +1,16 @@
-"""Empirical epsilon lower bounds (Clopper-Pearson) against the accountant."""
+"""The epsilon a defence evaluation reports: a valid bound from independent canaries, or
+the reason there is none (the membership audit's paired inclusions give no bound)."""
 
+import json
 import math
 
-import numpy as np
 import pytest
 
-from mialens.defenses.dp_audit import empirical_epsilon, strongest_epsilon
+from mialens.defenses.dp_audit import NOT_CONFIGURED, NOT_DP, with_bounds, without_bound
 from mialens.dp.many_run import clopper_pearson_upper, epsilon_from_rates
-from mialens.errors import DataError
-from mialens.workflows.audit import run_audit
+from mialens.errors import ConfigError
 from mialens.workflows.config import validate_config
+from mialens.workflows.defend import evaluate_defenses
 
 
 def test_clopper_pearson_zero_errors_is_exact():
@@ -25,61 +26,65 @@ def test_epsilon_bound_hand_values():
     assert epsilon_from_rates(0.0, 0.3, 0.0) == math.inf  # a perfect test certifies nothing finite
 
 
-def test_separable_scores_give_a_large_bound_and_random_scores_none():
-    rng = np.random.default_rng(0)
-    members = np.stack([rng.permutation(np.arange(1000) < 500) for _ in range(4)])
-    perfect = members + rng.normal(0, 0.01, members.shape)
-    strong = empirical_epsilon(perfect, members, delta=1e-5)
-    assert strong["mean"] > 3.0
-    assert strong["max"] <= max(strong["per_target"])  # joint confidence is more conservative
-    noise = empirical_epsilon(rng.normal(size=members.shape), members, delta=1e-5)
-    assert noise["mean"] < 0.3
+def test_without_independent_canaries_there_is_a_reason_not_a_number():
+    assert without_bound(False) == {"valid": False, "reason": NOT_DP}
+    assert without_bound(True) == {"valid": False, "reason": NOT_CONFIGURED}
+    assert "complementary halves" in NOT_DP and "dp_audit:" in NOT_CONFIGURED
 
 
-def test_needs_two_targets():
-    with pytest.raises(DataError, match="two targets"):
-        empirical_epsilon(np.zeros((1, 10)), (np.arange(10) < 5)[None], delta=1e-5)
+def test_with_bounds_keeps_only_bounds():
+    doc = {
+        "accountant_epsilon": 2.0,
+        "delta": 1e-5,
+        "canaries": {"m": 50, "kind": "dirac"},
+        "methods": {
+            "one_run": {"method": "one_run_steinke2023", "kind": "bound", "epsilon_lower": 0.5,
+                        "ratio": 0.25, "ceiling": 1.5, "beta": 0.05},
+            "gaussian_dp": {"method": "gaussian_dp_nasr2023", "kind": "estimate",
+                            "epsilon_estimate": 3.0, "ratio": 1.5},
+        },
+    }  # fmt: skip
+    entry = with_bounds(doc, "defenses/dp/dp_audit/dp_audit.html")
+    assert entry["valid"] and set(entry["bounds"]) == {"one_run"}
+    assert entry["bounds"]["one_run"]["epsilon_lower"] == 0.5
+    assert "independently" in entry["what"] and entry["accountant_epsilon"] == 2.0
 
 
-def test_dp_sgd_empirical_bound_stays_below_the_accountant():
-    config = validate_config(
-        {
-            "dataset": {"name": "digits"},
-            "model": {"hidden": [64]},
-            "train": {
-                "epochs": 5,
-                "batch_size": 32,
-                "lr": 0.01,
-                "dp": {"noise_multiplier": 0.8, "max_grad_norm": 1.0, "delta": 1e-5},
-            },
-            "audit": {
-                "num_models": 4,
-                "pool_size": 600,
-                "bootstrap": 0,
-                "attacks": ["loss", "lira_offline"],
-            },
-        }
-    )
-    result = run_audit(config)
-    accountant = max(r["epsilon"] for r in result.training)
-    assert 0 < accountant < 50
-    for name in ("loss", "lira_offline"):
-        bound = empirical_epsilon(result.scores[name], result.members, delta=1e-5)
-        assert bound["max"] <= accountant, name
+def _config(**extra):
+    return {
+        "dataset": {"name": "digits"},
+        "model": {"hidden": [16]},
+        "train": {"epochs": 1, "batch_size": 128},
+        "audit": {"num_models": 2, "pool_size": 300, "bootstrap": 0, "attacks": ["loss"]},
+        "defenses": {
+            "include_undefended": False,
+            "evaluate": [
+                {"name": "dp", "train": {"optimizer": "sgd", "momentum": 0.0, "lr": 0.5,
+                                         "dp": {"noise_multiplier": 1.0}}},
+                {"name": "l2", "train": {"weight_decay": 0.01}},
+            ],
+        },
+        **extra,
+    }  # fmt: skip
 
 
-def test_strongest_epsilon_corrects_for_the_choice_of_attack():
-    rng = np.random.default_rng(4)
-    members = np.stack([rng.permutation(np.arange(400) < 200) for _ in range(4)])
-    scores = {
-        "a": members + rng.normal(0, 0.5, members.shape),
-        "b": members + rng.normal(0, 0.8, members.shape),
-        "c": rng.normal(size=members.shape),
-    }
-    got = strongest_epsilon(scores, members, delta=1e-5)
-    expected = max(
-        empirical_epsilon(s, members, delta=1e-5, confidence=1 - 0.05 / 3)["max"]
-        for s in scores.values()
-    )
-    assert got == pytest.approx(expected)
-    assert got > 0
+def test_dp_sgd_defence_gets_the_bounds_of_its_own_canary_run(tmp_path):
+    config = validate_config(_config(dp_audit={"count": 20, "methods": ["one_run"]}))
+    report = evaluate_defenses(config, tmp_path)
+    dp, l2 = report["defenses"]["dp"]["dp_audit"], report["defenses"]["l2"]["dp_audit"]
+    assert dp["valid"] and l2 == {"valid": False, "reason": NOT_DP}
+    doc = json.loads((tmp_path / "defenses" / "dp" / "dp_audit" / "dp_audit.json").read_text())
+    assert dp["bounds"]["one_run"]["epsilon_lower"] == doc["methods"]["one_run"]["epsilon_lower"]
+    assert 0 <= dp["bounds"]["one_run"]["epsilon_lower"] <= dp["accountant_epsilon"]
+    saved = json.loads((tmp_path / "defenses.json").read_text())
+    assert saved["defenses"]["dp"]["dp_audit"] == dp
+    assert "epsilon_empirical" not in saved["defenses"]["dp"]
+
+
+def test_dp_audit_of_defences_is_checked_before_any_training():
+    adam = _config(dp_audit={"count": 20})
+    adam["defenses"]["evaluate"][0]["train"]["optimizer"] = "adam"
+    with pytest.raises(ConfigError, match=r"defence 'dp'.*plain SGD"):
+        validate_config(adam)
+    with pytest.raises(ConfigError, match="needs a defenses: section"):
+        validate_config({**_config(dp_audit={}), "defenses": None})

@@ -8,7 +8,6 @@ from typing import Any
 
 from mialens.audit.results import AuditResult
 from mialens.defenses.config import DefenseSpec
-from mialens.defenses.dp_audit import strongest_epsilon
 from mialens.metrics.leakage import fpr_key
 
 
@@ -38,11 +37,6 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         }
     epsilons = [r.get("epsilon") for r in result.training if r.get("epsilon") is not None]
     delta = (result.config.get("train", {}).get("dp") or {}).get("delta", 1e-5)
-    empirical = (
-        strongest_epsilon(result.scores, result.members, delta=delta)
-        if len(result.target_models) > 1
-        else None
-    )
     auc_block = metrics[strongest_auc].auc
     return {
         "kind": _kind(spec),
@@ -59,7 +53,6 @@ def summarize_defense(result: AuditResult, spec: DefenseSpec) -> dict[str, Any]:
         "tpr_at_fpr": tpr,
         "attacks": attacks,
         "epsilon": max(epsilons) if epsilons else None,
-        "epsilon_empirical": empirical,
         "epsilon_delta": delta,
         "training_seconds": float(sum(r.get("seconds") or 0.0 for r in result.training)),
         # seconds of reused models were recorded when they were trained, maybe under

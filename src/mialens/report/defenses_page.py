@@ -62,6 +62,12 @@ def privacy_utility_png(report: dict[str, Any]) -> bytes:
     return figure_png(fig)
 
 
+def dp_audit_reasons(report: dict[str, Any]) -> list[str]:
+    """The distinct reasons, in row order, why defences have no valid epsilon bound."""
+    reasons = [e["dp_audit"].get("reason") for e in report["defenses"].values()]
+    return list(dict.fromkeys(r for r in reasons if r is not None))
+
+
 def render_defenses(report: dict[str, Any]) -> str:
     """The self-contained HTML page of a defence evaluation."""
     levels = (
@@ -74,5 +80,6 @@ def render_defenses(report: dict[str, Any]) -> str:
         rows=list(report["defenses"].items()),
         comparison=report["sample_aware_vs_uniform"],
         monitor=report.get("monitor"),
+        reasons=dp_audit_reasons(report),
         plot=_b64(privacy_utility_png(report)),
     )

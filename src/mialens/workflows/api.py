@@ -1,4 +1,4 @@
-"""Audit a model the user already trained.
+"""Audit a model the user already trained, or a DP-SGD recipe's privacy (:func:`dp_audit`).
 
 The target can be a PyTorch module, a scikit-learn classifier with ``predict_proba``, a
 callable returning logits or probabilities, or precomputed logits. Reference models
@@ -44,6 +44,8 @@ from mialens.validation import (
     check_member_mask,
     check_multiclass,
 )
+from mialens.workflows.config import DPAuditConfig, load_config, validate_config
+from mialens.workflows.dp_audit import DPAuditReport, run_dp_audit
 from mialens.workflows.outputs import write_outputs
 from mialens.workflows.progress import ProgressHook, progress_hook, step_counter
 
@@ -644,3 +646,21 @@ def _default_recipe(target: Any, train_reference: TrainFn | None) -> TrainFn:
         "-> model (for PyTorch, mialens.workflows.api.torch_recipe builds one), or use "
         "audit_logits with precomputed reference outputs"
     )
+
+
+def dp_audit(
+    config: DPAuditConfig | dict[str, Any] | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+) -> DPAuditReport:
+    """Audit a DP-SGD training with independently included canaries (``mialens dp-audit``).
+
+    ``config``: a :class:`~mialens.workflows.config.DPAuditConfig`, the same as a mapping,
+    or the path of its YAML file; validated before any training. ``out``: a folder to write
+    ``dp_audit.json``, ``canaries.npz`` and ``dp_audit.html`` into. The report's
+    :attr:`~mialens.workflows.dp_audit.DPAuditReport.methods` hold each method's bound (or
+    estimate) with its evidence; see :mod:`mialens.workflows.dp_audit`."""
+    if isinstance(config, dict):
+        config = validate_config(config, DPAuditConfig)
+    elif not isinstance(config, DPAuditConfig):
+        config = load_config(config, model=DPAuditConfig)
+    return run_dp_audit(config, out)

@@ -11,7 +11,6 @@ low FPR of the strongest attack, with its cost in training and inference time.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from mialens.audit.results import AuditResult
 from mialens.audit.settings import build_attacks, declare_attacks
 from mialens.audit.training_plan import load_models
 from mialens.defenses.config import DefenseSpec
+from mialens.defenses.dp_audit import with_bounds, without_bound
 from mialens.defenses.monitor_evaluation import evaluate_monitor
 from mialens.defenses.summary import compare_sample_aware, mark_comparable, summarize_defense
 from mialens.errors import ConfigError, DataError
@@ -31,22 +31,13 @@ from mialens.io import write_json, write_text
 from mialens.metrics.leakage import fpr_key
 from mialens.report.defenses_page import render_defenses
 from mialens.workflows.audit import run_audit
-from mialens.workflows.config import AuditConfig, validate_config
+from mialens.workflows.config import AuditConfig, DPAuditConfig, merge_overrides, validate_config
+from mialens.workflows.dp_audit import run_dp_audit
 from mialens.workflows.outputs import METRICS_FILE, REPORT_FILE, load_result
 
 log = logging.getLogger(__name__)
 
 DEFENSES_FILE = "defenses.json"
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
@@ -62,7 +53,8 @@ def defended_config(config: AuditConfig, spec: DefenseSpec) -> AuditConfig:
     """
     raw = config.model_dump(mode="json")
     raw.pop("defenses", None)
-    raw = _merge(raw, {"train": spec.train, "audit": spec.audit})
+    raw.pop("dp_audit", None)  # the defence's DP audit is played beside its audit
+    raw = merge_overrides(raw, {"train": spec.train, "audit": spec.audit})
     aware = spec.sample_aware
     removes = aware is not None and aware.action == "remove"
     if removes or spec.output is not None:  # each listed attack with its declaration
@@ -136,6 +128,7 @@ def evaluate_defenses(
             log.info("defence %r: reusing its finished audit in %s", spec.name, run_dir)
         entries[spec.name] = summarize_defense(result, spec)
         entries[spec.name]["report"] = f"defenses/{spec.folder}/{REPORT_FILE}"
+        entries[spec.name]["dp_audit"] = defense_dp_audit(config, defended, spec, run_dir)
     mark_comparable(entries)
     base_seconds = entries.get("undefended", {}).get("training_seconds")
     for entry in entries.values():
@@ -156,6 +149,26 @@ def evaluate_defenses(
     write_json(out / DEFENSES_FILE, report)
     write_text(out / "defenses.html", render_defenses(report))
     return report
+
+
+def defense_dp_audit(
+    config: AuditConfig, defended: AuditConfig, spec: DefenseSpec, run_dir: Path
+) -> dict[str, Any]:
+    """The defence's ``dp_audit`` entry: for a DP-SGD defence and a ``dp_audit:`` section,
+    the bounds of a run of its recipe with independently included canaries (written to
+    ``run_dir/dp_audit``, its models cached with the audit's); else why there is none."""
+    dp_sgd = defended.train.dp is not None
+    if config.dp_audit is None or not dp_sgd:
+        return without_bound(dp_sgd)
+    settings = config.dp_audit
+    if settings.cache_dir is None:
+        settings = settings.model_copy(update={"cache_dir": defended.audit.cache_dir})
+    audit = DPAuditConfig(
+        dataset=defended.dataset, model=defended.model, train=defended.train, dp_audit=settings
+    )
+    log.info("defence %r: DP audit with %d %s canaries", spec.name, settings.count, settings.kind)
+    report = run_dp_audit(audit, run_dir / "dp_audit")
+    return with_bounds(report.doc, f"defenses/{spec.folder}/dp_audit/dp_audit.html")
 
 
 def monitor_report(config: AuditConfig) -> dict[str, Any]:

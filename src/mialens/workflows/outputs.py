@@ -6,17 +6,22 @@ Each file is written atomically, so a killed run never leaves a truncated result
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from mialens.analysis.explain import Analysis
 from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.errors import DataError
-from mialens.io import write_json, write_text
+from mialens.io import write_bytes, write_json, write_text
 from mialens.report.analysis_page import render_analysis
 from mialens.report.audit_page import render_report
+from mialens.report.dp_audit_page import render_dp_audit
 from mialens.report.tables import read_samples, samples_table, table_csv
 
 METRICS_FILE = "metrics.json"
@@ -24,6 +29,9 @@ SAMPLES_FILE = "samples.csv"
 REPORT_FILE = "report.html"
 ANALYSIS_DIR = "analysis"
 SUMMARY_FILE = "summary.json"
+DP_AUDIT_FILE = "dp_audit.json"
+CANARIES_FILE = "canaries.npz"
+DP_AUDIT_PAGE = "dp_audit.html"
 
 
 def write_report(
@@ -52,6 +60,28 @@ def write_outputs(
     write_json(paths["metrics"], result.to_json())
     write_text(paths["samples"], samples_table(result))
     write_report(result, out, analysis)
+    return paths
+
+
+def write_dp_audit(report: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write a DP audit's ``dp_audit.json``, ``canaries.npz`` (every run's canary ids,
+    inclusion bits and scores; the audited run's unprefixed, run r's as ``run<r>_...``;
+    pickle-free) and the page ``dp_audit.html``, each atomically; returns their paths."""
+    out = Path(out_dir)
+    paths = {
+        "json": out / DP_AUDIT_FILE,
+        "arrays": out / CANARIES_FILE,
+        "page": out / DP_AUDIT_PAGE,
+    }
+    arrays = {}
+    for r, game in enumerate(report.games):
+        prefix = f"run{r}_" if r else ""
+        arrays.update({prefix + name: values for name, values in game.arrays().items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # str and bool arrays: never pickled
+    write_bytes(paths["arrays"], buffer.getvalue())
+    write_json(paths["json"], report.doc)
+    write_text(paths["page"], render_dp_audit(report.doc))
     return paths
 
 
