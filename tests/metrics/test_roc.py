@@ -232,7 +232,7 @@ def test_counts_chunking_is_invisible(monkeypatch):
     scores, members = _random_tied(8, 3, 50)
     counts = np.random.default_rng(0).multinomial(50, np.full(50, 1 / 50), size=7)
     whole = batch_metrics(scores, members, [0.1], counts=counts)
-    monkeypatch.setattr("mialens.metrics.roc._CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr("mialens.metrics.resampled._BLOCK_ELEMENTS", 1)
     chunked = batch_metrics(scores, members, [0.1], counts=counts)
     for key, value in whole.items():
         np.testing.assert_array_equal(chunked[key], value)
