@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mialens.attacks.base import Attack, QueryData
-from mialens.audit.budget import check_design_cost
+from mialens.audit.budget import check_design_cost, check_training_time
 from mialens.audit.canaries import canary_metrics, inject_canaries
 from mialens.audit.engine import ModelOutputs, Scores, accuracy
 from mialens.audit.results import AuditResult, attack_info
@@ -24,7 +24,7 @@ from mialens.augment import Transform
 from mialens.data.catalog import load_dataset
 from mialens.data.dataset import Dataset
 from mialens.folders import writable_folder
-from mialens.models.store import ModelStore, default_cache_dir
+from mialens.models.store import ModelStore, default_cache_dir, spec_key
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
 from mialens.splits import Split, keep_mask, make_split
@@ -183,13 +183,16 @@ def prepare_audit(config: AuditSpec) -> AuditSetup:
         validation_positions=split.validation,
         seeds=[int_seed(settings.seed, "model", k) for k in range(k_models)],
     )
+    store = ModelStore(cache_dir / "models")
+    to_train = sum(not store.has(spec_key(plan.spec(k))) for k in range(k_models))
+    check_training_time(config, dataset, len(split.pool), to_train)
     return AuditSetup(
         config=config,
         dataset=dataset,
         split=split,
         keep=keep,
         plan=plan,
-        store=ModelStore(cache_dir / "models"),
+        store=store,
         transforms=transforms,
         canaries=canaries,
     )

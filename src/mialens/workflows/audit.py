@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 
-from mialens.analysis.explain import analyze
 from mialens.attacks.base import Attack
 from mialens.audit.design import AuditSetup, prepare_audit
 from mialens.audit.engine import Scores, score_targets
@@ -174,6 +173,8 @@ def _write(
     """The run folder: the audit's outputs and, when configured, its analysis."""
     analysis = None
     if config.analysis is not None:
+        from mialens.analysis.explain import analyze  # its models load only when asked
+
         pool_logits = logits[:, : len(setup.split.pool)]
         analysis = analyze(result, config.analysis, setup, pool_logits)
     write_outputs(result, out_dir, analysis.summary if analysis else None)

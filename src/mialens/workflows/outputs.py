@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mialens.analysis.explain import Analysis
 from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.errors import DataError
 from mialens.io import write_json, write_text
-from mialens.report.analysis_page import render_analysis
 from mialens.report.audit_page import render_report
 from mialens.report.tables import read_samples, samples_table, table_csv
+
+if TYPE_CHECKING:  # the analysis (torch, scikit-learn models) loads only when written
+    from mialens.analysis.explain import Analysis
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.csv"
@@ -66,6 +68,8 @@ def write_analysis(analysis: Analysis, run_dir: str | os.PathLike) -> dict[str, 
     }
     write_text(paths["samples"], table_csv(analysis.table))
     write_json(paths["summary"], analysis.summary.to_json())
+    from mialens.report.analysis_page import render_analysis
+
     write_text(paths["report"], render_analysis(analysis))
     return paths
 
