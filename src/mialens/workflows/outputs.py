@@ -17,6 +17,7 @@ from mialens.errors import DataError
 from mialens.io import write_json, write_text
 from mialens.report.audit_page import render_report
 from mialens.report.tables import read_samples, samples_table, table_csv
+from mialens.workflows.phases import phase
 
 if TYPE_CHECKING:  # the analysis (torch, scikit-learn models) loads only when written
     from mialens.analysis.explain import Analysis
@@ -51,9 +52,11 @@ def write_outputs(
         "samples": out / SAMPLES_FILE,
         "report": out / REPORT_FILE,
     }
-    write_json(paths["metrics"], result.to_json())
-    write_text(paths["samples"], samples_table(result))
-    write_report(result, out, analysis)
+    with phase("writing"):
+        write_json(paths["metrics"], result.to_json())
+        write_text(paths["samples"], samples_table(result))
+    with phase("report"):
+        write_report(result, out, analysis)
     return paths
 
 
