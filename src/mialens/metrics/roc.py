@@ -174,10 +174,21 @@ def tie_groups(scores: object, members: object) -> tuple[np.ndarray, np.ndarray]
     Their cumulative sums over the groups are the ROC's true and false positive counts
     (the ROC points of :func:`roc_curve` after the origin).
     """
-    s, m = _check_pair(scores, members)
+    return _group_counts(*_check_pair(scores, members))
+
+
+def _group_counts(s: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, group = np.unique(-s, return_inverse=True)
     n_groups = int(group.max()) + 1
     return np.bincount(group[m], minlength=n_groups), np.bincount(group[~m], minlength=n_groups)
+
+
+def _roc_points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` from the tie-group counts: the points of :func:`roc_curve`, bit for
+    bit, as sklearn divides the same integer cumulative counts (one sort instead of two)."""
+    fps = np.concatenate([[0], np.cumsum(neg)])
+    tps = np.concatenate([[0], np.cumsum(pos)])
+    return fps / fps[-1], tps / tps[-1]
 
 
 @dataclass(frozen=True)
@@ -244,10 +255,10 @@ def attack_metrics(scores: object, members: object, fpr_levels: object) -> Attac
     tie guard of each level (:func:`level_ties`) and the largest tie group's share."""
     levels = [float(v) for v in _check_levels(fpr_levels)]
     s, m = _check_pair(scores, members)
-    fpr, tpr, _ = skm.roc_curve(m, s, drop_intermediate=False)
+    pos, neg = _group_counts(s, m)
+    fpr, tpr = _roc_points(pos, neg)
     n_members = int(np.count_nonzero(m))
     n_nonmembers = m.size - n_members
-    pos, neg = tie_groups(s, m)
     return AttackMetrics(
         auc=float(skm.auc(fpr, tpr)),
         advantage=_advantage(fpr, tpr),
