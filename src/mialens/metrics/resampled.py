@@ -138,10 +138,9 @@ def resampled_metrics(
     """
     n_boot, n_samples = counts.shape
     n_targets, n_levels = scores.shape[0], levels.size
-    small = np.min_scalar_type(int(counts.max()))
-    weights = counts.astype(small if small.kind == "u" else np.uint64, copy=False)
-    total = int(counts.sum(axis=1).max())
-    dtype = np.int32 if total * int(counts.max()) < 2**31 else np.int64
+    weights = counts.astype(np.min_scalar_type(int(counts.max())), copy=False)
+    # every prefix sum is at most a row's total weight (a sum of two, in the AUC)
+    dtype = np.int32 if 2 * int(counts.sum(axis=1).max()) < 2**31 else np.int64
     out = {
         "auc": np.empty((n_boot, n_targets)),
         "advantage": np.empty((n_boot, n_targets)),
