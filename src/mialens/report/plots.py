@@ -163,8 +163,9 @@ def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
     fig = Figure(figsize=(2.5 * ncols + 0.3, 1.9 * nrows + 0.5), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, name in zip(axes, names, strict=False):
+    grid = fig.add_gridspec(nrows, ncols)
+    axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(names))]
+    for ax, name in zip(axes, names, strict=True):
         hist = score_histogram(result.scores[name], result.members, bins)
         for member, color, label in (
             (False, NONMEMBER_COLOR, "non-members"),
@@ -182,8 +183,6 @@ def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
         ax.tick_params(labelsize=7)
         ax.set_yticks([], minor=True)
         ax.set_yticks([])
-    for ax in axes[len(names) :]:
-        ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     fig.supxlabel("attack score (higher = more likely member)", fontsize=8)
