@@ -9,6 +9,7 @@ from mialens.audit import budget
 from mialens.audit.budget import DesignSize, check_memory, forward_flops, training_seconds
 from mialens.audit.design import prepare_audit
 from mialens.errors import ConfigError
+from mialens.models.store import ModelStore
 from mialens.workflows.config import validate_config
 
 SIZE = DesignSize(num_models=4, pool=10, queried=15, queries=2, classes=3, attacks=5)
@@ -68,3 +69,18 @@ def test_a_long_design_warns_before_training(monkeypatch, caplog):
         setup = prepare_audit(validate_config(raw))
     assert setup.keep.shape == (4, 100)
     assert "training the 4 models is estimated at" in caplog.text
+
+
+def test_a_fully_cached_design_estimates_no_training(monkeypatch, caplog):
+    """With every model in the cache nothing is trained: no FLOP count (it loads much of
+    torch, seconds on a cached rerun) and no warning."""
+    monkeypatch.setattr(ModelStore, "has", lambda self, key: True)
+    monkeypatch.setattr(budget, "forward_flops", lambda *args: pytest.fail("FLOPs counted"))
+    raw = {
+        "dataset": {"name": "digits"},
+        "audit": {"num_models": 4, "pool_size": 100},
+        "train": {"epochs": 10**7},
+    }
+    with caplog.at_level(logging.WARNING, logger="mialens.audit.budget"):
+        prepare_audit(validate_config(raw))
+    assert "estimated at" not in caplog.text

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
@@ -232,7 +233,7 @@ def test_counts_chunking_is_invisible(monkeypatch):
     scores, members = _random_tied(8, 3, 50)
     counts = np.random.default_rng(0).multinomial(50, np.full(50, 1 / 50), size=7)
     whole = batch_metrics(scores, members, [0.1], counts=counts)
-    monkeypatch.setattr("mialens.metrics.roc._CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr("mialens.metrics.resampled._BLOCK_ELEMENTS", 1)
     chunked = batch_metrics(scores, members, [0.1], counts=counts)
     for key, value in whole.items():
         np.testing.assert_array_equal(chunked[key], value)
@@ -258,3 +259,17 @@ def test_log_fpr_grid():
     assert log_fpr_grid(10**7).shape == (200,)
     with pytest.raises(ConfigError):
         log_fpr_grid(0)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_attack_metrics_equal_sklearn_bit_for_bit(decimals):
+    """The ROC built from the tie groups is sklearn's, so metrics.json does not move."""
+    scores, members = _random_tied(9, 3, 2001)
+    if decimals is None:
+        scores = scores + np.random.default_rng(1).normal(scale=1e-3, size=scores.shape)
+    for s, m in zip(scores, members, strict=True):
+        fpr, tpr, _ = sk_roc_curve(m, s, drop_intermediate=False)
+        out = attack_metrics(s, m, [1e-3, 0.01, 0.1])
+        assert out.auc == float(sk_auc(fpr, tpr))
+        assert out.advantage == float(np.max(tpr - fpr))
+        assert list(out.tpr_at_fpr.values()) == [tpr[fpr <= v].max() for v in (1e-3, 0.01, 0.1)]

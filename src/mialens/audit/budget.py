@@ -124,7 +124,7 @@ def warn_long_training(seconds: float, num_models: int, device: str) -> None:
 
 
 def check_design_cost(config: AuditSpec, dataset: Dataset, split: Split, queries: int) -> None:
-    """Refuse a design that cannot fit in memory; warn when its training is very long."""
+    """Refuse a design that cannot fit in memory."""
     settings = config.audit
     pool = len(split.pool)
     size = DesignSize(
@@ -136,14 +136,19 @@ def check_design_cost(config: AuditSpec, dataset: Dataset, split: Split, queries
         attacks=len(settings.attacks),
     )
     check_memory(size)
-    if config.model.kind == "estimator":  # no torch model whose training time to estimate
+
+
+def check_training_time(config: AuditSpec, dataset: Dataset, pool: int, to_train: int) -> None:
+    """Warn when training the ``to_train`` models the cache lacks is very long; with
+    nothing to train there is nothing to estimate (and no FLOP count, which loads much
+    of torch)."""
+    if to_train == 0 or config.model.kind == "estimator":  # estimator: no torch model
         return
+    device = config.audit.device
     with torch.random.fork_rng(devices=[]):  # leave the global generator as it was
         model = build_model(
             config.model, dataset.input_shape, dataset.num_classes, config.train.dropout
         )
     flops = forward_flops(model, dataset.input_shape)
-    seconds = training_seconds(
-        settings.num_models, config.train.epochs, pool, flops, settings.device
-    )
-    warn_long_training(seconds, settings.num_models, settings.device)
+    seconds = training_seconds(to_train, config.train.epochs, pool, flops, device)
+    warn_long_training(seconds, to_train, device)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mialens.attacks.base import Attack, QueryData
-from mialens.audit.budget import check_design_cost
+from mialens.audit.budget import check_design_cost, check_training_time
 from mialens.audit.canaries import canary_metrics, inject_canaries
 from mialens.audit.engine import ModelOutputs, Scores, accuracy
 from mialens.audit.results import AuditResult, attack_info
@@ -28,7 +28,7 @@ from mialens.errors import ConfigError
 from mialens.folders import writable_folder
 from mialens.models.architectures import build_model
 from mialens.models.factory import check_factory_model
-from mialens.models.store import ModelStore, default_cache_dir
+from mialens.models.store import ModelStore, default_cache_dir, spec_key
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
 from mialens.splits import Split, keep_mask, make_split
@@ -197,13 +197,16 @@ def prepare_audit(config: AuditSpec) -> AuditSetup:
         validation_positions=split.validation,
         seeds=[int_seed(settings.seed, "model", k) for k in range(k_models)],
     )
+    store = ModelStore(cache_dir / "models")
+    to_train = sum(not store.has(spec_key(plan.spec(k))) for k in range(k_models))
+    check_training_time(config, dataset, len(split.pool), to_train)
     return AuditSetup(
         config=config,
         dataset=dataset,
         split=split,
         keep=keep,
         plan=plan,
-        store=ModelStore(cache_dir / "models"),
+        store=store,
         transforms=transforms,
         canaries=canaries,
     )

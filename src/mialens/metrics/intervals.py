@@ -6,7 +6,8 @@ import numpy as np
 from scipy import stats
 
 from mialens.errors import ConfigError, DataError
-from mialens.metrics.roc import _check_levels, _check_rows, batch_metrics
+from mialens.metrics.resampled import member_counts, resampled_metrics
+from mialens.metrics.roc import _check_levels, _check_rows
 from mialens.seeding import rng
 from mialens.validation import check_finite
 
@@ -80,8 +81,8 @@ def bootstrap_ci(
     draws = rng(seed, "bootstrap").integers(0, n_samples, size=(n_boot, n_samples))
     offsets = n_samples * np.arange(n_boot)[:, None]
     counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_samples)
-    counts = counts.reshape(n_boot, n_samples)
-    n_pos = counts @ m.T  # (n_boot, T)
+    counts = counts.reshape(n_boot, n_samples).astype(np.min_scalar_type(int(counts.max())))
+    n_pos = member_counts(counts, m)  # (n_boot, T)
     keep = ((n_pos > 0) & (n_pos < n_samples)).all(axis=1)
     n_skipped = int(n_boot - keep.sum())
     if n_skipped > _MAX_SKIPPED * n_boot:
@@ -89,7 +90,7 @@ def bootstrap_ci(
             f"{n_skipped} of {n_boot} bootstrap replicates drew no member or no non-member "
             "for some target; there are too few members or non-members per target."
         )
-    boot = batch_metrics(s, m, levels, counts=counts[keep])
+    boot = resampled_metrics(s, m, levels, counts[keep])
     alpha = (1 - confidence) / 2
 
     def interval(values: np.ndarray) -> dict[str, float]:

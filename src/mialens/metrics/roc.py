@@ -19,9 +19,8 @@ import numpy as np
 from sklearn import metrics as skm
 
 from mialens.errors import ConfigError, DataError
+from mialens.metrics.resampled import member_counts, resampled_metrics
 from mialens.validation import check_finite, check_member_mask
-
-_CHUNK_ELEMENTS = 1 << 21  # elements per (replicate, target, sample) block in batch_metrics
 
 
 def _as_scores(scores: object, ndim: int) -> np.ndarray:
@@ -175,10 +174,21 @@ def tie_groups(scores: object, members: object) -> tuple[np.ndarray, np.ndarray]
     Their cumulative sums over the groups are the ROC's true and false positive counts
     (the ROC points of :func:`roc_curve` after the origin).
     """
-    s, m = _check_pair(scores, members)
+    return _group_counts(*_check_pair(scores, members))
+
+
+def _group_counts(s: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, group = np.unique(-s, return_inverse=True)
     n_groups = int(group.max()) + 1
     return np.bincount(group[m], minlength=n_groups), np.bincount(group[~m], minlength=n_groups)
+
+
+def _roc_points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` from the tie-group counts: the points of :func:`roc_curve`, bit for
+    bit, as sklearn divides the same integer cumulative counts (one sort instead of two)."""
+    fps = np.concatenate([[0], np.cumsum(neg)])
+    tps = np.concatenate([[0], np.cumsum(pos)])
+    return fps / fps[-1], tps / tps[-1]
 
 
 @dataclass(frozen=True)
@@ -245,10 +255,10 @@ def attack_metrics(scores: object, members: object, fpr_levels: object) -> Attac
     tie guard of each level (:func:`level_ties`) and the largest tie group's share."""
     levels = [float(v) for v in _check_levels(fpr_levels)]
     s, m = _check_pair(scores, members)
-    fpr, tpr, _ = skm.roc_curve(m, s, drop_intermediate=False)
+    pos, neg = _group_counts(s, m)
+    fpr, tpr = _roc_points(pos, neg)
     n_members = int(np.count_nonzero(m))
     n_nonmembers = m.size - n_members
-    pos, neg = tie_groups(s, m)
     return AttackMetrics(
         auc=float(skm.auc(fpr, tpr)),
         advantage=_advantage(fpr, tpr),
@@ -259,56 +269,6 @@ def attack_metrics(scores: object, members: object, fpr_levels: object) -> Attac
         n_members=n_members,
         n_nonmembers=n_nonmembers,
     )
-
-
-def _prefix_sums(w: np.ndarray) -> np.ndarray:
-    """Cumulative sums along the last axis with a leading 0: ``out[..., k] = w[..., :k].sum()``."""
-    out = np.zeros((*w.shape[:-1], w.shape[-1] + 1))
-    np.cumsum(w, axis=-1, out=out[..., 1:])
-    return out
-
-
-def _sorted_metrics(
-    pos_w: np.ndarray,
-    neg_w: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    levels: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Metrics of rows whose samples are sorted by decreasing score.
-
-    ``pos_w``/``neg_w`` (..., N) are the member/non-member weight of each sorted
-    position; ``start``/``end`` (broadcastable to them) index the first/last position of
-    its tie group. Every position takes the ROC point of its group end, so the points
-    are those of sklearn's ``roc_curve`` (sklearn divides the same integer-valued sums).
-    """
-    cum_pos, cum_neg = _prefix_sums(pos_w), _prefix_sums(neg_w)
-    n_pos, n_neg = cum_pos[..., -1], cum_neg[..., -1]
-    idx_end = np.broadcast_to(end + 1, pos_w.shape)
-    tp_end = np.take_along_axis(cum_pos, idx_end, axis=-1)
-    tp_start = np.take_along_axis(cum_pos, np.broadcast_to(start, pos_w.shape), axis=-1)
-    tpr = tp_end / n_pos[..., None]
-    fpr = np.take_along_axis(cum_neg, idx_end, axis=-1) / n_neg[..., None]
-    # Mann-Whitney: each non-member beats the members above its tie group and half of
-    # those inside it, i.e. (tp_start + tp_end) / 2 (equal to average ranks for ties).
-    auc_ = np.einsum("...n,...n->...", neg_w, tp_start + tp_end) / (2.0 * n_pos * n_neg)
-    # fpr is non-decreasing along each row and constant on tie groups, so the points with
-    # fpr <= level form a prefix of whole groups; its length c gives TPR = cum_pos[c].
-    order = np.argsort(levels, kind="stable")
-    n_levels = levels.size
-    rows = fpr.reshape(-1, fpr.shape[-1])
-    first_level = np.searchsorted(levels[order], rows, side="left")  # first level >= fpr
-    flat = first_level + (n_levels + 1) * np.arange(rows.shape[0])[:, None]
-    hist = np.bincount(flat.ravel(), minlength=rows.shape[0] * (n_levels + 1))
-    prefix = np.cumsum(hist.reshape(rows.shape[0], n_levels + 1), axis=1)[:, :n_levels]
-    tpr_sorted = np.take_along_axis(cum_pos.reshape(-1, cum_pos.shape[-1]), prefix, axis=1)
-    tpr_levels = np.empty_like(tpr_sorted)
-    tpr_levels[:, order] = tpr_sorted / n_pos.reshape(-1, 1)
-    return {
-        "auc": auc_,
-        "advantage": np.max(tpr - fpr, axis=-1),
-        "tpr": tpr_levels.reshape(*fpr.shape[:-1], n_levels),
-    }
 
 
 def batch_metrics(
@@ -326,32 +286,21 @@ def batch_metrics(
     ``counts`` (B, N), if given, holds B resamples of the N sample positions as
     multiplicities (position i drawn ``counts[b, i]`` times), the same resample for
     every target row; then each output gains a leading axis B. Each row is sorted once
-    and a resample only reweights it, which equals re-sorting the resampled arrays.
+    and a resample only reweights it, which equals re-sorting the resampled arrays
+    (:mod:`mialens.metrics.resampled`).
     """
     s, m = _check_rows(scores, members)
     levels = _check_levels(fpr_levels)
-    n_targets, n_samples = s.shape
-    order = np.argsort(-s, axis=1, kind="stable")
-    s_sorted = np.take_along_axis(s, order, axis=1)
-    m_sorted = np.take_along_axis(m, order, axis=1)
-    change = s_sorted[:, 1:] != s_sorted[:, :-1]
-    pos = np.arange(n_samples)
-    is_first = np.concatenate([np.ones((n_targets, 1), bool), change], axis=1)
-    is_last = np.concatenate([change, np.ones((n_targets, 1), bool)], axis=1)
-    start = np.maximum.accumulate(np.where(is_first, pos, 0), axis=1)
-    end = np.minimum.accumulate(np.where(is_last, pos, n_samples)[:, ::-1], axis=1)[:, ::-1]
     if counts is None:
-        return _sorted_metrics(
-            m_sorted.astype(float), (~m_sorted).astype(float), start, end, levels
-        )
-
+        one = resampled_metrics(s, m, levels, np.ones((1, s.shape[1]), dtype=np.uint8))
+        return {key: value[0] for key, value in one.items()}
     w = np.asarray(counts)
+    n_samples = s.shape[1]
     if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != n_samples:
         raise DataError(f"counts must have shape (n_resamples>0, {n_samples}); got {w.shape}.")
     if w.dtype.kind not in "iu" or (w < 0).any():
         raise DataError("counts must hold non-negative integer multiplicities.")
-    w = w.astype(np.float64)
-    n_pos = w @ m.T  # (B, T) weighted members per resample and target
+    n_pos = member_counts(w, m)
     n_neg = w.sum(axis=1, keepdims=True) - n_pos
     if (n_pos == 0).any() or (n_neg == 0).any():
         b, t = np.argwhere((n_pos == 0) | (n_neg == 0))[0]
@@ -359,12 +308,7 @@ def batch_metrics(
             f"resample {b} leaves target row {t} without a member or a non-member; "
             "drop such resamples first."
         )
-    chunk = max(1, _CHUNK_ELEMENTS // (n_targets * n_samples))
-    parts = []
-    for lo in range(0, w.shape[0], chunk):
-        w_sorted = w[lo : lo + chunk][:, order]  # (b, T, N)
-        parts.append(_sorted_metrics(w_sorted * m_sorted, w_sorted * ~m_sorted, start, end, levels))
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return resampled_metrics(s, m, levels, w)
 
 
 def mean_roc(scores: object, members: object, fpr_grid: object) -> np.ndarray:

@@ -16,7 +16,6 @@ from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import LevelResult, Spread, fpr_key
 from mialens.report import plots
-from mialens.report.analysis_page import analysis_brief
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
 
@@ -335,6 +334,14 @@ def _canaries(result: AuditResult) -> dict[str, Any] | None:
     }
 
 
+def _analysis_brief(analysis: AnalysisSummary) -> list[str]:
+    """The analysis section's lines; imported here, as an audit without an analysis does
+    not need the analysis pages (nor the scikit-learn models they import)."""
+    from mialens.report.analysis_page import analysis_brief
+
+    return analysis_brief(analysis)
+
+
 def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
     ``analysis``, the summary of its leakage analysis, adds a section linking it."""
@@ -362,7 +369,7 @@ def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) 
         "figures": _figures(result),
         "training": _training(result),
         "canaries": _canaries(result),
-        "analysis": analysis_brief(analysis) if analysis else None,
+        "analysis": _analysis_brief(analysis) if analysis else None,
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),
     }

@@ -7,6 +7,7 @@ through pyplot's global state, so rendering is thread-safe and needs no display.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
@@ -67,10 +68,37 @@ def reachable(scores: np.ndarray, members: np.ndarray, level: float) -> bool:
     return all(level_ties(*tie_groups(s, m), level).reachable for s, m in rows)
 
 
+@dataclass(frozen=True)
+class LevelSummary:
+    """One attack at one FPR level: the mean AUC over targets, the per-target TPRs at
+    the level and whether ties leave the level reachable on every target."""
+
+    auc: float
+    tpr: np.ndarray
+    reachable: bool
+
+
+def level_summary(result: AuditResult, name: str, level: float) -> LevelSummary:
+    """The :class:`LevelSummary` of attack ``name``: read from ``result.metrics`` when it
+    holds the level, else computed from the scores."""
+    leakage = result.metrics.get(name)
+    if leakage is not None and float(level) in leakage.tpr_at_fpr:
+        entry = leakage.at(level)
+        return LevelSummary(leakage.auc.mean, np.asarray(entry.per_target), entry.reachable)
+    scores = result.scores[name]
+    summary = batch_metrics(scores, result.members, [level])
+    return LevelSummary(
+        float(summary["auc"].mean()),
+        summary["tpr"][:, 0],
+        reachable(scores, result.members, level),
+    )
+
+
 def roc_png(result: AuditResult, points: int = 200) -> bytes:
     """Log-log ROC of every attack: the mean over targets of the TPR on a log FPR grid.
 
-    The legend marks a TPR at 1% FPR that ties make unreachable on some target."""
+    Each curve is drawn from its ``points`` grid values, never from the scores. The
+    legend marks a TPR at 1% FPR that ties make unreachable on some target."""
     n_non = min_nonmembers(result)
     grid = log_fpr_grid(n_non, points)
     resolved = fpr_resolvable(n_non, LEGEND_FPR)
@@ -78,13 +106,12 @@ def roc_png(result: AuditResult, points: int = 200) -> bytes:
     ax = fig.add_subplot()
     ax.plot([grid[0], 1], [grid[0], 1], color="0.6", lw=1, ls=":", label="chance")
     for i, (name, color) in enumerate(zip(result.scores, _colors(len(result.scores)), strict=True)):
-        scores = result.scores[name]
-        tpr = mean_roc(scores, result.members, grid)
-        summary = batch_metrics(scores, result.members, [LEGEND_FPR])
-        at = f"{100 * summary['tpr'][:, 0].mean():.1f}%" if resolved else "n/a"
-        if resolved and not reachable(scores, result.members, LEGEND_FPR):
+        tpr = mean_roc(result.scores[name], result.members, grid)
+        summary = level_summary(result, name, LEGEND_FPR)
+        at = f"{100 * summary.tpr.mean():.1f}%" if resolved else "n/a"
+        if resolved and not summary.reachable:
             at += ", unreachable: ties"
-        label = f"{_text(name)}  (AUC {summary['auc'].mean():.3f}, TPR@1% {at})"
+        label = f"{_text(name)}  (AUC {summary.auc:.3f}, TPR@1% {at})"
         ls = _LINESTYLES[(i // 10) % len(_LINESTYLES)]
         ax.plot(grid, tpr, drawstyle="steps-post", color=color, ls=ls, lw=1.6, label=label)
     ax.set_xscale("log")
@@ -98,43 +125,64 @@ def roc_png(result: AuditResult, points: int = 200) -> bytes:
     return figure_png(fig)
 
 
+@dataclass(frozen=True)
+class ScoreHistogram:
+    """One attack's pooled score histogram: bin ``edges``, the ``density`` of the
+    non-members and of the members in each bin, and whether one bin holds a ``spike``."""
+
+    edges: np.ndarray
+    density: dict[bool, np.ndarray]
+    spike: bool
+
+
+def score_histogram(scores: np.ndarray, members: np.ndarray, bins: int) -> ScoreHistogram:
+    """The :class:`ScoreHistogram` of one attack's scores (see :func:`histogram_png`)."""
+    lo, hi = np.percentile(scores, HIST_PERCENTILES)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    clipped = np.clip(scores, lo, hi)
+    counts = {m: np.histogram(clipped[members == m], edges)[0] for m in (False, True)}
+    return ScoreHistogram(
+        edges=edges,
+        density={m: c / np.diff(edges) / c.sum() for m, c in counts.items()},  # as np.histogram
+        spike=(counts[False] + counts[True]).max() > HIST_LOG_SHARE * scores.size,
+    )
+
+
 def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
     """Score histograms per attack, members vs. non-members pooled over targets.
 
     Each panel bins its scores over their pooled 0.5–99.5 percentile range; scores
     outside it are clipped into the outermost bins. A panel whose fullest bin holds more
     than :data:`HIST_LOG_SHARE` of the scores (a spike with a long tail) gets a log
-    count axis, labelled "log", so the tail is not flattened by the spike.
+    count axis, labelled "log", so the tail is not flattened by the spike. The panels
+    are drawn from the bin densities (:func:`score_histogram`), never from the scores.
     """
     names = list(result.scores)
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
     fig = Figure(figsize=(2.5 * ncols + 0.3, 1.9 * nrows + 0.5), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, name in zip(axes, names, strict=False):
-        scores = result.scores[name]
-        lo, hi = np.percentile(scores, HIST_PERCENTILES)
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        edges = np.linspace(lo, hi, bins + 1)
-        clipped = np.clip(scores, lo, hi)
-        spike = np.histogram(clipped, edges)[0].max() > HIST_LOG_SHARE * scores.size
-        for mask, color, label in (
-            (~result.members, NONMEMBER_COLOR, "non-members"),
-            (result.members, MEMBER_COLOR, "members"),
+    grid = fig.add_gridspec(nrows, ncols)
+    axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(names))]
+    for ax, name in zip(axes, names, strict=True):
+        hist = score_histogram(result.scores[name], result.members, bins)
+        for member, color, label in (
+            (False, NONMEMBER_COLOR, "non-members"),
+            (True, MEMBER_COLOR, "members"),
         ):
-            values = clipped[mask]
-            ax.hist(values, edges, density=True, histtype="stepfilled", alpha=0.35, color=color)
-            ax.hist(values, edges, density=True, histtype="step", lw=1.1, color=color, label=label)
-        if spike:
+            # one weighted value per bin draws the very patches of ax.hist(scores, ...)
+            bars = (hist.edges[:-1], hist.edges)
+            weights = hist.density[member]
+            ax.hist(*bars, weights=weights, histtype="stepfilled", alpha=0.35, color=color)
+            ax.hist(*bars, weights=weights, histtype="step", lw=1.1, color=color, label=label)
+        if hist.spike:
             ax.set_yscale("log")
             ax.set_ylabel("log count", fontsize=7)
         ax.set_title(_text(name), fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_yticks([], minor=True)
         ax.set_yticks([])
-    for ax in axes[len(names) :]:
-        ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     fig.supxlabel("attack score (higher = more likely member)", fontsize=8)
@@ -145,7 +193,7 @@ def spread_png(result: AuditResult) -> bytes:
     """Per-target TPR at :func:`spread_level` of every attack: box plot with the points."""
     level = spread_level(result)
     names = list(result.scores)
-    values = [batch_metrics(result.scores[n], result.members, [level])["tpr"][:, 0] for n in names]
+    values = [level_summary(result, n, level).tpr for n in names]
     fig = Figure(figsize=(max(4.5, 0.65 * len(names) + 1.8), 3.6), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(1, len(names) + 1)

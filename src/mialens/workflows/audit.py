@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 
-from mialens.analysis.explain import analyze
 from mialens.attacks.base import Attack
 from mialens.audit.design import AuditSetup, prepare_audit
 from mialens.audit.engine import Scores, score_targets
@@ -23,6 +22,7 @@ from mialens.models.training import fixed_threads
 from mialens.targets.adapters import TorchTarget
 from mialens.workflows.config import AuditConfig
 from mialens.workflows.outputs import write_analysis, write_outputs
+from mialens.workflows.phases import phase
 from mialens.workflows.progress import ProgressHook, TrainingProgress, progress_hook, step_counter
 
 log = logging.getLogger(__name__)
@@ -48,21 +48,25 @@ def run_audit(
     """
     if out_dir is not None:  # before any training
         writable_folder(out_dir, "the output folder")
-    attacks = config.audit.build_attacks()
-    setup = prepare_audit(config)
-    if defense is not None and defense.sample_aware is not None:
-        setup = adjusted_setup(setup, defense.sample_aware)
+    with phase("design"):
+        attacks = config.audit.build_attacks()
+        setup = prepare_audit(config)
+        if defense is not None and defense.sample_aware is not None:
+            setup = adjusted_setup(setup, defense.sample_aware)
     _log_design(setup)
     with progress_hook(progress) as hook:
-        logits, records = _trained_logits(setup, hook)
-        models = _live_models(setup, attacks, defense)
-        logits, output_defenses, design = _defend(setup, defense, logits, models)
-        scored = _score(setup, attacks, logits, models, output_defenses, hook)
-    result = setup.result(attacks, scored, logits, records, design)
+        with phase("load"):  # train what the cache lacks, or reuse its logits
+            logits, records = _trained_logits(setup, hook)
+        with phase("scoring"):
+            models = _live_models(setup, attacks, defense)
+            logits, output_defenses, design = _defend(setup, defense, logits, models)
+            scored = _score(setup, attacks, logits, models, output_defenses, hook)
+            result = setup.result(attacks, scored, logits, records, design)
     _warn_unresolved(result)
-    result.compute_metrics(config.audit.bootstrap, config.audit.seed)
-    if setup.canaries is not None:
-        setup.canary_metrics(result)
+    with phase("metrics"):
+        result.compute_metrics(config.audit.bootstrap, config.audit.seed)
+        if setup.canaries is not None:
+            setup.canary_metrics(result)
     if out_dir is not None:
         _write(result, config, setup, logits, out_dir)
     elif config.analysis is not None:
@@ -174,11 +178,15 @@ def _write(
     """The run folder: the audit's outputs and, when configured, its analysis."""
     analysis = None
     if config.analysis is not None:
-        pool_logits = logits[:, : len(setup.split.pool)]
-        analysis = analyze(result, config.analysis, setup, pool_logits)
+        from mialens.analysis.explain import analyze  # its models load only when asked
+
+        with phase("analysis"):
+            pool_logits = logits[:, : len(setup.split.pool)]
+            analysis = analyze(result, config.analysis, setup, pool_logits)
     write_outputs(result, out_dir, analysis.summary if analysis else None)
     if analysis is not None:
-        write_analysis(analysis, out_dir)
+        with phase("analysis"):
+            write_analysis(analysis, out_dir)
 
 
 def _warn_unresolved(result: AuditResult) -> None:

@@ -10,19 +10,21 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mialens.analysis.explain import Analysis
 from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.errors import DataError
 from mialens.io import write_bytes, write_json, write_text
-from mialens.report.analysis_page import render_analysis
 from mialens.report.audit_page import render_report
 from mialens.report.dp_audit_page import render_dp_audit
 from mialens.report.tables import read_samples, samples_table, table_csv
+from mialens.workflows.phases import phase
+
+if TYPE_CHECKING:  # the analysis (torch, scikit-learn models) loads only when written
+    from mialens.analysis.explain import Analysis
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.csv"
@@ -57,9 +59,11 @@ def write_outputs(
         "samples": out / SAMPLES_FILE,
         "report": out / REPORT_FILE,
     }
-    write_json(paths["metrics"], result.to_json())
-    write_text(paths["samples"], samples_table(result))
-    write_report(result, out, analysis)
+    with phase("writing"):
+        write_json(paths["metrics"], result.to_json())
+        write_text(paths["samples"], samples_table(result))
+    with phase("report"):
+        write_report(result, out, analysis)
     return paths
 
 
@@ -96,6 +100,8 @@ def write_analysis(analysis: Analysis, run_dir: str | os.PathLike) -> dict[str, 
     }
     write_text(paths["samples"], table_csv(analysis.table))
     write_json(paths["summary"], analysis.summary.to_json())
+    from mialens.report.analysis_page import render_analysis
+
     write_text(paths["report"], render_analysis(analysis))
     return paths
 

@@ -1,0 +1,156 @@
+"""Leakage metrics of many weighted resamples of T targets' scores at once (the bootstrap).
+
+A resample of the N scored samples is a row of multiplicities (sample ``i`` drawn
+``counts[b, i]`` times), the same for every target. Each target's scores are sorted once,
+by decreasing score, and split into its members and its non-members in that order, with
+the tie groups of the non-members and, for each, the number of members ranked above it.
+A resample only reweights those fixed sequences, so every metric is a prefix sum of
+weights read at fixed positions: the cost is linear in resamples x targets x samples,
+with no sort, search over all samples or per-sample ROC point per resample.
+
+The values are those of :func:`mialens.metrics.roc.batch_metrics` on the explicitly
+resampled arrays, bit for bit: the same integer counts divided in the same floating point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_BLOCK_ELEMENTS = 1 << 18  # resampled samples per block: one target, a few replicates
+
+
+@dataclass(frozen=True)
+class RankedTarget:
+    """One target's samples by decreasing score, split by membership.
+
+    ``members``/``nonmembers``: sample indices in that order. ``group_starts``: the first
+    non-member of each tie group of non-members (None when no two non-members tie).
+    ``above``: per non-member group, the members in strictly higher-scored groups;
+    ``above_or_tied``: those plus the members tied with the group (None when no member
+    ties a non-member). ``peaks``: the non-member groups right after a member, the only
+    ROC points where TPR - FPR can attain its maximum (elsewhere the FPR grew and the
+    TPR did not).
+    """
+
+    members: np.ndarray
+    nonmembers: np.ndarray
+    group_starts: np.ndarray | None
+    above: np.ndarray
+    above_or_tied: np.ndarray | None
+    peaks: np.ndarray
+
+
+def rank_target(scores: np.ndarray, members: np.ndarray) -> RankedTarget:
+    """The :class:`RankedTarget` of one row of scores and its membership."""
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    member = members[order]
+    group = np.concatenate([[0], np.cumsum(ranked[1:] != ranked[:-1])])
+    group_in, group_out = group[member], group[~member]
+    starts = np.flatnonzero(np.r_[True, group_out[1:] != group_out[:-1]])
+    above = np.searchsorted(group_in, group_out[starts], side="left")
+    tied = np.searchsorted(group_in, group_out[starts], side="right")
+    return RankedTarget(
+        members=order[member],
+        nonmembers=order[~member],
+        group_starts=None if starts.size == group_out.size else starts,
+        above=above,
+        above_or_tied=None if np.array_equal(tied, above) else tied,
+        peaks=np.flatnonzero(np.r_[True, above[1:] != above[:-1]]),
+    )
+
+
+def member_counts(counts: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """``(B, T)`` integers: the members of each target that each resample draws.
+
+    One BLAS product in floating point, exact because every partial sum is an integer
+    below the float's exact range (2**24 in float32, used when every row total is below)."""
+    exact = np.float32 if int(counts.sum(axis=1).max()) < 2**24 else np.float64
+    return (counts.astype(exact) @ members.T.astype(exact)).astype(np.int64)
+
+
+def allowed_counts(n_neg: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``(b, L)``: the largest integer ``k <= n_neg`` with ``k / n_neg <= level``, in the
+    floating point the ROC points are compared in (``k / n`` grows with ``k``)."""
+    n = n_neg.astype(np.float64)[:, None]
+    k = np.clip(np.floor(levels * n), 0, n)
+    while True:
+        up = (k + 1 <= n) & ((k + 1) / n <= levels)
+        down = (k > 0) & (k / n > levels)
+        if not (up.any() or down.any()):
+            return k.astype(np.int64)
+        k = k + up - down
+
+
+def _prefix(weights: np.ndarray, dtype: type) -> np.ndarray:
+    """Cumulative sums along the rows with a leading 0 column."""
+    out = np.zeros((weights.shape[0], weights.shape[1] + 1), dtype=dtype)
+    np.cumsum(weights, axis=1, dtype=dtype, out=out[:, 1:])
+    return out
+
+
+def _block_metrics(
+    target: RankedTarget, counts: np.ndarray, levels: np.ndarray, dtype: type
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUC ``(b,)``, advantage ``(b,)`` and TPR at each level ``(b, L)`` of one target
+    under the ``b`` resamples ``counts``; sums are exact integers of ``dtype``."""
+    tp = _prefix(np.take(counts, target.members, axis=1), dtype)  # members accepted
+    neg = np.take(counts, target.nonmembers, axis=1)
+    if target.group_starts is not None:
+        neg = np.add.reduceat(neg, target.group_starts, axis=1, dtype=dtype)
+    fp = _prefix(neg, dtype)  # non-members accepted before each non-member group
+    n_pos, n_neg = tp[:, -1].astype(np.float64), fp[:, -1].astype(np.float64)
+    tp_above = np.take(tp, target.above, axis=1)
+    # Mann-Whitney: each non-member is outranked by the members above its tie group and,
+    # for one half each, by those tied with it: weight x (above + above or tied) / 2.
+    if target.above_or_tied is None:
+        pairs = 2 * np.einsum("ij,ij->i", neg, tp_above, dtype=np.int64)
+    else:
+        tp_tied = np.take(tp, target.above_or_tied, axis=1)
+        pairs = np.einsum("ij,ij->i", neg, tp_above + tp_tied, dtype=np.int64)
+    auc = pairs / (2.0 * n_pos * n_neg)
+    tpr_peak = np.take(tp_above, target.peaks, axis=1) / n_pos[:, None]
+    fpr_peak = np.take(fp, target.peaks, axis=1) / n_neg[:, None]
+    advantage = np.maximum((tpr_peak - fpr_peak).max(axis=1), 0.0)
+    # The TPR at a level: the members above the first non-member group that would push
+    # the false positives past the allowed count (all members if none does).
+    allowed = allowed_counts(fp[:, -1], levels)
+    accepted = np.empty(allowed.shape, dtype=np.float64)
+    last = tp_above.shape[1]
+    for r in range(counts.shape[0]):
+        first_over = np.searchsorted(fp[r, 1:], allowed[r], side="right")
+        inside = first_over < last
+        accepted[r] = np.where(inside, tp_above[r, np.minimum(first_over, last - 1)], tp[r, -1])
+    return auc, advantage, accepted / n_pos[:, None]
+
+
+def resampled_metrics(
+    scores: np.ndarray, members: np.ndarray, levels: np.ndarray, counts: np.ndarray
+) -> dict[str, np.ndarray]:
+    """AUC ``(B, T)``, advantage ``(B, T)`` and TPR ``(B, T, L)`` of T targets under B
+    resamples.
+
+    ``scores``/``members`` ``(T, N)`` and ``counts`` ``(B, N)`` (non-negative integers)
+    are validated by the caller, and every resample leaves every target a member and a
+    non-member (see :func:`mialens.metrics.roc.batch_metrics`).
+    """
+    n_boot, n_samples = counts.shape
+    n_targets, n_levels = scores.shape[0], levels.size
+    weights = counts.astype(np.min_scalar_type(int(counts.max())), copy=False)
+    # every prefix sum is at most a row's total weight (a sum of two, in the AUC)
+    dtype = np.int32 if 2 * int(counts.sum(axis=1).max()) < 2**31 else np.int64
+    out = {
+        "auc": np.empty((n_boot, n_targets)),
+        "advantage": np.empty((n_boot, n_targets)),
+        "tpr": np.empty((n_boot, n_targets, n_levels)),
+    }
+    block = max(1, _BLOCK_ELEMENTS // n_samples)
+    for t in range(n_targets):
+        target = rank_target(scores[t], members[t])
+        for lo in range(0, n_boot, block):
+            rows = slice(lo, lo + block)
+            auc, adv, tpr = _block_metrics(target, weights[rows], levels, dtype)
+            out["auc"][rows, t], out["advantage"][rows, t], out["tpr"][rows, t] = auc, adv, tpr
+    return out
