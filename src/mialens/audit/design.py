@@ -149,6 +149,27 @@ class AuditSetup:
         return design
 
 
+def _classification_data(config: AuditSpec) -> Dataset:
+    """The audited data set, refused before loading when it holds text."""
+    if dataset_info(config.dataset.name).modality == "text":
+        raise ConfigError(
+            f"dataset {config.dataset.name!r} holds text, not features and class labels, so "
+            "this classifier audit cannot use it; language models read it through "
+            "mialens.data.text and mialens.signals.token_logprobs"
+        )
+    return load_dataset(config.dataset)
+
+
+def _check_factory(config: AuditSpec, dataset: Dataset) -> None:
+    """A user's factory module must answer logits of the right shape (checked before
+    any training)."""
+    if config.model.kind != "factory":
+        return
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(config.model, dataset.input_shape, dataset.num_classes)
+    check_factory_model(model, config.model.factory, dataset.input_shape, dataset.num_classes)
+
+
 def prepare_audit(config: AuditSpec) -> AuditSetup:
     """Load the data and derive the split, keep mask, training plan and query views."""
     settings = config.audit
@@ -156,13 +177,7 @@ def prepare_audit(config: AuditSpec) -> AuditSetup:
         settings.cache_dir or default_cache_dir(),
         "audit.cache_dir" if settings.cache_dir else "the cache folder ($MIALENS_CACHE_DIR)",
     )
-    if dataset_info(config.dataset.name).modality == "text":
-        raise ConfigError(
-            f"dataset {config.dataset.name!r} holds text, not features and class labels, so "
-            "this classifier audit cannot use it; language models read it through "
-            "mialens.data.text and mialens.signals.token_logprobs"
-        )
-    dataset = load_dataset(config.dataset)
+    dataset = _classification_data(config)
     split = make_split(
         len(dataset),
         settings.seed,
@@ -178,10 +193,7 @@ def prepare_audit(config: AuditSpec) -> AuditSetup:
         augment = config.train.augment
         queries = QueryConfig(flip=augment.flip, shift=augment.shift) if augment else QueryConfig()
     transforms = transforms_for(queries, dataset.modality)
-    if config.model.kind == "factory":  # the user's module answers logits of the right shape
-        with torch.random.fork_rng(devices=[]):
-            model = build_model(config.model, dataset.input_shape, dataset.num_classes)
-        check_factory_model(model, config.model.factory, dataset.input_shape, dataset.num_classes)
+    _check_factory(config, dataset)
     check_design_cost(config, dataset, split, len(transforms))
     canaries = None
     if settings.canaries is not None:
