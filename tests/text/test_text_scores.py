@@ -180,3 +180,21 @@ def test_members_with_higher_log_probabilities_rank_higher():
         reference_ratio(stats, reference),
     ):
         assert roc_auc_score(member, scores) > 0.75
+
+
+def test_min_k_plus_plus_on_statistics_of_real_logits():
+    import torch
+
+    from mialens.signals.token_logprobs import token_statistics
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 6, 7))
+    tokens = rng.integers(0, 7, size=(2, 6))
+    stats = token_statistics(logits, tokens, np.array([6, 4]))
+    logp = torch.log_softmax(torch.as_tensor(logits[:, :-1]), -1).numpy()
+    p = np.exp(logp)
+    mu = (p * logp).sum(-1)
+    sigma = np.sqrt((p * logp**2).sum(-1) - mu**2)  # the released code's form
+    z = (np.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0] - mu) / sigma
+    expected = [z[0, :5].mean(), z[1, :3].mean()]
+    np.testing.assert_allclose(min_k_plus_plus(stats, k=1.0), expected, rtol=1e-5)

@@ -134,10 +134,11 @@ def _lowest_k_mean(values: np.ndarray, lengths: np.ndarray, k: float) -> np.ndar
 
 def min_k(lp: TokenScores, k: float = 0.2) -> np.ndarray:
     """Min-K% Prob (Shi et al. 2024, "Detecting Pretraining Data from Large Language
-    Models", ICLR, Sec. 3, Eq. 1): the mean log-probability of the ``k`` fraction of a
-    sample's tokens with the lowest log-probability (higher = member). ``k = 0.2``, the
-    authors' default. The count is ``floor(k L)`` as the released code's ``int(L * k)``,
-    but at least one token (the released code averages nothing below ``L = 1/k``)."""
+    Models", ICLR, Sec. 3: ``Min-K%(x) = (1/E) sum_{x_t in Min-K%(x)} log p(x_t | x_<t)``):
+    the mean log-probability of the ``k`` fraction of a sample's tokens with the lowest
+    log-probability (higher = member). ``k = 0.2``, the authors' recommended setting. The
+    count is ``floor(k L)`` as the released code's ``int(L * k)``, but at least one token
+    (the released code averages nothing below ``L = 1/k``)."""
     logprob, lengths, _ = _checked(lp)
     return _lowest_k_mean(logprob, lengths, k)
 
@@ -148,7 +149,7 @@ def min_k_plus_plus(lp: TokenLogProbs, k: float = 0.2) -> np.ndarray:
     ``(log p(x_t | x_<t) - mu_t) / sigma_t`` with ``mu_t, sigma_t^2`` the mean and
     variance of ``log p(z | x_<t)`` over the model's next-token distribution, averaged
     over the lowest ``k`` fraction of tokens, counted as in :func:`min_k` (higher =
-    member). ``k = 0.2``, the authors' default. Where ``sigma_t = 0`` the distribution is
+    member). ``k = 0.2``, as for Min-K%. Where ``sigma_t = 0`` the distribution is
     a point mass on ``x_t`` (any other token has log-probability ``-inf``, refused), so
     ``log p = mu_t`` and the token scores 0 (the released code divides 0 by 0)."""
     if not isinstance(lp, TokenLogProbs):
@@ -168,11 +169,11 @@ def min_k_plus_plus(lp: TokenLogProbs, k: float = 0.2) -> np.ndarray:
 
 def recall_score(lp_with_prefix: TokenScores, lp_without: TokenScores) -> np.ndarray:
     """ReCaLL (Xie et al. 2024, "ReCaLL: Membership Inference via Relative Conditional
-    Log-Likelihoods", EMNLP, Sec. 3): ``LL(x | P) / LL(x)``, the mean log-likelihood of
-    the sample's tokens after a non-member prefix ``P`` over that without it (both
-    negative). Members' log-likelihood drops more under a non-member prefix (the paper's
-    finding), so their ratio is larger: higher = member. ``lp_with_prefix`` holds only
-    the sample's own tokens, scored after ``P``."""
+    Log-Likelihoods", EMNLP, Sec. 3, the ReCaLL score ``LL(x | P) / LL(x)``): the mean
+    log-likelihood of the sample's tokens after a non-member prefix ``P`` over that
+    without it (both negative). Members' log-likelihood drops more under a non-member
+    prefix (the paper's finding), so their ratio is larger: higher = member.
+    ``lp_with_prefix`` holds only the sample's own tokens, scored after ``P``."""
     conditional = _mean_ll(lp_with_prefix, "lp_with_prefix")
     unconditional = _mean_ll(lp_without, "lp_without")
     _same_n(conditional, unconditional, "lp_with_prefix and lp_without")
