@@ -88,3 +88,12 @@ def test_dp_audit_of_defences_is_checked_before_any_training():
         validate_config(adam)
     with pytest.raises(ConfigError, match="needs a defenses: section"):
         validate_config({**_config(dp_audit={}), "defenses": None})
+
+
+def test_too_many_canaries_is_refused_before_the_first_defence_is_audited(tmp_path):
+    spec = _config(dp_audit={"count": 5000, "kind": "mislabeled"})
+    spec["defenses"]["evaluate"].reverse()  # the non-DP defence would be audited first
+    config = validate_config(spec)
+    with pytest.raises(ConfigError, match="digits has 1797 samples: 5000 canary sources"):
+        evaluate_defenses(config, tmp_path)
+    assert not (tmp_path / "defenses").exists()

@@ -169,8 +169,10 @@ def play_canary_game(
     """Train the audited DP-SGD run with ``count`` canaries of ``kind`` (``mislabeled``,
     ``ood``, ``crafted`` or ``dirac``) and score them (module docstring). Every setting is
     checked before any training; ``store=None`` trains without caching."""
-    names = _check_game(kind, count, view, references, score_names, train_config)
-    layout = _layout(dataset, kind, count, names, train_size, population_size, seed)
+    names, layout = _checked_layout(
+        dataset, train_config, kind, count, seed, view, references, score_names, train_size,
+        population_size,
+    )  # fmt: skip
     setup = _Setup(dataset, model_config, train_config, layout, int(seed), device, store)
     if kind == "dirac":
         scores, record = _DiracGame(setup, count).play(names)
@@ -194,6 +196,36 @@ def play_canary_game(
         references=references,
         canaries=record["canaries"],
     )
+
+
+def check_canary_game(
+    dataset: Dataset,
+    train_config: TrainConfig,
+    *,
+    kind: str,
+    count: int,
+    seed: int,
+    view: str = "final",
+    references: int = 0,
+    score_names: Sequence[str] | None = None,
+    train_size: int | None = None,
+    population_size: int = 500,
+) -> None:
+    """Every check :func:`play_canary_game` makes before training, without training (so
+    that a caller with several games refuses an impossible one before the first starts)."""
+    _checked_layout(
+        dataset, train_config, kind, count, seed, view, references, score_names, train_size,
+        population_size,
+    )  # fmt: skip
+
+
+def _checked_layout(
+    dataset, config, kind, count, seed, view, references, score_names, train_size, population
+) -> tuple[list[str], _Layout]:
+    """The score names and the data layout of a game; a ConfigError for any impossible
+    setting (before anything is trained)."""
+    names = _check_game(kind, count, view, references, score_names, config)
+    return names, _layout(dataset, kind, count, names, train_size, population, seed)
 
 
 def _check_game(kind, count, view, references, score_names, config: TrainConfig) -> list[str]:

@@ -22,6 +22,7 @@ from mialens.audit.design import prepare_audit
 from mialens.audit.results import AuditResult
 from mialens.audit.settings import build_attacks, declare_attacks
 from mialens.audit.training_plan import load_models
+from mialens.data.catalog import load_dataset
 from mialens.defenses.config import DefenseSpec
 from mialens.defenses.dp_audit import with_bounds, without_bound
 from mialens.defenses.monitor_evaluation import evaluate_monitor
@@ -32,7 +33,7 @@ from mialens.metrics.leakage import fpr_key
 from mialens.report.defenses_page import render_defenses
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import AuditConfig, DPAuditConfig, merge_overrides, validate_config
-from mialens.workflows.dp_audit import run_dp_audit
+from mialens.workflows.dp_audit import check_runs, run_dp_audit
 from mialens.workflows.outputs import METRICS_FILE, REPORT_FILE, load_result
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def evaluate_defenses(
     specs = list(settings.evaluate)
     if settings.include_undefended and all(s.name != "undefended" for s in specs):
         specs.insert(0, DefenseSpec(name="undefended"))
+    check_defense_dp_audits(config, specs)
     out = Path(out_dir)
     entries: dict[str, dict[str, Any]] = {}
     for spec in specs:
@@ -149,6 +151,17 @@ def evaluate_defenses(
     write_json(out / DEFENSES_FILE, report)
     write_text(out / "defenses.html", render_defenses(report))
     return report
+
+
+def check_defense_dp_audits(config: AuditConfig, specs: list[DefenseSpec]) -> None:
+    """Refuse an impossible DP audit of any DP-SGD defence (e.g. more canaries than its data
+    allows) before the first defence is audited."""
+    if config.dp_audit is None:
+        return
+    for spec in specs:
+        defended = defended_config(config, spec)
+        if defended.train.dp is not None:
+            check_runs(load_dataset(defended.dataset), defended.train, config.dp_audit)
 
 
 def defense_dp_audit(

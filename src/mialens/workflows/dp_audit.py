@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mialens.audit.dp_game import CanaryGame, play_canary_game
+from mialens.audit.dp_game import CanaryGame, check_canary_game, play_canary_game
 from mialens.data.catalog import load_dataset
 from mialens.data.dataset import Dataset
 from mialens.dp import selection
@@ -85,6 +85,20 @@ def run_seeds(settings: DPAuditSettings) -> list[int]:
     """The seed of each run: ``dp_audit.seed`` for the audited run, derived ones after it."""
     derived = [int_seed(settings.seed, "dp-audit-run", r) for r in range(1, settings.runs)]
     return [settings.seed, *derived]
+
+
+def check_runs(dataset: Dataset, train: TrainConfig, settings: DPAuditSettings) -> None:
+    """Refuse, without training, what :func:`play_runs` would refuse before its first run."""
+    check_canary_game(
+        dataset,
+        train,
+        kind=settings.kind,
+        count=settings.count,
+        seed=run_seeds(settings)[0],
+        view=settings.view,
+        references=settings.references,
+        score_names=settings.scores,
+    )
 
 
 def play_runs(
