@@ -11,10 +11,11 @@ the same games (each canary one observation of the one-step mechanism). Tables (
 whose "true eps" is its accountant's epsilon, an upper bound on the true one.
 
 k_plus = k_minus = k of each setting is chosen by :func:`mialens.dp.coverage.pilot_k` (the
-largest median Steinke bound over the grid K_GRID, capped at m / 2) on pilot games from a
-seed never used for the audited repetitions, so it is fixed in advance of them; the
-papers sweep k in the same way (Steinke et al. 2023, Sec. 7; Mahloujifar et al. 2024) but
-report the best k on the audited run itself, which this benchmark does not.
+largest median Steinke bound over the grid mialens.dp.coverage.PILOT_K, capped at m / 2)
+on pilot games from a seed never used for the audited repetitions, so it is fixed in
+advance of them; the papers sweep k in the same way (Steinke et al. 2023, Sec. 7;
+Mahloujifar et al. 2024) but report the best k on the audited run itself, which this
+benchmark does not.
 
     python benchmarks/dp_validity.py --out results/dp_validity.json [--quick]
 """
@@ -28,7 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mialens.dp.coverage import PILOT_SEED_OFFSET, coverage, gdp_estimates, methods_for, pilot_k
+from mialens.dp.coverage import (
+    PILOT_K,
+    PILOT_SEED_OFFSET,
+    coverage,
+    gdp_estimates,
+    methods_for,
+    pilot_candidates,
+    pilot_k,
+)
 from mialens.dp.mechanisms import (
     BROKEN_NOISE_FACTOR,
     GaussianMechanism,
@@ -37,7 +46,6 @@ from mialens.dp.mechanisms import (
 )
 
 DELTA, BETA = 1e-5, 0.05
-K_GRID = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)  # the pilot's k, up to m / 2
 # tiny DP-SGD: q = 0.2, T = 50, sigma = 3.3301 (Opacus' get_noise_multiplier for eps = 2 at
 # delta = 1e-5, RDP accountant: claimed eps 1.993), 200 canaries; "broken" adds sigma / 10
 DPSGD_RUN, DPSGD_CANARIES = (0.2, 50, 3.330078125), 200
@@ -46,7 +54,7 @@ ESTIMATE = "gaussian_dp_steps_nasr2023"
 
 def run_setting(mechanism, m: int, repetitions: int, pilot_reps: int, seed: int) -> dict:
     """Every valid method on one (mechanism, m): the pilot's k, then the audited games."""
-    candidates = tuple(k for k in K_GRID if k <= m // 2)
+    candidates = pilot_candidates(m)
     k = pilot_k(
         mechanism, m=m, candidates=candidates, repetitions=pilot_reps, beta=BETA, delta=DELTA,
         seed=seed + PILOT_SEED_OFFSET,
@@ -166,7 +174,7 @@ def main() -> None:
     tables = run_all(reps, pilot, scale, args.seed)
     result = {
         "beta": BETA, "delta": DELTA, "repetitions": reps, "pilot_repetitions": pilot,
-        "pilot_seed_offset": PILOT_SEED_OFFSET, "k_grid": list(K_GRID), "quick": args.quick,
+        "pilot_seed_offset": PILOT_SEED_OFFSET, "k_grid": list(PILOT_K), "quick": args.quick,
         **tables, "wall_seconds": time.perf_counter() - started,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

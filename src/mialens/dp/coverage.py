@@ -260,6 +260,15 @@ def coverage(
     )
 
 
+PILOT_K = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+"""The k (k_plus = k_minus) a pilot tries, those up to m / 2 (:func:`pilot_candidates`)."""
+
+
+def pilot_candidates(m: int, grid: tuple[int, ...] = PILOT_K) -> tuple[int, ...]:
+    """The k of ``grid`` that ``m`` canaries allow (k_plus + k_minus = 2k <= m)."""
+    return tuple(k for k in grid if k <= m // 2)
+
+
 def pilot_k(
     mechanism: Mechanism,
     *,
@@ -301,7 +310,7 @@ def ideal_bound(
     delta: float = 1e-5,
     k: int | None = None,
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
-    k_candidates: tuple[int, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+    k_candidates: tuple[int, ...] = PILOT_K,
 ) -> float:
     """The median one-run ``method`` bound over one game a seed in ``seeds`` of DP-SGD at
     (``q``, ``steps``, ``noise_multiplier``) with ``m`` ideal Dirac canaries seen in
@@ -315,7 +324,7 @@ def ideal_bound(
         raise ConfigError(f"ideal_bound takes a one-run method, got {method!r}.")
     _check_method(mechanism, method)
     if k is None:
-        candidates = tuple(c for c in k_candidates if c <= m // 2)
+        candidates = pilot_candidates(m, k_candidates)
         pilot_seed = max(seeds) + PILOT_SEED_OFFSET
         k = pilot_k(
             mechanism, m=m, candidates=candidates, repetitions=5, beta=beta, delta=delta,

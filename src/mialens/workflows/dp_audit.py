@@ -32,7 +32,7 @@ from mialens.audit.dp_game import CanaryGame, check_canary_game, play_canary_gam
 from mialens.data.catalog import load_dataset
 from mialens.data.dataset import Dataset
 from mialens.dp import selection
-from mialens.dp.coverage import ideal_bound, pilot_k
+from mialens.dp.coverage import ideal_bound, pilot_candidates, pilot_k
 from mialens.dp.dpsgd import epsilon_lower_dpsgd
 from mialens.dp.gaussian_dp import estimate_gaussian_dp
 from mialens.dp.many_run import audit_many_runs
@@ -276,7 +276,6 @@ def _select(
 
 
 PILOT_GAMES = 5
-K_CANDIDATES = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
 def simulated_k(game: CanaryGame, beta: float) -> tuple[int, tuple[int, ...]]:
@@ -285,7 +284,7 @@ def simulated_k(game: CanaryGame, beta: float) -> tuple[int, tuple[int, ...]]:
     (:func:`mialens.dp.coverage.pilot_k`), and the candidates tried. A function of the
     recipe alone, never of the canaries' scores or bits: k is fixed in advance."""
     mechanism = IdealDiracDPSGD(game.sample_rate, game.steps, game.noise_multiplier, view=game.view)
-    candidates = tuple(c for c in K_CANDIDATES if c <= game.m // 2) or (1,)
+    candidates = pilot_candidates(game.m) or (1,)
     k = pilot_k(
         mechanism,
         m=game.m,
