@@ -12,6 +12,8 @@ import numpy as np
 
 from mialens.attacks.text_attacks import TextSignals
 from mialens.audit.text_design import QuerySet, TextAuditSetup
+from mialens.errors import CacheError
+from mialens.models.store import ModelStore
 from mialens.signals.token_logprobs import TokenLogProbs, models_token_logprobs
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,19 @@ log = logging.getLogger(__name__)
 def _record(k: int, key: str, training: dict[str, Any], cached: bool) -> dict[str, Any]:
     keys = ("epochs_run", "seconds")
     return {**{n: training.get(n) for n in keys}, "model": k, "key": key, "cached": cached}
+
+
+def _intact(store: ModelStore, key: str) -> dict[str, Any] | None:
+    """The manifest of ``key`` if its entry and weights are intact, else None (a corrupt
+    entry is moved aside, so that its LM is retrained and its statistics recomputed)."""
+    if not store.has(key):
+        return None
+    try:
+        return store.load(key)[1]
+    except CacheError as exc:
+        log.warning("%s", exc)
+        store.discard(key)
+        return None
 
 
 def train_lms(
@@ -32,8 +47,9 @@ def train_lms(
     store, plain = setup.store, setup.queries["plain"]
     records = []
     for k, key in enumerate(setup.keys):
-        if store.has(key):
-            records.append(_record(k, key, store.manifest(key).get("training", {}), True))
+        manifest = _intact(store, key)
+        if manifest is not None:
+            records.append(_record(k, key, manifest.get("training", {}), True))
         else:
             spec, rows = setup.spec(k), setup.train_rows(k)
             result = train_causal_lm(
