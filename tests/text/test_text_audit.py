@@ -23,7 +23,22 @@ from mialens.workflows.config import load_config, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-WORDS = "the lord god said unto moses and aaron spake children of israel water light".split()
+WORDS = [
+    "the",
+    "lord",
+    "god",
+    "said",
+    "unto",
+    "moses",
+    "and",
+    "aaron",
+    "spake",
+    "children",
+    "of",
+    "israel",
+    "water",
+    "light",
+]
 
 
 def _write_texts(path: Path, n: int = 40, seed: int = 0) -> Path:
