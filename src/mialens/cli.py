@@ -277,7 +277,7 @@ def defend(
         parsed = load_config(config, overrides or [])
     except MialensError as exc:
         _fail(exc)
-    if parsed.defenses is None:
+    if getattr(parsed, "defenses", None) is None:  # a text audit has no defences
         _fail(
             ConfigError(
                 f"{config} has no `defenses:` section; see examples/defenses_location30.yaml"

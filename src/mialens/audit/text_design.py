@@ -190,15 +190,14 @@ def _queries(
     context = config.model.context
     pool = [dataset.texts[i] for i in split.pool]
     plain = pool + [dataset.texts[i] for i in split.test]
-    needed = {q for a in config.audit.build_attacks() for q in a.needs.queries}
+    attacks = config.audit.build_attacks()
+    needed = {q for a in attacks for q in a.needs.queries}
     queries = {"plain": _query_set(tokenizer, plain, context, "the texts")}
     if "lower" in needed:
         lowered = [t.lower() for t in pool]
         queries["lower"] = _query_set(tokenizer, lowered, context, "the lowercased texts")
     if "recall" in needed:
-        shots = max(
-            a.params.shots for a in config.audit.build_attacks() if "recall" in a.needs.queries
-        )
+        shots = max(a.params.shots for a in attacks if "recall" in a.needs.queries)
         if shots > len(split.population):
             raise ConfigError(
                 f"recall: shots = {shots} needs as many population samples; the audit has "

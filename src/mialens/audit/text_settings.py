@@ -94,6 +94,11 @@ class TextAuditSettings(BaseModel):
         """Fresh text attacks of ``attacks``, in order."""
         return [build_text_attack(spec) for spec in self.attacks]
 
+    @property
+    def attack_names(self) -> list[str]:
+        """The names of ``attacks``, in order."""
+        return [a.name for a in self.build_attacks()]
+
     @field_validator("num_models")
     @classmethod
     def _even(cls, k: int) -> int:
