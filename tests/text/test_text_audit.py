@@ -134,6 +134,7 @@ def test_text_audit_writes_outputs_and_a_rerun_reuses_lms_and_log_probabilities(
         ({"audit": {"attacks": [{"name": "recall", "shots": 50}]}}, "shots = 50"),
         ({"model": {"width": 30, "heads": 4}}, "not divisible by heads"),
         ({"tokenizer": {"kind": "hf"}}, "give it for kind hf only"),
+        ({"tokenizer": {"vocab_size": 500}}, "not of bytes"),
         ({"dataset": {"path": None}}, "give dataset.path"),
         ({"audit": {"pool_size": 40}}, "audit.pool_size between 1 and 39"),
     ],

@@ -33,6 +33,10 @@ class TokenizerConfig(BaseModel):
             raise ValueError(
                 "tokenizer.path is the folder of an hf tokenizer: give it for kind hf only"
             )
+        if self.kind != "bpe" and "vocab_size" in self.model_fields_set:
+            raise ValueError(
+                f"tokenizer.vocab_size is the size of a learned bpe, not of {self.kind}"
+            )
         if self.kind == "hf" and not self.path.is_dir():
             raise ValueError(f"tokenizer.path {self.path} is not a folder")
         return self

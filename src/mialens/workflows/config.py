@@ -457,14 +457,18 @@ def validate_config(raw: dict[str, Any], model: type[BaseModel] = AuditConfig) -
     :class:`~mialens.audit.text_settings.TextAuditSpec` (a language-model audit)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{_what(model)} configuration is a mapping; got {type(raw).__name__}")
+    what = ""
     if model is AuditConfig and _text_audit(raw):
         from mialens.audit.text_settings import TextAuditSpec
 
-        model = TextAuditSpec
+        model, what = (
+            TextAuditSpec,
+            f" (dataset {raw['dataset']['name']!r} holds text: an LM audit)",
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration:\n{format_errors(exc, model)}") from None
+        raise ConfigError(f"invalid configuration{what}:\n{format_errors(exc, model)}") from None
 
 
 def load_config(
