@@ -32,7 +32,7 @@ from mialens.models.causal_lm import (
 from mialens.signals.token_logprobs import compute_token_logprobs
 
 PHRASES = ["for his mercy endureth for ever", "in the beginning", "let there be light"]
-FOUR_DIGITS = SecretFormat(length=4, exact_only=True)
+FOUR_DIGITS = SecretFormat(template="pin {secret}", length=4, exact_only=True)
 CONFIG = CausalLMConfig(vocab_size=257, layers=1, width=32, heads=2, context=40)
 TOK = ByteTokenizer()
 
@@ -72,7 +72,7 @@ def test_extrapolation_is_the_released_skew_normal_formula() -> None:
 
 @pytest.fixture(scope="module")
 def trained() -> dict:
-    """A tiny byte-level LM trained 12 epochs on 20 phrases plus 3 canaries (4 digits)
+    """A tiny byte-level LM trained 12 epochs on 20 phrases plus 3 canaries ("pin" and 4 digits)
     inserted 1, 4 and 16 times each, and its log-perplexity of all 10**4 candidates."""
     ids = np.random.default_rng(5).permutation(400)[:20] * 3 + 1
     data = TextDataset("phrases", tuple(PHRASES[i % 3] for i in range(20)), ids, np.arange(20))
@@ -93,14 +93,16 @@ def test_log_perplexity_is_the_full_sequence_nll(trained) -> None:
         ids = torch.as_tensor([[TOK.bos_id, *TOK.encode(text)]])
         logp = torch.log_softmax(model(ids).double(), -1)[0, :-1].gather(-1, ids[0, 1:, None])
     direct = -float(logp.sum())
-    score = candidate_log_perplexities(model, TOK, [text, "my secret number is 0000"], 40)
+    score = candidate_log_perplexities(model, TOK, [text, "pin 0000"], 40)
     assert score[0] == pytest.approx(direct, abs=1e-4)
     assert score[1] == pytest.approx(trained["logppl"][0], abs=1e-4)
     tokens, lengths = encode_padded(TOK, [text], 40)
     lp = compute_token_logprobs(model, tokens, lengths, 257)
     assert score[0] == pytest.approx(-lp.logprob.sum(), abs=1e-4)
-    with pytest.raises(DataError, match="more than max_tokens=20"):
-        candidate_log_perplexities(model, TOK, [text], 20)
+    with pytest.raises(
+        DataError, match="takes 9 tokens with its start token, more than max_tokens=8"
+    ):
+        candidate_log_perplexities(model, TOK, [text], 8)
 
 
 def test_extrapolation_agrees_with_exact_ranks_on_ten_thousand_candidates(trained) -> None:

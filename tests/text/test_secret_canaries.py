@@ -93,6 +93,13 @@ def test_bad_requests_are_refused_before_any_work() -> None:
     clash = TextDataset("x", ("a b", "c d"), np.array(["v1", "canary-r1-00#c00"]), np.arange(2))
     with pytest.raises(DataError, match="already holds ids starting with 'canary-r'"):
         insert_canaries(clash)
+    twice, first = insert_canaries(_data(), (1,), per_repetition=2)
+    with pytest.raises(DataError, match="give these canaries another name"):
+        insert_canaries(twice, (1,), per_repetition=2)
+    pins = SecretFormat(template="pin {secret}", length=4, exact_only=True)
+    both, second = insert_canaries(twice, (4,), 2, secret_format=pins, name="pin")
+    assert second.canaries[1].copy_ids[3] == "pin-r4-01#c03" and len(both) == len(twice) + 8
+    assert min(c.group for c in second.canaries) > max(c.group for c in first.canaries)
     tiny = SecretFormat(alphabet="01", length=2, exact_only=True)
     with pytest.raises(ConfigError, match="need more secrets than the 4 there are"):
         insert_canaries(_data(), (1, 4), per_repetition=3, secret_format=tiny)

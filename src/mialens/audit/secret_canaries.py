@@ -176,7 +176,8 @@ class CanaryRate:
     """Canary-only rates at one FPR level and repetition count (module docstring):
     ``tpr`` pooled over (target, trained canary) pairs (``n_trained`` of them),
     ``tpr_per_target`` over the targets that trained one of these canaries, their mean
-    with a Student-t interval (clipped to [0, 1]), ``per_canary``: the share of the
+    with a Student-t interval (clipped to [0, 1]; a single value with one such target),
+    ``per_canary``: the share of the
     targets that trained each canary that accept it (NaN if none trained it),
     ``out_canary_fpr`` over the untrained pairs (NaN if none), and ``resolved``: every
     target has at least ``1 / level`` natural non-members."""

@@ -13,9 +13,10 @@ audit's group-level keep mask makes all its copies IN or all OUT together and, l
 other sample, IN for half of the models. Canaries of one format are near duplicates of
 each other by construction (they differ only in the secret), so the audit must take the
 groups of the returned data set as they are rather than regroup it. Ids are stable and
-distinct from the data's: canary ``k`` of repetition count ``r`` is ``canary-r<r>-<k>``
-and its copy ``j`` is ``canary-r<r>-<k>#c<j>`` (e.g. ``canary-r16-03#c07``). The
-:class:`CanaryRecord` (secrets, template, counts, copy positions) serialises to JSON.
+distinct from the data's: canary ``k`` of repetition count ``r`` is ``<name>-r<r>-<k>``
+and its copy ``j`` is ``<name>-r<r>-<k>#c<j>`` (e.g. ``canary-r16-03#c07``; a second set
+of canaries, of another format, needs another ``name``). The :class:`CanaryRecord`
+(secrets, template, counts, copy positions) serialises to JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mialens.errors import ConfigError, DataError
 from mialens.seeding import rng
 
 SECRET_SLOT = "{secret}"
-CANARY_ID_PREFIX = "canary-r"
+DEFAULT_NAME = "canary"
 EXTRAPOLATION_MIN_SPACE = 10**6  # the extrapolated exposure needs a candidate space this big
 _MAX_SPACE = 2**62  # candidate indices are int64
 
@@ -156,17 +157,19 @@ class CanaryRecord:
         return cls(SecretFormat(**doc["format"]), int(doc["seed"]), canaries)
 
 
-def _check_request(dataset: TextDataset, repetitions: Sequence[int], per_repetition: int) -> None:
+def _check_request(
+    dataset: TextDataset, repetitions: Sequence[int], per_repetition: int, prefix: str
+) -> None:
     counts = list(repetitions)
     if not counts or any(int(r) < 1 for r in counts) or len(set(counts)) != len(counts):
         raise ConfigError(f"repetitions must be distinct counts of at least 1, got {counts}")
     if per_repetition < 1:
         raise ConfigError(f"per_repetition must be at least 1, got {per_repetition}")
-    clash = [i for i in dataset.ids.astype(str).tolist() if i.startswith(CANARY_ID_PREFIX)]
+    clash = [i for i in dataset.ids.astype(str).tolist() if i.startswith(prefix)]
     if clash:
         raise DataError(
-            f"{dataset.name} already holds ids starting with {CANARY_ID_PREFIX!r} "
-            f"(e.g. {clash[0]!r}); canary ids must be distinct from the data's"
+            f"{dataset.name} already holds ids starting with {prefix!r} (e.g. {clash[0]!r}); "
+            "canary ids must be distinct from the data's: give these canaries another name"
         )
 
 
@@ -176,19 +179,21 @@ def insert_canaries(
     per_repetition: int = 8,
     seed: int = 0,
     secret_format: SecretFormat | None = None,
+    name: str = DEFAULT_NAME,
 ) -> tuple[TextDataset, CanaryRecord]:
     """``dataset`` with ``per_repetition`` canaries per count in ``repetitions``, canary of
     count ``r`` copied ``r`` times, the copies appended after the data (canary by canary),
     and the record of what was inserted. Secrets are distinct and uniform over the
-    format's space, drawn from ``seed`` alone. Each canary gets a new group, above the
-    data's. The returned data set's ids are strings (the data's ids as text)."""
+    format's space, drawn from ``seed`` and ``name`` alone. Each canary gets a new group,
+    above the data's. The returned data set's ids are strings (the data's ids as text)."""
     fmt = secret_format or SecretFormat()
-    _check_request(dataset, repetitions, per_repetition)
+    prefix = f"{name}-r"
+    _check_request(dataset, repetitions, per_repetition, prefix)
     counts = [int(r) for r in repetitions]
     total = len(counts) * per_repetition
     if total > fmt.space_size:
         raise ConfigError(f"{total} canaries need more secrets than the {fmt.space_size} there are")
-    drawn = rng(seed, "secret-canaries").choice(fmt.space_size, size=total, replace=False)
+    drawn = rng(seed, "secret-canaries", name).choice(fmt.space_size, size=total, replace=False)
     secrets = iter(fmt.secrets(drawn))
     texts, ids, groups = list(dataset.texts), dataset.ids.astype(str).tolist(), []
     next_group = int(dataset.groups.max()) + 1
@@ -197,7 +202,7 @@ def insert_canaries(
     for r in counts:
         for k in range(per_repetition):
             secret = next(secrets)
-            canary_id = f"{CANARY_ID_PREFIX}{r}-{k:0{k_width}d}"
+            canary_id = f"{prefix}{r}-{k:0{k_width}d}"
             copy_ids = tuple(f"{canary_id}#c{j:0{c_width}d}" for j in range(r))
             positions = tuple(range(len(texts), len(texts) + r))
             text = fmt.text(secret)
