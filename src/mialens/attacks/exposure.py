@@ -89,7 +89,11 @@ class CanaryExposures:
 
     def to_json(self) -> dict:
         flags = (
-            {"tied": self.detail.tied.tolist(), "rank": self.detail.rank.tolist()}
+            {
+                "rank": self.detail.rank.tolist(),
+                "best_rank": self.detail.best_rank.tolist(),
+                "tied": self.detail.tied.tolist(),
+            }
             if isinstance(self.detail, ExactExposure)
             else {
                 "beyond_sample": self.detail.beyond_sample.tolist(),
