@@ -9,13 +9,15 @@ trained about half of them. Two summaries read its results:
   target trained, per repetition count, and the paired differences between counts
   (``4 - 1``, ``16 - 4``): per target, the mean over its trained canaries of the larger
   count minus that of the smaller, then the mean of these differences over targets with
-  its Student-t interval (:func:`mialens.metrics.summarize`). The targets are the
-  independent replicates (independent seeds and halves), the difference is paired within
-  a target, and with the 8 to 32 targets a language-model audit trains a percentile
-  bootstrap over targets is too narrow (it has no t quantile and a ``(T-1)/T`` variance),
-  hence the t interval. It is an interval over targets for these canaries: their secrets
-  are fixed across targets. The mean over untrained canaries (``out_mean``, about 1.44
-  bits for exact ranks) is the baseline a never-seen secret gets.
+  its Student-t interval (:func:`mialens.metrics.summarize`). The targets are taken as
+  independent replicates (each has its own seed and half; a keep mask that makes every
+  group IN for exactly half of them couples the halves slightly, which the interval
+  ignores), the difference is paired within a target, and with the 8 to 32 targets a
+  language-model audit trains a percentile bootstrap over targets is too narrow (it has
+  no t quantile and a ``(T-1)/T`` variance), hence the t interval. It is an interval
+  over targets for these canaries: their secrets are fixed across targets. The mean over
+  untrained canaries (``out_mean``, about 1.44 bits for exact ranks) is the baseline a
+  never-seen secret gets.
 - :func:`canary_tpr_at_fpr`: the canary-only TPR at low FPR of an attack's scores
   ``(T, N)``. Each target's threshold is the one of
   :func:`~mialens.metrics.roc.flags_at_fpr` on that target's *natural* non-members (every

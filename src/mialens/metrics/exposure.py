@@ -9,9 +9,9 @@ among the candidates ``R``,
 - ``rank(s[r]) = |{r' in R : Px(s[r']) <= Px(s[r])}|``: 1 for the most likely candidate;
   the canary counts itself and every candidate tied with it, so ties count against the
   canary and the exposure below is never overstated whichever way they were broken;
-- ``exposure(s[r]) = log2 |R| - log2 rank(s[r])``, in ``[0, log2 |R|]``; a candidate
-  the model never saw has exposure ``-log2 U`` for a uniform ``U``, about 1.44 bits on
-  average.
+- ``exposure(s[r]) = log2 |R| - log2 rank(s[r])``, in ``[0, log2 |R|]``. A random
+  secret the model did not train on has a uniform rank, so its exposure is about
+  ``-log2 U`` for a uniform ``U``: ``1 / ln 2``, about 1.44 bits, on average.
 
 Equivalently ``exposure = -log2 Pr_{r' ~ U(R)}[Px(s[r']) <= Px(s[r])]``, which Sec. 4.3
 approximates without enumerating ``R``: fit a skew-normal distribution to the
