@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mialens.data.secret_canaries import CanaryRecord, SecretFormat, insert_canaries
+from mialens.data.secret_canaries import (
+    CanaryRecord,
+    SecretFormat,
+    insert_canaries,
+    make_canaries,
+)
 from mialens.data.text import TextDataset
 from mialens.errors import ConfigError, DataError
 
@@ -103,3 +108,20 @@ def test_bad_requests_are_refused_before_any_work() -> None:
     tiny = SecretFormat(alphabet="01", length=2, exact_only=True)
     with pytest.raises(ConfigError, match="need more secrets than the 4 there are"):
         insert_canaries(_data(), (1, 4), per_repetition=3, secret_format=tiny)
+
+
+def test_the_canaries_alone_are_the_appended_copies_with_groups_from_zero() -> None:
+    data = _data()
+    alone, record = make_canaries((1, 4), per_repetition=2, seed=5)
+    out, inserted = insert_canaries(data, (1, 4), per_repetition=2, seed=5)
+    assert (
+        alone.texts == out.texts[len(data) :]
+        and alone.ids.tolist() == out.ids[len(data) :].tolist()
+    )
+    assert alone.groups.tolist() == [0, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    assert [c.positions for c in record.canaries][1:3] == [(1,), (2, 3, 4, 5)]
+    shift = int(data.groups.max()) + 1
+    for own, moved in zip(record.canaries, inserted.canaries, strict=True):
+        assert (own.secret, own.copy_ids) == (moved.secret, moved.copy_ids)
+        assert moved.group == own.group + shift
+        assert moved.positions == tuple(p + len(data) for p in own.positions)

@@ -6,7 +6,8 @@ format such as ``"my secret number is {secret}"`` whose secret is drawn uniforml
 randomness space ``R`` (here every string of ``length`` characters of ``alphabet``), and
 inserted into the training data a chosen number of times. :class:`SecretFormat` is that
 format and its candidate space; :func:`insert_canaries` draws ``per_repetition`` distinct
-secrets for each repetition count and appends the copies to a :class:`TextDataset`.
+secrets for each repetition count and appends the copies to a :class:`TextDataset`
+(:func:`make_canaries` makes the copies alone, for a pipeline that appends them itself).
 
 Every canary is ONE group (all its copies share it, and no other sample does), so an
 audit's group-level keep mask makes all its copies IN or all OUT together and, like every
@@ -22,7 +23,7 @@ of canaries, of another format, needs another ``name``). The :class:`CanaryRecor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -157,20 +158,53 @@ class CanaryRecord:
         return cls(SecretFormat(**doc["format"]), int(doc["seed"]), canaries)
 
 
-def _check_request(
-    dataset: TextDataset, repetitions: Sequence[int], per_repetition: int, prefix: str
-) -> None:
+def _check_counts(repetitions: Sequence[int], per_repetition: int) -> list[int]:
     counts = list(repetitions)
     if not counts or any(int(r) < 1 for r in counts) or len(set(counts)) != len(counts):
         raise ConfigError(f"repetitions must be distinct counts of at least 1, got {counts}")
     if per_repetition < 1:
         raise ConfigError(f"per_repetition must be at least 1, got {per_repetition}")
-    clash = [i for i in dataset.ids.astype(str).tolist() if i.startswith(prefix)]
-    if clash:
-        raise DataError(
-            f"{dataset.name} already holds ids starting with {prefix!r} (e.g. {clash[0]!r}); "
-            "canary ids must be distinct from the data's: give these canaries another name"
-        )
+    return [int(r) for r in counts]
+
+
+def make_canaries(
+    repetitions: Sequence[int] = (1, 4, 16),
+    per_repetition: int = 8,
+    seed: int = 0,
+    secret_format: SecretFormat | None = None,
+    name: str = DEFAULT_NAME,
+) -> tuple[TextDataset, CanaryRecord]:
+    """The copies of ``per_repetition`` canaries per count in ``repetitions`` (canary of
+    count ``r`` copied ``r`` times, canary by canary) as a data set of their own, with
+    groups ``0..K-1`` (one per canary), and the record, whose positions and groups are
+    those of this data set. Secrets are distinct and uniform over the format's space,
+    drawn from ``seed`` and ``name`` alone. It is what a text audit appends to its pool
+    (e.g. the ``extra_pool`` of ``prepare_text_audit``); the summaries find the copies by
+    their ids, wherever they end up."""
+    fmt = secret_format or SecretFormat()
+    counts = _check_counts(repetitions, per_repetition)
+    total = len(counts) * per_repetition
+    if total > fmt.space_size:
+        raise ConfigError(f"{total} canaries need more secrets than the {fmt.space_size} there are")
+    drawn = rng(seed, "secret-canaries", name).choice(fmt.space_size, size=total, replace=False)
+    secrets = iter(fmt.secrets(drawn))
+    texts, ids, canaries = [], [], []
+    k_width, c_width = max(2, len(str(per_repetition - 1))), max(2, len(str(max(counts) - 1)))
+    for r in counts:
+        for k in range(per_repetition):
+            secret, group = next(secrets), len(canaries)
+            canary_id = f"{name}-r{r}-{k:0{k_width}d}"
+            copy_ids = tuple(f"{canary_id}#c{j:0{c_width}d}" for j in range(r))
+            positions = tuple(range(len(texts), len(texts) + r))
+            text = fmt.text(secret)
+            texts += [text] * r
+            ids += copy_ids
+            canaries.append(SecretCanary(canary_id, secret, text, r, group, copy_ids, positions))
+    groups = np.repeat(np.arange(len(canaries), dtype=np.int64), [c.repetitions for c in canaries])
+    return (
+        TextDataset(name, tuple(texts), np.array(ids), groups),
+        CanaryRecord(fmt, int(seed), tuple(canaries)),
+    )
 
 
 def insert_canaries(
@@ -181,38 +215,26 @@ def insert_canaries(
     secret_format: SecretFormat | None = None,
     name: str = DEFAULT_NAME,
 ) -> tuple[TextDataset, CanaryRecord]:
-    """``dataset`` with ``per_repetition`` canaries per count in ``repetitions``, canary of
-    count ``r`` copied ``r`` times, the copies appended after the data (canary by canary),
-    and the record of what was inserted. Secrets are distinct and uniform over the
-    format's space, drawn from ``seed`` and ``name`` alone. Each canary gets a new group,
-    above the data's. The returned data set's ids are strings (the data's ids as text)."""
-    fmt = secret_format or SecretFormat()
+    """``dataset`` with the copies of :func:`make_canaries` appended after the data, each
+    canary's group numbered above the data's, and the record (positions and groups in the
+    returned data set). The returned data set's ids are strings (the data's as text)."""
     prefix = f"{name}-r"
-    _check_request(dataset, repetitions, per_repetition, prefix)
-    counts = [int(r) for r in repetitions]
-    total = len(counts) * per_repetition
-    if total > fmt.space_size:
-        raise ConfigError(f"{total} canaries need more secrets than the {fmt.space_size} there are")
-    drawn = rng(seed, "secret-canaries", name).choice(fmt.space_size, size=total, replace=False)
-    secrets = iter(fmt.secrets(drawn))
-    texts, ids, groups = list(dataset.texts), dataset.ids.astype(str).tolist(), []
-    next_group = int(dataset.groups.max()) + 1
-    canaries = []
-    k_width, c_width = max(2, len(str(per_repetition - 1))), max(2, len(str(max(counts) - 1)))
-    for r in counts:
-        for k in range(per_repetition):
-            secret = next(secrets)
-            canary_id = f"{prefix}{r}-{k:0{k_width}d}"
-            copy_ids = tuple(f"{canary_id}#c{j:0{c_width}d}" for j in range(r))
-            positions = tuple(range(len(texts), len(texts) + r))
-            text = fmt.text(secret)
-            texts += [text] * r
-            ids += copy_ids
-            groups += [next_group] * r
-            canaries.append(
-                SecretCanary(canary_id, secret, text, r, next_group, copy_ids, positions)
-            )
-            next_group += 1
-    all_groups = np.concatenate([dataset.groups, np.array(groups, dtype=np.int64)])
-    out = TextDataset(f"{dataset.name}+canaries", tuple(texts), np.array(ids), all_groups)
-    return out, CanaryRecord(fmt, int(seed), tuple(canaries))
+    clash = [i for i in dataset.ids.astype(str).tolist() if i.startswith(prefix)]
+    if clash:
+        raise DataError(
+            f"{dataset.name} already holds ids starting with {prefix!r} (e.g. {clash[0]!r}); "
+            "canary ids must be distinct from the data's: give these canaries another name"
+        )
+    extra, record = make_canaries(repetitions, per_repetition, seed, secret_format, name)
+    offset, base = len(dataset), int(dataset.groups.max()) + 1
+    moved = tuple(
+        replace(c, group=c.group + base, positions=tuple(p + offset for p in c.positions))
+        for c in record.canaries
+    )
+    out = TextDataset(
+        f"{dataset.name}+canaries",
+        dataset.texts + extra.texts,
+        np.concatenate([dataset.ids.astype(str), extra.ids]),
+        np.concatenate([dataset.groups, extra.groups + base]),
+    )
+    return out, replace(record, canaries=moved)
