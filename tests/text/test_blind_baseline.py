@@ -63,17 +63,16 @@ def test_placements_and_cv_auc_by_hand():
     assert auc == pytest.approx(4.5 / 6)  # 3>2, 3>0, 1<2, 1>0, 2=2 (1/2), 2>0
     np.testing.assert_allclose(v10, [1.0, 0.5, 0.75])
     np.testing.assert_allclose(v01, [0.5, 1.0])
-    # fold 1: positives 3, 1 and negatives 2, 0; fold 2: positive 5, negatives 4, 6
-    scores = np.array([4.0, 3.0, 5.0, 0.0, 6.0, 1.0, 2.0])
-    labels = np.array([False, True, True, False, False, True, False])
-    tests = [np.array([1, 3, 5, 6]), np.array([0, 2, 4])]
+    # fold 1: positives 3, 1 and negatives 2, 0; fold 2: positives 5, 7, negatives 4, 6
+    scores = np.array([4.0, 3.0, 5.0, 0.0, 6.0, 1.0, 2.0, 7.0])
+    labels = np.array([False, True, True, False, False, True, False, True])
+    tests = [np.array([1, 3, 5, 6]), np.array([0, 2, 4, 7])]
     mean, (low, high), fold_aucs = cv_auc(scores, labels, tests, level=0.95)
-    assert fold_aucs == pytest.approx((0.75, 0.5)) and mean == pytest.approx(0.625)
-    # IC = (placement - fold AUC) / share of the class (3/7 positives, 4/7 negatives)
-    fold1 = (2 * (0.25 * 7 / 3) ** 2 + 2 * (0.25 * 7 / 4) ** 2) / 4
-    fold2 = (0.0 + (0.5 * 7 / 4) ** 2 + (0.5 * 7 / 4) ** 2) / 3
-    half = stats.norm.ppf(0.975) * np.sqrt((fold1 + fold2) / 2 / 7)
-    assert low == pytest.approx(0.625 - half) and high == 1.0  # truncated at 1
+    assert fold_aucs == pytest.approx((0.75, 0.75)) and mean == pytest.approx(0.75)
+    # fold 1: v10 = (1, 1/2), v01 = (1/2, 1); fold 2: v10 = (1/2, 1), v01 = (1, 1/2):
+    # each fold's DeLong error is sqrt(var(v10) / 2 + var(v01) / 2) with var = 1/8
+    half = stats.norm.ppf(0.975) * np.sqrt(1 / 16 + 1 / 16)
+    assert low == pytest.approx(0.75 - half) and high == 1.0  # truncated at 1
 
 
 def test_shape_features_count_lengths_years_months_and_digits():
@@ -140,7 +139,7 @@ def test_bad_input_is_refused_before_fitting():
         blind_baseline([texts[0], 5, *texts[1:20]], texts[20:], seed=0)
     with pytest.raises(ConfigError, match="folds must be at least 2"):
         blind_baseline(texts[:20], texts[20:], seed=0, folds=1)
-    with pytest.raises(DataError, match="a fold without members"):
+    with pytest.raises(DataError, match="a fold with fewer than two members"):
         blind_baseline([texts[0]] * 20, texts[20:], seed=0)  # one distinct member text
 
 
