@@ -54,7 +54,10 @@ MIN_TEXTS = 4  # per set: two per half, the fewest a Welch t-test takes
 
 @dataclass(frozen=True)
 class DatasetInference:
-    """The test's outcome; ``rejects`` says "the suspect set was trained on" at ``alpha``."""
+    """The test's outcome; ``rejects`` says "the suspect set was trained on" at ``alpha``.
+    ``weights`` are the linear map's coefficients on the standardised features (positive:
+    higher values look like the suspect set); ``*_tested`` are the rows of the halves the
+    test ran on."""
 
     statistic: float
     df: float
