@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mialens.metrics.delong import placements
+
 MIN_GROUP = 10  # smallest group (class, vulnerable set) on which a statistic is computed
 
 
@@ -134,11 +136,7 @@ def auc_test(values: np.ndarray, positive: np.ndarray, confidence: float = 0.95)
     }
     if m < 2 or n < 2 or np.ptp(np.concatenate([a, b])) == 0:
         return out
-    ranks = stats.rankdata(np.concatenate([a, b]))
-    ra, rb = ranks[:m], ranks[m:]
-    auc = (ra.sum() - m * (m + 1) / 2) / (m * n)
-    v10 = (ra - stats.rankdata(a)) / n  # share of negatives below each positive
-    v01 = 1 - (rb - stats.rankdata(b)) / m  # share of positives above each negative
+    auc, v10, v01 = placements(a, b)
     se = np.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
     if 0 < auc < 1 and se > 0:
         z = stats.norm.ppf((1 + confidence) / 2)
