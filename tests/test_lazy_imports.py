@@ -17,7 +17,7 @@ from mialens.workflows.audit import run_audit
 from mialens.workflows.config import load_config
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-HEAVY = ("torch", "sklearn", "scipy.stats", "opacus", "ray")
+HEAVY = ("torch", "sklearn", "scipy.stats", "scipy.sparse", "scipy.spatial", "opacus", "ray")
 
 _CACHED_AUDIT = """
 import hashlib, json, sys
