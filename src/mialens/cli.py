@@ -85,10 +85,12 @@ def _print_summary(result, out: Path) -> None:
     if any(e.resolved and not e.reachable for e in entries):
         console.print(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}", highlight=False)
     u = result.utility
-    console.print(
-        f"target accuracy: train {u['train_accuracy']['mean']:.3f}, "
-        f"test {u['test_accuracy']['mean']:.3f}"
+    kind, train, test = (
+        ("accuracy", "train_accuracy", "test_accuracy")
+        if "train_accuracy" in u
+        else ("mean token loss (nats)", "train_loss", "test_loss")  # a text audit's LMs
     )
+    console.print(f"target {kind}: train {u[train]['mean']:.3f}, test {u[test]['mean']:.3f}")
     console.print(f"outputs in {out}/: metrics.json, samples.csv, report.html")
 
 
@@ -150,9 +152,9 @@ def _run(config_path: Path | None, overrides: list[str], out: Path, quiet: bool,
     except MialensError as exc:
         _fail(exc)
     _print_summary(result, out)
-    if config.analysis is not None:
+    if getattr(config, "analysis", None) is not None:  # a text audit has neither section
         _print_analysis(out)
-    if config.defenses is not None:
+    if getattr(config, "defenses", None) is not None:
         _defend(config, out, quiet)
 
 
@@ -275,7 +277,7 @@ def defend(
         parsed = load_config(config, overrides or [])
     except MialensError as exc:
         _fail(exc)
-    if parsed.defenses is None:
+    if getattr(parsed, "defenses", None) is None:  # a text audit has no defences
         _fail(
             ConfigError(
                 f"{config} has no `defenses:` section; see examples/defenses_location30.yaml"

@@ -119,12 +119,15 @@ def test_the_classifier_audit_refuses_text_data_before_loading_it(monkeypatch) -
     from mialens.audit import design
     from mialens.cli import demo_config
     from mialens.errors import ConfigError
-    from mialens.workflows.config import apply_overrides, validate_config
+    from mialens.workflows.config import AuditConfig, apply_overrides, validate_config
 
     monkeypatch.setattr(design, "load_dataset", lambda *a: pytest.fail("the corpus was loaded"))
-    config = validate_config(apply_overrides(demo_config(), ["dataset.name=kjv"]))
+    raw = apply_overrides(demo_config(), ["dataset.name=kjv"])
     with pytest.raises(ConfigError, match="'kjv' holds text, not features and class labels"):
-        design.prepare_audit(config)
+        design.prepare_audit(AuditConfig.model_validate(raw))  # a classifier spec built by hand
+    # a configuration file with text data is a language-model audit: classifier keys refused
+    with pytest.raises(ConfigError, match=r"holds text: an LM audit\):\n  model.arch: unknown"):
+        validate_config(raw)
 
 
 def test_without_corpus_or_network_the_error_says_how_to_get_it(monkeypatch) -> None:

@@ -42,6 +42,11 @@ _UTILITY_LABELS = {
     "train_accuracy": "train accuracy (on members)",
     "test_accuracy": "test accuracy",
     "generalization_gap": "generalization gap (train − test)",
+    "train_loss": "mean token loss on members (nats)",
+    "test_loss": "mean token loss on the test set (nats)",
+    "loss_gap": "loss gap (test − train)",
+    "train_perplexity": "perplexity on members",
+    "test_perplexity": "perplexity on the test set",
 }
 
 

@@ -21,6 +21,12 @@ def analyze_run(run_dir: str | os.PathLike, overrides: list[str] = ()) -> Analys
             f"only analysis.* settings can be changed after the audit; got {', '.join(bad)}"
         )
     raw = dict(result.config)
+    if "tokenizer" in raw:
+        raise ConfigError(
+            "this run is a text audit: mialens analyze explains classifier audits, whose "
+            "outlierness measures need input features, logits and penultimate-layer features; "
+            "a text audit's per-sample scores and memberships are in its samples.csv"
+        )
     raw["analysis"] = dict(raw.get("analysis") or {})
     config = validate_config(apply_overrides(raw, list(overrides)))
     analysis = analyze(result, config.analysis)

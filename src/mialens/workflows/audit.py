@@ -44,8 +44,16 @@ def run_audit(
     every model; its training overrides are already part of ``config``. ``progress``
     shows the training (per epoch) and the attacks: True for a bar on a terminal, else
     log lines (see :mod:`mialens.workflows.progress`); a callable receives
-    ``(stage, done, total, note)`` instead.
+    ``(stage, done, total, note)`` instead. A text audit's configuration
+    (:class:`~mialens.audit.text_settings.TextAuditSpec`) runs
+    :func:`~mialens.workflows.text_audit.run_text_audit`.
     """
+    from mialens.audit.text_settings import TextAuditSpec
+
+    if isinstance(config, TextAuditSpec):  # a language-model audit
+        from mialens.workflows.text_audit import run_text_audit
+
+        return run_text_audit(config, out_dir, progress)
     if out_dir is not None:  # before any training
         writable_folder(out_dir, "the output folder")
     with phase("design"):

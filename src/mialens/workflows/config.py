@@ -451,15 +451,33 @@ def _what(model: type[BaseModel]) -> str:
     return "a DP audit" if model is DPAuditConfig else "an audit"
 
 
+def _text_audit(raw: dict[str, Any]) -> bool:
+    """Whether ``raw`` audits a registered text data set (a language-model audit)."""
+    from mialens.data.catalog import registered
+
+    dataset = raw.get("dataset")
+    info = registered().get(dataset.get("name")) if isinstance(dataset, dict) else None
+    return info is not None and info.modality == "text"
+
+
 def validate_config(raw: dict[str, Any], model: type[BaseModel] = AuditConfig) -> Any:
     """Validate a raw mapping as ``model`` (an audit by default); every problem is reported
-    with its dotted path."""
+    with its dotted path. An audit of a text data set is validated as a
+    :class:`~mialens.audit.text_settings.TextAuditSpec` (a language-model audit)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{_what(model)} configuration is a mapping; got {type(raw).__name__}")
+    what = ""
+    if model is AuditConfig and _text_audit(raw):
+        from mialens.audit.text_settings import TextAuditSpec
+
+        model, what = (
+            TextAuditSpec,
+            f" (dataset {raw['dataset']['name']!r} holds text: an LM audit)",
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration:\n{format_errors(exc, model)}") from None
+        raise ConfigError(f"invalid configuration{what}:\n{format_errors(exc, model)}") from None
 
 
 def load_config(

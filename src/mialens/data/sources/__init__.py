@@ -8,6 +8,16 @@ from mialens.data.sources import (
     kjv,
     npz,
     privacytrustlab,
+    text_files,
 )
 
-__all__ = ["cifar", "csv_table", "digits", "fashion_mnist", "kjv", "npz", "privacytrustlab"]
+__all__ = [
+    "cifar",
+    "csv_table",
+    "digits",
+    "fashion_mnist",
+    "kjv",
+    "npz",
+    "privacytrustlab",
+    "text_files",
+]

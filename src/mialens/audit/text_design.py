@@ -1,0 +1,238 @@
+"""The design of a language-model audit: what its configuration derives before training.
+
+:func:`prepare_text_audit` loads the text, splits it by near-duplicate groups (no group
+in both the pool and the test set), halves the pool's groups into complementary
+memberships (:func:`~mialens.splits.group_keep_mask`: a group is all IN or all OUT),
+builds the tokenizer, encodes the query sets the attacks read and checks that they fit
+the LM's context, and derives every LM's store key. All of it happens before any LM is
+trained, so a bad configuration fails in seconds.
+
+``extra_pool`` is the seam for texts the audit adds to the pool itself (canaries):
+they join the pool after the split, each text keeping its own group numbered after
+the data's (give all copies of one canary one group), so each canary is IN for exactly
+half of the LMs like any group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from mialens.audit.text_settings import TextAuditSpec, TokenizerConfig
+from mialens.data.catalog import dataset_info, load_dataset
+from mialens.data.text import TextDataset
+from mialens.data.tokenizers import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
+from mialens.errors import ConfigError
+from mialens.folders import writable_folder
+from mialens.models.store import ModelStore, default_cache_dir, spec_key
+from mialens.seeding import int_seed
+from mialens.splits import Split, group_keep_mask, make_group_split
+
+RECALL_SEPARATOR = "\n"
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """Token rows ``(n, T)`` and lengths of one query set (start token included);
+    ``skip`` leading scored positions are a prefix, not the sample (ReCaLL)."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    skip: int = 0
+
+
+@dataclass(frozen=True)
+class TextAuditSetup:
+    """What a text audit derives before training: the data (with any ``extra_pool``
+    texts appended), its split, the pool's membership ``keep (M, n_pool)``, the
+    tokenizer, the encoded query sets and the store."""
+
+    config: TextAuditSpec
+    dataset: TextDataset
+    split: Split
+    keep: np.ndarray
+    tokenizer: Tokenizer
+    queries: dict[str, QuerySet]
+    store: ModelStore
+
+    @property
+    def num_models(self) -> int:
+        return self.config.audit.num_models
+
+    @cached_property
+    def lm_config(self) -> Any:
+        """The :class:`~mialens.models.causal_lm.CausalLMConfig` of every LM."""
+        from mialens.models.causal_lm import CausalLMConfig
+
+        return CausalLMConfig(
+            vocab_size=self.tokenizer.vocab_size, **self.config.model.model_dump()
+        )
+
+    def train_rows(self, k: int) -> np.ndarray:
+        """Rows of the ``plain`` query set (pool first) that train LM ``k``."""
+        return np.flatnonzero(self.keep[k])
+
+    def spec(self, k: int) -> dict[str, Any]:
+        """Everything that determines LM ``k``'s weights (its store key hashes it)."""
+        positions = self.split.pool[self.keep[k]].astype(np.int64)
+        return {
+            "kind": "causal-lm",
+            "data": self.dataset.fingerprint,
+            "train_positions": hashlib.sha256(positions.tobytes()).hexdigest(),
+            "tokenizer": self.tokenizer.fingerprint,
+            "model": self.lm_config.model_dump(mode="json"),
+            "train": self.config.train.model_dump(mode="json"),
+            "seed": int_seed(self.config.audit.seed, "causal-lm", k),
+        }
+
+    @cached_property
+    def keys(self) -> list[str]:
+        return [spec_key(self.spec(k)) for k in range(self.num_models)]
+
+    @property
+    def population_rows(self) -> np.ndarray:
+        """Rows of the ``plain`` query set holding the population samples."""
+        where = {int(v): i for i, v in enumerate(self.split.test)}
+        n_pool = len(self.split.pool)
+        return np.array([n_pool + where[int(v)] for v in self.split.population], dtype=np.int64)
+
+    def design(self) -> dict[str, Any]:
+        """The design as the report and metrics.json record it."""
+        split, pool_groups = self.split, self.dataset.groups[self.split.pool]
+        return {
+            "dataset": self.dataset.name,
+            "num_models": self.num_models,
+            "targets": self.num_models,
+            "pool_size": len(split.pool),
+            "pool_groups": int(np.unique(pool_groups).size),
+            "test_size": len(split.test),
+            "population_size": len(split.population),
+            "membership": "by near-duplicate group (a group is all IN or all OUT)",
+            "label": "the near-duplicate group of each sample (samples.csv)",
+            "tokenizer": f"{self.config.tokenizer.kind} ({self.tokenizer.vocab_size} tokens)",
+            "context": self.config.model.context,
+            "seed": self.config.audit.seed,
+            "cache_dir": str(self.store.root.parent),
+        }
+
+
+def _text_data(config: TextAuditSpec) -> TextDataset:
+    if dataset_info(config.dataset.name).modality != "text":
+        raise ConfigError(
+            f"dataset {config.dataset.name!r} is not text: a text audit (tokenizer, LM) "
+            "needs kjv, txt or jsonl"
+        )
+    return load_dataset(config.dataset)
+
+
+def with_extra_pool(
+    dataset: TextDataset, split: Split, extra: TextDataset | None
+) -> tuple[TextDataset, Split]:
+    """``dataset`` with ``extra``'s texts appended and added to the pool, their groups
+    numbered after the data's (the canary seam of the module docstring)."""
+    if extra is None:
+        return dataset, split
+    groups = np.concatenate([dataset.groups, dataset.groups.max() + 1 + extra.groups])
+    ids = np.concatenate([dataset.ids.astype(str), extra.ids.astype(str)])
+    combined = TextDataset(dataset.name, dataset.texts + extra.texts, ids, groups)
+    added = np.arange(len(dataset), len(combined))
+    return combined, Split(
+        np.concatenate([split.pool, added]), split.validation, split.test, split.population
+    )
+
+
+def build_tokenizer(config: TokenizerConfig, texts: list[str]) -> Tokenizer:
+    """Bytes; a BPE learned on ``texts`` (the pool and population: the BPE trainer draws
+    nothing at random, so the same texts give the same tokenizer); or a HF folder."""
+    if config.kind == "bytes":
+        return ByteTokenizer()
+    if config.kind == "bpe":
+        return BPETokenizer.train(texts, config.vocab_size)
+    return load_tokenizer(config.path)
+
+
+def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    tokens = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = row
+    return tokens, lengths
+
+
+def _query_set(
+    tokenizer: Tokenizer, texts: list[str], context: int, what: str, prefix: list[int] = ()
+) -> QuerySet:
+    """The token rows ``[start, *prefix, *tokens(text)]``, refused (before training) when
+    one is longer than the LM's context or a text has no token."""
+    rows = [[tokenizer.bos_id, *prefix, *tokenizer.encode(t)] for t in texts]
+    longest = int(np.argmax([len(r) for r in rows]))
+    if len(rows[longest]) > context:
+        raise ConfigError(
+            f"{what}: sample {longest} needs {len(rows[longest])} tokens (start token"
+            f"{', prefix' if prefix else ''} and text), more than model.context = {context}; "
+            f"raise model.context to at least {len(rows[longest])}, or cut the texts into "
+            "windows (mialens.data.text.text_windows)"
+        )
+    if min(len(r) for r in rows) < len(prefix) + 2:
+        raise ConfigError(f"{what}: a sample encodes to no token")
+    return QuerySet(*_padded(rows), skip=len(prefix))
+
+
+def _queries(
+    config: TextAuditSpec, tokenizer: Tokenizer, dataset: TextDataset, split: Split
+) -> dict[str, QuerySet]:
+    """The query sets the attacks read: ``plain`` (pool then test), ``lower`` and
+    ``recall`` (pool) when an attack needs them."""
+    context = config.model.context
+    pool = [dataset.texts[i] for i in split.pool]
+    plain = pool + [dataset.texts[i] for i in split.test]
+    attacks = config.audit.build_attacks()
+    needed = {q for a in attacks for q in a.needs.queries}
+    queries = {"plain": _query_set(tokenizer, plain, context, "the texts")}
+    if "lower" in needed:
+        lowered = [t.lower() for t in pool]
+        queries["lower"] = _query_set(tokenizer, lowered, context, "the lowercased texts")
+    if "recall" in needed:
+        shots = max(a.params.shots for a in attacks if "recall" in a.needs.queries)
+        if shots > len(split.population):
+            raise ConfigError(
+                f"recall: shots = {shots} needs as many population samples; the audit has "
+                f"{len(split.population)}"
+            )
+        prefix_text = "".join(dataset.texts[i] + RECALL_SEPARATOR for i in split.population[:shots])
+        prefix = tokenizer.encode(prefix_text)
+        queries["recall"] = _query_set(tokenizer, pool, context, "the ReCaLL queries", prefix)
+    return queries
+
+
+def prepare_text_audit(
+    config: TextAuditSpec, extra_pool: TextDataset | None = None
+) -> TextAuditSetup:
+    """Load and split the text, derive the membership, tokenizer, query sets and store
+    (everything before training; see the module docstring for ``extra_pool``)."""
+    settings = config.audit
+    cache_dir = writable_folder(
+        settings.cache_dir or default_cache_dir(),
+        "audit.cache_dir" if settings.cache_dir else "the cache folder ($MIALENS_CACHE_DIR)",
+    )
+    data = _text_data(config)
+    split = make_group_split(
+        data.groups, settings.seed, settings.pool_size, settings.test_size, settings.population_size
+    )
+    dataset, split = with_extra_pool(data, split, extra_pool)
+    keep = group_keep_mask(settings.num_models, dataset.groups[split.pool], settings.seed)
+    seen = np.concatenate([split.pool, split.population])
+    tokenizer = build_tokenizer(config.tokenizer, [dataset.texts[i] for i in seen])
+    return TextAuditSetup(
+        config=config,
+        dataset=dataset,
+        split=split,
+        keep=keep,
+        tokenizer=tokenizer,
+        queries=_queries(config, tokenizer, dataset, split),
+        store=ModelStore(cache_dir / "models"),
+    )

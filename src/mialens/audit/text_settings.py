@@ -1,0 +1,150 @@
+"""The sections of a text audit's configuration: the tokenizer, the causal LM, its
+training recipe and the design (:class:`TextAuditSpec`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build_text_attack
+from mialens.audit.settings import check_device
+from mialens.data.registry import DatasetConfig
+from mialens.models.causal_lm import LMTrainConfig
+from mialens.validation import check_fpr_levels
+
+TextAttackSpec = str | dict[str, Any]
+
+
+class TokenizerConfig(BaseModel):
+    """How texts become tokens: UTF-8 bytes, a byte-level BPE learned on the pool and
+    population texts, or a Hugging Face tokenizer saved in a local folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["bytes", "bpe", "hf"] = Field(default="bytes", description="bytes, bpe or hf")
+    vocab_size: int = Field(default=1024, ge=257, description="bpe: tokens to learn")
+    path: Path | None = Field(default=None, description="hf: folder of save_pretrained")
+
+    @model_validator(mode="after")
+    def _path_for_hf(self) -> TokenizerConfig:
+        if (self.kind == "hf") != (self.path is not None):
+            raise ValueError(
+                "tokenizer.path is the folder of an hf tokenizer: give it for kind hf only"
+            )
+        if self.kind != "bpe" and "vocab_size" in self.model_fields_set:
+            raise ValueError(
+                f"tokenizer.vocab_size is the size of a learned bpe, not of {self.kind}"
+            )
+        if self.kind == "hf" and not self.path.is_dir():
+            raise ValueError(f"tokenizer.path {self.path} is not a folder")
+        return self
+
+
+class TextModelConfig(BaseModel):
+    """The causal transformer of :mod:`mialens.models.causal_lm` (its vocabulary is the
+    tokenizer's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layers: int = Field(default=2, ge=1, description="transformer blocks")
+    width: int = Field(default=64, ge=1, description="embedding width")
+    heads: int = Field(default=4, ge=1, description="attention heads (must divide width)")
+    context: int = Field(default=128, ge=2, description="longest token sequence")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TextModelConfig:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        return self
+
+
+class TextAuditSettings(BaseModel):
+    """Design, attacks and metrics of a text audit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_models: int = Field(
+        default=8,
+        ge=2,
+        description="LMs trained on complementary halves of the pool's near-duplicate "
+        "groups; each is attacked in turn with the others as references",
+    )
+    seed: int = Field(default=0, ge=0, description="controls splits, training and bootstrap")
+    pool_size: int | None = Field(
+        default=None, ge=2, description="pool samples, whole groups (default: 70% of the data)"
+    )
+    test_size: int | None = Field(
+        default=None, ge=1, description="held-out test samples, whole groups (default: the rest)"
+    )
+    population_size: int | None = Field(
+        default=None, ge=1, description="population samples for RMIA and ReCaLL, from the test set"
+    )
+    attacks: list[TextAttackSpec] = Field(
+        default_factory=lambda: list(DEFAULT_TEXT_ATTACKS),
+        description="text attack names, or mappings {name: ..., <parameter>: ...}",
+    )
+    fpr: list[float] = Field(default_factory=lambda: [0.1, 0.01, 0.001, 0.0001])
+    bootstrap: int = Field(default=200, ge=0, description="bootstrap replicates (0: none)")
+    batch_size: int = Field(default=16, ge=1, description="samples per batch when scoring")
+    device: str = Field(default="cpu", description="torch device for training and scoring")
+    cache_dir: Path | None = Field(
+        default=None, description="model cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)"
+    )
+
+    def build_attacks(self) -> list[TextAttack]:
+        """Fresh text attacks of ``attacks``, in order."""
+        return [build_text_attack(spec) for spec in self.attacks]
+
+    @property
+    def attack_names(self) -> list[str]:
+        """The names of ``attacks``, in order."""
+        return [a.name for a in self.build_attacks()]
+
+    @field_validator("num_models")
+    @classmethod
+    def _even(cls, k: int) -> int:
+        if k % 2:
+            raise ValueError(f"must be even (LMs come in complementary pairs); got {k}")
+        return k
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)
+
+    @field_validator("fpr")
+    @classmethod
+    def _rates(cls, rates: list[float]) -> list[float]:
+        return check_fpr_levels(rates)
+
+    @model_validator(mode="after")
+    def _attacks_fit(self) -> TextAuditSettings:
+        if not self.attacks:
+            raise ValueError("list at least one text attack")
+        built = self.build_attacks()  # a ConfigError names a bad spec
+        names = [a.name for a in built]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"attacks listed twice: {dup}")
+        for attack in built:
+            if attack.needs.references != "none" and self.num_models < 4:
+                raise ValueError(
+                    f"attack {attack.name!r} needs num_models >= 4 (every sample must be IN "
+                    "and OUT of at least one reference LM besides the target)"
+                )
+        return self
+
+
+class TextAuditSpec(BaseModel):
+    """A language-model audit: the text data, tokenizer, LM, training recipe, design."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetConfig
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: TextModelConfig = Field(default_factory=TextModelConfig)
+    train: LMTrainConfig = Field(default_factory=LMTrainConfig)
+    audit: TextAuditSettings = Field(default_factory=TextAuditSettings)

@@ -1,0 +1,62 @@
+"""The text audit workflow: train (or reuse) the causal LMs on complementary halves of the
+pool's near-duplicate groups, read their cached per-token log-probabilities, attack each
+LM with the others as references, measure the leakage and write the run folder
+(metrics.json, samples.csv with verse ids, report.html) as the classifier audit does."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from mialens.attacks.text_attacks import score_text_attacks
+from mialens.audit.results import AuditResult
+from mialens.audit.text_design import prepare_text_audit
+from mialens.audit.text_models import text_signals, train_lms
+from mialens.audit.text_results import text_result
+from mialens.audit.text_settings import TextAuditSpec
+from mialens.data.text import TextDataset
+from mialens.folders import writable_folder
+from mialens.workflows.outputs import write_outputs
+from mialens.workflows.phases import phase
+from mialens.workflows.progress import ProgressHook, progress_hook, step_counter
+
+log = logging.getLogger(__name__)
+
+
+def run_text_audit(
+    config: TextAuditSpec,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool | ProgressHook = False,
+    extra_pool: TextDataset | None = None,
+) -> AuditResult:
+    """Audit the LMs of ``config``; with ``out_dir`` write the outputs there.
+    ``extra_pool``: texts added to the pool (canaries, see
+    :func:`~mialens.audit.text_design.prepare_text_audit`)."""
+    if out_dir is not None:  # before any training
+        writable_folder(out_dir, "the output folder")
+    with phase("design"):
+        attacks = config.audit.build_attacks()
+        setup = prepare_text_audit(config, extra_pool)
+    log.info(
+        "text audit of %s: %d LMs, pool %d samples in %d groups, test %d, population %d",
+        setup.dataset.name,
+        setup.num_models,
+        len(setup.split.pool),
+        setup.design()["pool_groups"],
+        len(setup.split.test),
+        len(setup.split.population),
+    )
+    with progress_hook(progress) as hook:
+        with phase("load"):
+            trained = step_counter(hook, "training", setup.num_models)
+            records = train_lms(setup, None if trained is None else lambda _k: trained())
+            signals, plain = text_signals(setup)
+        with phase("scoring"):
+            on_step = step_counter(hook, "attacks", setup.num_models * len(attacks))
+            scores = score_text_attacks(attacks, signals, on_step)
+    result = text_result(setup, attacks, scores, plain, records)
+    with phase("metrics"):
+        result.compute_metrics(config.audit.bootstrap, config.audit.seed)
+    if out_dir is not None:
+        write_outputs(result, out_dir)
+    return result
