@@ -4,8 +4,9 @@
 16 MLPs, ten attacks, 200 bootstrap replicates) in a fresh process: the import, then the
 workflow's phases (:mod:`mialens.workflows.phases`: design, load, scoring, metrics,
 writing, report), the metrics split into point metrics and bootstrap intervals (re-timed
-on the same scores), and the time of the whole ``mialens audit`` command. If the
-cache lacks models they are trained first, untimed, and the run says so.
+on the same scores), which of the heavy packages (:data:`HEAVY`) the run imported, and
+the time of the whole ``mialens audit`` command. If the cache lacks models they are
+trained first, untimed, and the run says so.
 
 (b) ``synthetic``: an audit of 50,000 samples x 64 targets x 10 attacks (seeded scores,
 half members per target, three attacks with tied scores): point metrics, bootstrap
@@ -33,6 +34,8 @@ from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "location30.yaml"
 N_BOOT = 200
+HEAVY = ("torch", "sklearn", "scipy.stats", "matplotlib", "opacus", "ray")
+"""Packages whose import the cached audit should need only when it uses them."""
 
 
 def _clock() -> tuple[float, float]:
@@ -85,6 +88,7 @@ def location_child(cache: str, out: str) -> None:
         "phases": phases,
         "metrics_split": split,
         "trained_models": sum(not r["cached"] for r in result.training),
+        "imported": [name for name in HEAVY if name in sys.modules],
     }
     print(json.dumps(doc))
 
@@ -114,6 +118,7 @@ def location(cache: Path, work: Path) -> dict:
     wall, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([*cli, *out], check=True, env=env, stdout=subprocess.DEVNULL)
     run["command"] = {"wall": time.perf_counter() - wall, "cpu": _children_cpu() - cpu}
+    print(f"the cached audit imported {', '.join(run['imported']) or 'none'} of {', '.join(HEAVY)}")
     return run
 
 

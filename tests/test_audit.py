@@ -10,6 +10,7 @@ from mialens.audit import training_plan as audit_models
 from mialens.audit.design import prepare_audit
 from mialens.data.catalog import load_dataset
 from mialens.metrics import tpr_at_fpr
+from mialens.models import training as model_training
 from mialens.report.tables import read_samples
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import validate_config
@@ -83,7 +84,7 @@ def test_same_seed_same_numbers_without_cache(tmp_path, monkeypatch):
 
 def test_interrupted_run_resumes_from_cached_models(tmp_path, monkeypatch):
     calls = []
-    real_train = audit_models.train_model
+    real_train = model_training.train_model  # looked up there when a model trains
 
     def crash_on_third(*args, **kwargs):
         calls.append(1)
@@ -91,13 +92,13 @@ def test_interrupted_run_resumes_from_cached_models(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(audit_models, "train_model", crash_on_third)
+    monkeypatch.setattr(model_training, "train_model", crash_on_third)
     config = small_config()
     config.executor.ensemble = "off"  # one model at a time (groups resume: tests/scale)
     with pytest.raises(KeyboardInterrupt):
         run_audit(config, tmp_path)
     assert not (tmp_path / "metrics.json").exists()  # nothing half-written
-    monkeypatch.setattr(audit_models, "train_model", real_train)
+    monkeypatch.setattr(model_training, "train_model", real_train)
     result = run_audit(config, tmp_path)
     assert [r["cached"] for r in result.training] == [True, True, False, False]
 

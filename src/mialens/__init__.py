@@ -28,7 +28,7 @@ _EXPORTS = {
     "sklearn_recipe": "mialens.workflows.api",
     "torch_recipe": "mialens.workflows.api",
     "TrainConfig": "mialens.models.recipe",
-    "ModelConfig": "mialens.models.architectures",
+    "ModelConfig": "mialens.models.model_config",
     "analyze": "mialens.analysis.explain",
     "analyze_run": "mialens.workflows.analyse",
 }

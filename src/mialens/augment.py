@@ -8,9 +8,12 @@ width axis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the query views are numpy; training-time augmentation is torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ def random_augment(
     x: torch.Tensor, flip: bool, shift: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Training-time augmentation: a random flip and a random shift per image."""
+    import torch
+
     n, dev = x.shape[0], x.device
     if flip:  # random draws come from the (CPU) generator, then move to the data's device
         mirror = (torch.rand(n, generator=generator) < 0.5).to(dev)

@@ -9,6 +9,7 @@ from mialens.audit.design import prepare_audit
 from mialens.audit.executor import ExecutorConfig
 from mialens.augment import query_transforms
 from mialens.errors import ConfigError
+from mialens.models import ensemble as model_ensemble
 from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import (
     ensemble_blocker,
@@ -250,7 +251,7 @@ def test_audit_trains_in_groups_and_resumes_group_by_group(monkeypatch, tmp_path
     setup = prepare_audit(config)
     assert audit_models.model_groups(setup.plan, config.executor, "cpu") == [[0, 1], [2, 3]]
     calls = []
-    real = audit_models.train_ensemble
+    real = model_ensemble.train_ensemble  # looked up there when a group trains
 
     def crash_on_second(*args, **kwargs):
         calls.append(1)
@@ -258,10 +259,10 @@ def test_audit_trains_in_groups_and_resumes_group_by_group(monkeypatch, tmp_path
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(audit_models, "train_ensemble", crash_on_second)
+    monkeypatch.setattr(model_ensemble, "train_ensemble", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_audit(config)
-    monkeypatch.setattr(audit_models, "train_ensemble", real)
+    monkeypatch.setattr(model_ensemble, "train_ensemble", real)
     resumed = run_audit(config)
     assert [r["cached"] for r in resumed.training] == [True, True, False, False]
     assert [r["ensemble"] for r in resumed.training] == [2, 2, 2, 2]

@@ -1,57 +1,76 @@
-"""The attack registry: name -> attack class, and construction from configuration."""
+"""The attack registry: name -> attack class, and construction from configuration.
+
+Each attack's module is imported when its class is first asked for, so that an audit of
+the score-based attacks does not load the PyTorch ones (and PyTorch)."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from mialens.attacks.base import Attack
-from mialens.attacks.boundary import BoundaryAttack
-from mialens.attacks.label_only import AugmentationAttack, GapAttack
-from mialens.attacks.lira import LiRAOffline, LiRAOnline
-from mialens.attacks.loss_percentile import AttackP, AttackR
-from mialens.attacks.quantile import QuantileAttack
-from mialens.attacks.rmia import RMIAOffline, RMIAOnline
-from mialens.attacks.shadow import MLLeaksAttack, MLLeaksTransferAttack, ShokriAttack
-from mialens.attacks.threshold import (
-    ConfidenceAttack,
-    EntropyAttack,
-    LossAttack,
-    ModifiedEntropyAttack,
-)
-from mialens.attacks.trajectory import SeqMIA, TrajectoryMIA
-from mialens.attacks.transfer import TransferAttack
-from mialens.attacks.whitebox import GradientNormAttack, NasrAttack
-from mialens.attacks.yoqo import YOQOAttack
 from mialens.errors import ConfigError, unknown_name
 
-ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls
-    for cls in (
-        LossAttack,
-        ConfidenceAttack,
-        EntropyAttack,
-        ModifiedEntropyAttack,
-        AttackP,
-        AttackR,
-        LiRAOnline,
-        LiRAOffline,
-        RMIAOnline,
-        RMIAOffline,
-        GapAttack,
-        AugmentationAttack,
-        BoundaryAttack,
-        TransferAttack,
-        YOQOAttack,
-        GradientNormAttack,
-        NasrAttack,
-        ShokriAttack,
-        MLLeaksAttack,
-        MLLeaksTransferAttack,
-        TrajectoryMIA,
-        SeqMIA,
-        QuantileAttack,
-    )
-}
+_ATTACK_CLASSES: tuple[tuple[str, str, str], ...] = (
+    ("loss", "threshold", "LossAttack"),
+    ("confidence", "threshold", "ConfidenceAttack"),
+    ("entropy", "threshold", "EntropyAttack"),
+    ("mentr", "threshold", "ModifiedEntropyAttack"),
+    ("attack_p", "loss_percentile", "AttackP"),
+    ("attack_r", "loss_percentile", "AttackR"),
+    ("lira_online", "lira", "LiRAOnline"),
+    ("lira_offline", "lira", "LiRAOffline"),
+    ("rmia_online", "rmia", "RMIAOnline"),
+    ("rmia_offline", "rmia", "RMIAOffline"),
+    ("gap", "label_only", "GapAttack"),
+    ("augmentation", "label_only", "AugmentationAttack"),
+    ("boundary", "boundary", "BoundaryAttack"),
+    ("transfer", "transfer", "TransferAttack"),
+    ("yoqo", "yoqo", "YOQOAttack"),
+    ("gradient_norm", "whitebox", "GradientNormAttack"),
+    ("nasr", "whitebox", "NasrAttack"),
+    ("shokri", "shadow", "ShokriAttack"),
+    ("ml_leaks", "shadow", "MLLeaksAttack"),
+    ("ml_leaks_transfer", "shadow", "MLLeaksTransferAttack"),
+    ("trajectory", "trajectory", "TrajectoryMIA"),
+    ("seqmia", "trajectory", "SeqMIA"),
+    ("quantile", "quantile", "QuantileAttack"),
+)
+"""Every registered attack: its name, its module in :mod:`mialens.attacks` and its class."""
+
+
+class AttackRegistry(MutableMapping[str, type[Attack]]):
+    """Attack classes by name, in registration order; a class's module is imported on
+    first access (``registry[name]``, iteration of values or items)."""
+
+    def __init__(self, entries: tuple[tuple[str, str, str], ...]) -> None:
+        self._entries: dict[str, type[Attack] | tuple[str, str]] = {
+            name: (module, cls) for name, module, cls in entries
+        }
+
+    def __getitem__(self, name: str) -> type[Attack]:
+        entry = self._entries[name]
+        if isinstance(entry, tuple):
+            module, cls = entry
+            entry = getattr(importlib.import_module(f"mialens.attacks.{module}"), cls)
+            self._entries[name] = entry
+        return entry
+
+    def __setitem__(self, name: str, cls: type[Attack]) -> None:
+        self._entries[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+ATTACKS: MutableMapping[str, type[Attack]] = AttackRegistry(_ATTACK_CLASSES)
 
 DEFAULT_ATTACKS: tuple[str, ...] = (
     "loss",

@@ -43,7 +43,7 @@ from mialens.attacks.text_scores import (
     zlib_ratio,
 )
 from mialens.errors import ConfigError, DataError, unknown_name
-from mialens.signals.token_logprobs import TokenLogProbs
+from mialens.signals.token_stats import TokenLogProbs
 
 QUERY_SETS = ("plain", "lower", "recall")
 

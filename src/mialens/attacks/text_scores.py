@@ -22,7 +22,7 @@ import numpy as np
 from mialens.attacks.base import ReferenceSignals, TargetSignals
 from mialens.attacks.lira import LiRAOffline, LiRAOnline
 from mialens.errors import DataError
-from mialens.signals.token_logprobs import TokenLogProbs
+from mialens.signals.token_stats import TokenLogProbs
 
 TokenScores = TokenLogProbs | tuple[np.ndarray, np.ndarray]
 

@@ -78,9 +78,12 @@ class ClassThresholdAttack(SignalAttack):
         fallback = best_threshold(values[member], values[~member])
         num_classes = int(refs.labels.max()) + 1
         self.thresholds_ = np.full(num_classes, fallback)
+        by_class = np.argsort(labels, axis=None, kind="stable")  # row-major within a class
+        bounds = np.searchsorted(labels.ravel()[by_class], np.arange(num_classes + 1))
+        values, member = values.ravel()[by_class], member.ravel()[by_class]
         for c in range(num_classes):
-            of_c = labels == c
-            ins, outs = values[of_c & member], values[of_c & ~member]
+            of_c = slice(bounds[c], bounds[c + 1])
+            ins, outs = values[of_c][member[of_c]], values[of_c][~member[of_c]]
             if ins.size and outs.size:
                 self.thresholds_[c] = best_threshold(ins, outs)
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+from typing import TYPE_CHECKING
 
 from mialens.audit.settings import AuditSpec
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
-from mialens.models.architectures import build_model
 from mialens.splits import Split
+
+if TYPE_CHECKING:  # PyTorch loads only to estimate a training time (when there is training)
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ def check_memory(size: DesignSize, available: int | None = None) -> None:
 
 def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass on one sample, as torch counts them."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros((1, *input_shape)))
@@ -105,6 +108,8 @@ def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def training_seconds(num_models: int, epochs: int, pool: int, flops: int, device: str) -> float:
     """Estimated seconds to train every model (see the module docstring)."""
+    import torch
+
     rate = FLOPS_PER_SECOND["cpu" if torch.device(device).type == "cpu" else "accelerator"]
     samples = num_models * epochs * pool / 2
     return samples * 3 * flops / rate + num_models * SECONDS_PER_MODEL
@@ -144,6 +149,10 @@ def check_training_time(config: AuditSpec, dataset: Dataset, pool: int, to_train
     of torch)."""
     if to_train == 0 or config.model.kind == "estimator":  # estimator: no torch model
         return
+    import torch
+
+    from mialens.models.architectures import build_model
+
     device = config.audit.device
     with torch.random.fork_rng(devices=[]):  # leave the global generator as it was
         model = build_model(

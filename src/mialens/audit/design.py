@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from mialens.attacks.base import Attack, QueryData
 from mialens.audit.budget import check_design_cost, check_training_time
@@ -26,7 +25,6 @@ from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
 from mialens.folders import writable_folder
-from mialens.models.architectures import build_model
 from mialens.models.factory import check_factory_model
 from mialens.models.store import ModelStore, default_cache_dir, spec_key
 from mialens.seeding import int_seed
@@ -165,6 +163,10 @@ def _check_factory(config: AuditSpec, dataset: Dataset) -> None:
     any training)."""
     if config.model.kind != "factory":
         return
+    import torch
+
+    from mialens.models.architectures import build_model
+
     with torch.random.fork_rng(devices=[]):
         model = build_model(config.model, dataset.input_shape, dataset.num_classes)
     check_factory_model(model, config.model.factory, dataset.input_shape, dataset.num_classes)

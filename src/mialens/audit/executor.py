@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mialens.errors import ConfigError
-from mialens.models.training import fixed_threads
+from mialens.threads import fixed_threads
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mialens.attacks.base import Attack
@@ -16,7 +15,7 @@ from mialens.attacks.registry import DEFAULT_ATTACKS, build_attack
 from mialens.audit.canaries import CanaryConfig
 from mialens.audit.executor import ExecutorConfig
 from mialens.data.registry import DatasetConfig
-from mialens.models.architectures import ModelConfig
+from mialens.models.model_config import ModelConfig
 from mialens.models.recipe import TrainConfig
 from mialens.signals.queries import QueryConfig
 from mialens.validation import check_fpr_levels
@@ -162,6 +161,10 @@ class AuditSettings(BaseModel):
 
 def check_device(device: str) -> str:
     """``device`` if torch parses it and this machine has it, else a ValueError saying why."""
+    if device == "cpu":  # every machine has it (and checking needs no PyTorch)
+        return device
+    import torch
+
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):

@@ -12,7 +12,7 @@ from mialens.audit.results import AuditResult, attack_info
 from mialens.audit.text_design import TextAuditSetup
 from mialens.audit.text_models import mean_token_loss
 from mialens.metrics.intervals import summarize
-from mialens.signals.token_logprobs import TokenLogProbs
+from mialens.signals.token_stats import TokenLogProbs
 
 
 def lm_utility(setup: TextAuditSetup, plain: TokenLogProbs) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build_text_attack
 from mialens.audit.settings import check_device
 from mialens.data.registry import DatasetConfig
-from mialens.models.causal_lm import LMTrainConfig
+from mialens.models.lm_config import LMTrainConfig
 from mialens.validation import check_fpr_levels
 
 TextAttackSpec = str | dict[str, Any]

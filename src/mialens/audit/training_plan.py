@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,15 +21,16 @@ from mialens.audit.executor import ExecutorConfig, map_tasks
 from mialens.augment import Transform
 from mialens.data.dataset import Dataset
 from mialens.errors import CacheError
-from mialens.models.architectures import ModelConfig, build_model
-from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
 from mialens.models.estimators import fit_estimator
 from mialens.models.factory import code_identity
+from mialens.models.model_config import ModelConfig
 from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
-from mialens.models.training import TrainResult, train_model
 from mialens.signals.queries import collect_logits
 from mialens.targets.adapters import SklearnTarget, Target, TorchTarget
+
+if TYPE_CHECKING:  # PyTorch loads only to train models or compute their logits
+    from mialens.models.training import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class TrainingPlan:
         return spec
 
     def build(self):
+        from mialens.models.architectures import build_model
+
         return build_model(
             self.model, self.dataset.input_shape, self.dataset.num_classes, self.train.dropout
         )
@@ -129,6 +132,8 @@ class TrainingPlan:
             return lambda x, y, seed: SklearnTarget(
                 fit_estimator(self.model, x, y, seed), self.dataset.num_classes
             )
+        from mialens.models.training import train_model
+
         recipe = self.train.model_copy(update={"early_stopping": None})
         needs_reference = recipe.adversarial_regularization is not None
 
@@ -173,6 +178,12 @@ def models_logits(
     only: Ray workers report per group, through ``on_model``).
     """
     executor = executor or ExecutorConfig()
+    cached = _all_cached(plan, store, query_positions, transforms)
+    if cached is not None:  # nothing to train or compute: no grouping (which builds a model)
+        for k, (_, record) in enumerate(cached):
+            if on_model is not None:
+                on_model(k, record)
+        return np.stack([out for out, _ in cached]), [record for _, record in cached]
     if plan.model.kind == "estimator":
         groups, task = [[k] for k in range(len(plan.train_positions))], _estimator_task
     else:
@@ -194,9 +205,44 @@ def models_logits(
     return np.stack([out for out, _ in ordered]), [record for _, record in ordered]
 
 
+def _logits_shape(
+    plan: TrainingPlan, query_positions: np.ndarray, transforms: list[Transform]
+) -> tuple[int, int, int]:
+    """The shape of one model's logits on ``query_positions`` under ``transforms``."""
+    return len(query_positions), len(transforms), plan.dataset.num_classes
+
+
+def _cached_entry(
+    store: ModelStore, key: str, qkey: str, shape: tuple[int, ...], k: int
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Model ``k``'s cached logits ``qkey`` and its record, if the store holds them."""
+    cached = store.load_array(key, qkey) if store.has(key) else None
+    if cached is None or cached.shape != shape:
+        return None
+    return cached, {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
+
+
+def _all_cached(
+    plan: TrainingPlan, store: ModelStore, query_positions: np.ndarray, transforms: list[Transform]
+) -> list[tuple[np.ndarray, dict[str, Any]]] | None:
+    """Every planned model's cached logits and record, when the store holds them all
+    (the same arrays and records the group tasks would read), else None."""
+    qkey = query_key(plan.dataset, query_positions, transforms)
+    shape = _logits_shape(plan, query_positions, transforms)
+    entries = []
+    for k in range(len(plan.train_positions)):
+        entry = _cached_entry(store, spec_key(plan.spec(k)), qkey, shape, k)
+        if entry is None:
+            return None
+        entries.append(entry)
+    return entries
+
+
 def model_groups(plan: TrainingPlan, executor: ExecutorConfig, device: str) -> list[list[int]]:
     """The planned models split into consecutive groups trained together (singletons
     when the recipe, the architecture or ``executor.ensemble`` rule batching out)."""
+    from mialens.models.ensemble import group_size
+
     k_models = len(plan.train_positions)
     size, reason = group_size(
         plan.build,
@@ -235,18 +281,18 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
     any of them needs it, so that no number depends on what happened to be cached."""
     plan, store = ctx.plan, ctx.store
     qkey = query_key(plan.dataset, ctx.query_positions, ctx.transforms)
-    shape = (len(ctx.query_positions), len(ctx.transforms), plan.dataset.num_classes)
+    shape = _logits_shape(plan, ctx.query_positions, ctx.transforms)
     keys = {k: spec_key(plan.spec(k)) for k in group}
     results: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
     for k in group:
-        key = keys[k]
-        cached = store.load_array(key, qkey) if store.has(key) else None
-        if cached is not None and cached.shape == shape:
-            record = {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
-            results[k] = (cached, record)
+        entry = _cached_entry(store, keys[k], qkey, shape, k)
+        if entry is not None:
+            results[k] = entry
     todo = [k for k in group if k not in results]
     if not todo:
         return [results[k] for k in group]
+    from mialens.models.ensemble import ensemble_logits
+
     needed = group if ctx.batched else todo
     states, records = _load_or_train_many(
         plan, store, needed, keys, ctx.device, ctx.batched, ctx.on_epoch
@@ -312,14 +358,13 @@ def _estimator_task(
     manifest, without weights)."""
     plan, store = ctx.plan, ctx.store
     qkey = query_key(plan.dataset, ctx.query_positions, ctx.transforms)
-    shape = (len(ctx.query_positions), len(ctx.transforms), plan.dataset.num_classes)
+    shape = _logits_shape(plan, ctx.query_positions, ctx.transforms)
     results = []
     for k in group:
         key = spec_key(plan.spec(k))
-        cached = store.load_array(key, qkey) if store.has(key) else None
-        if cached is not None and cached.shape == shape:
-            record = {**_summary(store.manifest(key)), "model": k, "key": key, "cached": True}
-            results.append((cached, record))
+        entry = _cached_entry(store, key, qkey, shape, k)
+        if entry is not None:
+            results.append(entry)
             continue
         start = time.perf_counter()
         target = plan.fitted_estimator(k)
@@ -378,6 +423,8 @@ def _load_or_train_many(
     missing = [k for k in models if k not in states]
     if not missing:
         return states, records
+    from mialens.models.ensemble import train_ensemble
+
     ds = plan.dataset
     if batched:
         trained = train_ensemble(
@@ -419,6 +466,8 @@ def train_one(
 ) -> TrainResult:
     """Train model ``k`` of the plan (one by one, no cache); ``on_epoch([k], epoch)``
     after every epoch."""
+    from mialens.models.training import train_model
+
     ds = plan.dataset
     idx = plan.train_positions[k]
     held_out = _validation(plan)

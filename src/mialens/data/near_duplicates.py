@@ -33,12 +33,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.sparse import coo_matrix, csr_matrix, triu
-from scipy.sparse.csgraph import connected_components
 
 from mialens.errors import ConfigError
+
+if TYPE_CHECKING:  # scipy.sparse loads only to group texts
+    from scipy.sparse import csr_matrix
 
 DEFAULT_THRESHOLD = 0.35
 DEFAULT_SHINGLE = 3
@@ -76,6 +78,8 @@ def _incidence(texts: Sequence[str], k: int) -> tuple[list[np.ndarray], int]:
 
 
 def _matrix(rows: list[np.ndarray], columns: int) -> csr_matrix:
+    from scipy.sparse import csr_matrix
+
     indptr = np.cumsum([0] + [len(r) for r in rows])
     data = np.ones(indptr[-1], dtype=np.int32)
     return csr_matrix((data, np.concatenate(rows), indptr), shape=(len(rows), columns))
@@ -92,6 +96,8 @@ def similar_pairs(
         raise ConfigError(f"the shingle length must be at least 1 word, got {k}")
     if len(texts) < 2:
         return []
+    from scipy.sparse import triu
+
     rows, columns = _incidence(texts, k)
     sizes = np.array([len(r) for r in rows])
     prefixes = [r[: len(r) - math.ceil(threshold * len(r)) + 1] for r in rows]
@@ -112,6 +118,9 @@ def near_duplicate_groups(
     pairs = similar_pairs(texts, threshold, k)
     if not pairs:
         return np.arange(n, dtype=np.int64)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     rows, cols = np.array(pairs, dtype=np.int64).T
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (rows, cols)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)

@@ -19,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.spatial.distance import cdist
 
 from mialens.errors import DataError
 from mialens.targets.adapters import PROBABILITY_FLOOR, Target
@@ -84,6 +83,8 @@ class QueryMonitor(Target):
 
     def _audit(self, sketch: np.ndarray, chunk: int = 1024) -> None:
         """Flag each query of the batch in order and update the alarm."""
+        from scipy.spatial.distance import cdist  # scipy.spatial loads only with a monitor
+
         cfg = self.config
         for s in range(0, len(sketch), chunk):
             batch = sketch[s : s + chunk]
@@ -111,6 +112,8 @@ class QueryMonitor(Target):
 
 def _nearest(queries: np.ndarray, points: np.ndarray, exclude_self: bool = False) -> np.ndarray:
     """Euclidean distance of every query to its nearest point (in chunks)."""
+    from scipy.spatial.distance import cdist
+
     out = np.empty(len(queries))
     for s in range(0, len(queries), 1024):
         d = cdist(queries[s : s + 1024], points)

@@ -14,20 +14,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.special import expit, log_softmax, logit, softmax
 
 from mialens.errors import ConfigError, DataError, unknown_name
-from mialens.models.loop import minibatch_epoch
 from mialens.targets.adapters import (
     PROBABILITY_FLOOR,
     probabilities_to_logits,
     probability_floor,
 )
+from mialens.threads import fixed_threads
+
+if TYPE_CHECKING:  # PyTorch loads only to fit MemGuard's classifier
+    import torch
 
 LOG_FLOOR = float(np.log(PROBABILITY_FLOOR))
 
@@ -403,6 +405,8 @@ class MemGuard(OutputDefense):
                 "memguard needs the defender's non-member outputs for its classifier: give "
                 "the audit a validation split (audit.val_size > 0)"
             )
+        import torch
+
         members, nonmembers = data.member_logits, data.nonmember_logits
         feats = np.concatenate([_sorted_probs(members), _sorted_probs(nonmembers)])
         target = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
@@ -487,10 +491,15 @@ def _sorted_probs(logits: np.ndarray) -> np.ndarray:
     return -np.sort(-p, axis=1)
 
 
+@fixed_threads()
 def _train_classifier(
     feats: np.ndarray, target: np.ndarray, gen: torch.Generator
 ) -> torch.nn.Module:
     """The defender's membership classifier: an MLP on sorted probability vectors."""
+    import torch
+
+    from mialens.models.loop import minibatch_epoch
+
     c = feats.shape[1]
     net = torch.nn.Sequential(
         torch.nn.Linear(c, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1), torch.nn.Sigmoid()

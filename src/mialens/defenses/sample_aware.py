@@ -15,7 +15,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from mialens.analysis.outliers import geometric_measures
 from mialens.audit.design import AuditSetup
 from mialens.defenses.config import SampleAwareConfig
 from mialens.seeding import int_seed, rng
@@ -34,6 +33,8 @@ def flag_samples(x: np.ndarray, y: np.ndarray, config: SampleAwareConfig, seed: 
     flags = np.zeros(len(y), dtype=bool)
     score = None
     if not config.counterpart:
+        from mialens.analysis.outliers import geometric_measures  # loads scikit-learn
+
         score = geometric_measures(x, y, seed=seed % 2**32)[_MEASURE[config.detector]]
     draw = rng(seed, "sample-aware")
     for c in np.unique(y):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy.special import stdtrit
 
 from mialens.errors import ConfigError, DataError
 from mialens.metrics.resampled import member_counts, resampled_metrics
@@ -39,7 +39,9 @@ def summarize(
     n = v.size
     mean = float(v.mean())
     std = float(v.std(ddof=1)) if n > 1 else 0.0
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / np.sqrt(n) if n > 1 else 0.0
+    half = 0.0
+    if n > 1:  # stdtrit is the t quantile scipy.stats.t.ppf computes (without scipy.stats)
+        half = float(stdtrit(n - 1, (1 + confidence) / 2)) * std / np.sqrt(n)
     return {
         "mean": mean,
         "std": std,

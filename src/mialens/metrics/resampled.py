@@ -116,14 +116,23 @@ def _block_metrics(
     advantage = np.maximum((tpr_peak - fpr_peak).max(axis=1), 0.0)
     # The TPR at a level: the members above the first non-member group that would push
     # the false positives past the allowed count (all members if none does).
-    allowed = allowed_counts(fp[:, -1], levels)
-    accepted = np.empty(allowed.shape, dtype=np.float64)
+    first_over = _rowwise_search(fp[:, 1:], allowed_counts(fp[:, -1], levels))
     last = tp_above.shape[1]
-    for r in range(counts.shape[0]):
-        first_over = np.searchsorted(fp[r, 1:], allowed[r], side="right")
-        inside = first_over < last
-        accepted[r] = np.where(inside, tp_above[r, np.minimum(first_over, last - 1)], tp[r, -1])
+    above = np.take_along_axis(tp_above, np.minimum(first_over, last - 1), axis=1)
+    accepted = np.where(first_over < last, above, tp[:, -1:])
     return auc, advantage, accepted / n_pos[:, None]
+
+
+def _rowwise_search(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(rows[r], values[r], side="right")`` for every row ``r`` at once:
+    ``rows`` (non-decreasing, non-negative integers) are shifted each above the one
+    before, so that one search of the flattened rows answers every row, exactly;
+    ``values[r]`` lie in ``[0, rows[r, -1]]``."""
+    n_rows, width = rows.shape
+    step = int(rows[:, -1].max()) + 1
+    shift = step * np.arange(n_rows, dtype=np.int64)[:, None]
+    found = np.searchsorted((rows + shift).ravel(), (values + shift).ravel(), side="right")
+    return found.reshape(values.shape) - width * np.arange(n_rows, dtype=np.int64)[:, None]
 
 
 def resampled_metrics(

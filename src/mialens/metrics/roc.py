@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import metrics as skm
 
 from mialens.errors import ConfigError, DataError
 from mialens.metrics.resampled import member_counts, resampled_metrics
@@ -75,14 +74,18 @@ def roc_curve(scores: object, members: object) -> tuple[np.ndarray, np.ndarray, 
     Thin validated wrapper of ``sklearn.metrics.roc_curve(members, scores,
     drop_intermediate=False)``; ``thresholds[0]`` is ``inf`` (nothing accepted).
     """
+    from sklearn.metrics import roc_curve as sklearn_roc_curve  # loads much of scikit-learn
+
     s, m = _check_pair(scores, members)
-    return skm.roc_curve(m, s, drop_intermediate=False)
+    return sklearn_roc_curve(m, s, drop_intermediate=False)
 
 
 def auc(scores: object, members: object) -> float:
     """Area under the ROC curve: P(member score > non-member score), ties counting 1/2."""
+    from sklearn.metrics import roc_auc_score
+
     s, m = _check_pair(scores, members)
-    return float(skm.roc_auc_score(m, s))
+    return float(roc_auc_score(m, s))
 
 
 def _advantage(fpr: np.ndarray, tpr: np.ndarray) -> float:
@@ -260,7 +263,7 @@ def attack_metrics(scores: object, members: object, fpr_levels: object) -> Attac
     n_members = int(np.count_nonzero(m))
     n_nonmembers = m.size - n_members
     return AttackMetrics(
-        auc=float(skm.auc(fpr, tpr)),
+        auc=float(np.trapezoid(tpr, fpr)),  # sklearn.metrics.auc's rule (fpr increases)
         advantage=_advantage(fpr, tpr),
         tpr_at_fpr={v: _tpr_at(fpr, tpr, v) for v in levels},
         resolved={v: fpr_resolvable(n_nonmembers, v) for v in levels},

@@ -34,42 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from mialens.errors import DataError
+from mialens.models.lm_config import CausalLMConfig, LMTrainConfig
 from mialens.models.training import fixed_threads
 from mialens.seeding import rng
-
-
-class CausalLMConfig(BaseModel):
-    """Architecture of a :class:`CausalTransformer`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    vocab_size: int = Field(gt=1, description="tokens in the vocabulary (the tokenizer's)")
-    layers: int = Field(default=2, ge=1, description="transformer blocks")
-    width: int = Field(default=64, ge=1, description="embedding width")
-    heads: int = Field(default=4, ge=1, description="attention heads (must divide width)")
-    context: int = Field(default=128, ge=2, description="longest token sequence")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> CausalLMConfig:
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        return self
-
-
-class LMTrainConfig(BaseModel):
-    """Recipe of :func:`train_causal_lm` (AdamW on the mean next-token loss)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    lr: float = Field(default=3e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
 
 
 class _Block(nn.Module):

@@ -26,8 +26,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mialens.errors import ConfigError
-from mialens.models.architectures import ModelConfig
 from mialens.models.factory import load_callable
+from mialens.models.model_config import ModelConfig
 
 
 def make_estimator(config: ModelConfig, seed: int) -> Any:

@@ -17,12 +17,12 @@ import hashlib
 import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mialens.errors import ConfigError
+
+if TYPE_CHECKING:  # PyTorch loads only where a factory's model is built
+    from torch import nn
 
 
 def check_import_path(path: str, key: str) -> str:
@@ -80,6 +80,8 @@ def build_factory_model(
     path: str, kwargs: dict[str, Any], input_shape: tuple[int, ...], num_classes: int
 ) -> nn.Module:
     """The module returned by ``function(input_shape=..., num_classes=..., **kwargs)``."""
+    from torch import nn
+
     factory = load_callable(path, "model.factory")
     try:
         model = factory(input_shape=tuple(input_shape), num_classes=int(num_classes), **kwargs)
@@ -100,6 +102,8 @@ def check_factory_model(
 ) -> None:
     """Refuse a module whose outputs on a batch of two samples are not ``(2, num_classes)``
     logits, before any training."""
+    import torch
+
     was_training = model.training
     model.eval()
     try:

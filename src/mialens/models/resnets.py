@@ -28,11 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mialens.errors import ConfigError
-
-WRN_GROUPS = 16
-"""GroupNorm groups of a WRN by default (De et al. 2022)."""
-RESNET_GROUPS = 32
-"""GroupNorm groups of ResNet-18 by default (Wu & He 2018)."""
+from mialens.models.model_config import RESNET_GROUPS, WRN_GROUPS
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:

@@ -26,14 +26,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 from mialens.errors import CacheError
 from mialens.io import dir_mode, file_mode, to_json, write_bytes, write_text
+
+if TYPE_CHECKING:  # weights are read and written with PyTorch; cached arrays without it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class ModelStore:
             os.chmod(tmp, dir_mode())  # mkdtemp creates 0700
             digest = None
             if state_dict is not None:
+                from safetensors.torch import save_file
+
                 weights = tmp / _WEIGHTS
                 save_file({k: v.contiguous() for k, v in state_dict.items()}, str(weights))
                 os.chmod(weights, file_mode())  # safetensors creates 0600
@@ -155,6 +158,8 @@ class ModelStore:
             raise CacheError(
                 f"model cache entry {key}: {_WEIGHTS} does not match the sha256 in its manifest"
             )
+        from safetensors.torch import load_file
+
         return load_file(str(weights)), manifest
 
     def discard(self, key: str) -> None:

@@ -11,8 +11,7 @@ import copy
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,31 +32,10 @@ from mialens.models.loop import (
 from mialens.models.objectives import AdversarialRegularizer, Objective
 from mialens.models.recipe import TrainConfig
 from mialens.models.step import Batch, ClippedGradients, GradHook, NoisyGradients, NoisyHook, Step
+from mialens.threads import TORCH_THREADS as TORCH_THREADS  # re-exported
+from mialens.threads import fixed_threads
 
 log = logging.getLogger(__name__)
-
-TORCH_THREADS = 1
-"""Intra-op threads of every training and inference run. Floating-point reductions
-split over threads round differently for each thread count, so the count is fixed
-rather than left to the machine (or to Ray, which gives a worker ``num_cpus``
-threads): same seed, same numbers, on any executor and any machine. Parallelism
-comes from batched ensembles and from executor tasks instead."""
-
-
-@contextmanager
-def fixed_threads() -> Iterator[None]:
-    """Run torch on :data:`TORCH_THREADS` intra-op threads, restoring the caller's count
-    afterwards (usable as a decorator)."""
-    previous = torch.get_num_threads()
-    if previous == TORCH_THREADS:  # nested or already set: nothing to change
-        yield
-        return
-    torch.set_num_threads(TORCH_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
 
 EpochHook = Callable[[int, nn.Module], None]
 

@@ -7,17 +7,19 @@ so it references no external resource and can be mailed or archived as a single 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
-from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import LevelResult, Spread, fpr_key
 from mialens.report import plots
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
+
+if TYPE_CHECKING:  # an audit without an analysis does not load the analysis (scipy.stats)
+    from mialens.analysis.summary import AnalysisSummary
 
 _DESIGN_LABELS = {
     "dataset": "data set",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib import image as mpl_image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -34,10 +35,18 @@ _LINESTYLES = ("-", "--", "-.", ":")
 
 
 def figure_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes (no timestamp or software metadata: reproducible bytes)."""
-    FigureCanvasAgg(fig)
+    """The figure as PNG bytes (no timestamp or software metadata: reproducible bytes).
+
+    The figure is drawn once on its canvas (its layout engine lays it out, as on a
+    screen) and its pixels encoded as ``savefig`` encodes a PNG; ``savefig`` would first
+    lay the figure out in one more, undrawn pass, which changes no pixel of these
+    figures and costs a sixth of their time."""
+    fig.set_dpi(_DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    pixels = canvas.buffer_rgba()
+    mpl_image.imsave(buf, pixels, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
 
 

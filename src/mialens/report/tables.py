@@ -60,9 +60,8 @@ def samples_table(result: AuditResult) -> str:
     labels = _id_cells(original_labels(result.labels, result.design.get("label_values")))
     for row, target in enumerate(result.target_models):
         member = result.members[row].astype(int).tolist()
-        cols = [[repr(float(v)) for v in result.scores[n][row]] for n in names]
-        for i in range(len(ids)):
-            writer.writerow([ids[i], labels[i], target, member[i], *(c[i] for c in cols)])
+        cols = [map(repr, result.scores[n][row].tolist()) for n in names]  # Python floats
+        writer.writerows(zip(ids, labels, [target] * len(ids), member, *cols, strict=True))
     return buf.getvalue()
 
 

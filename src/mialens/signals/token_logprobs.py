@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,27 +34,7 @@ from mialens.errors import DataError
 from mialens.models.causal_lm import check_token_batch
 from mialens.models.store import ModelStore
 from mialens.models.training import fixed_threads
-
-
-@dataclass(frozen=True)
-class TokenLogProbs:
-    """Per-token statistics of one model on ``n`` samples, each ``(n, T-1)`` float32;
-    ``lengths[i]`` is the number of scored tokens of sample ``i`` (its tokens minus the
-    start token), and positions at or after it hold zeros."""
-
-    logprob: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    lengths: np.ndarray
-
-    @property
-    def mask(self) -> np.ndarray:
-        """True at the scored positions ``(n, T-1)``."""
-        return np.arange(self.logprob.shape[1]) < self.lengths[:, None]
-
-    def stacked(self) -> np.ndarray:
-        """``(3, n, T-1)``: log-probabilities, means, variances."""
-        return np.stack([self.logprob, self.mean, self.var])
+from mialens.signals.token_stats import TokenLogProbs
 
 
 def token_statistics(

@@ -24,14 +24,17 @@ refused under ``"auto"`` with a request to declare ``output``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-from torch import nn
 
 from mialens.errors import ConfigError, DataError
+from mialens.threads import fixed_threads
 from mialens.validation import check_logits
+
+if TYPE_CHECKING:  # PyTorch loads only where a torch module is wrapped or tensors read
+    import torch
+    from torch import nn
 
 OutputKind = Literal["auto", "logits", "probabilities"]
 PROBABILITY_FLOOR = 1e-30
@@ -251,6 +254,8 @@ class TorchTarget(Target):
         batch_size: int = 2048,
         device: str | torch.device | None = None,
     ) -> None:
+        import torch
+
         super().__init__(num_classes)
         self.module = module
         self.output = output
@@ -259,18 +264,21 @@ class TorchTarget(Target):
         params = list(module.parameters())
         self.device = torch.device(device) if device else (params[0].device if params else "cpu")
 
-    @torch.no_grad()
+    @fixed_threads()
     def _logits(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
         was_training = self.module.training
         self.module.eval()
         try:
-            chunks = [
-                self.module(torch.as_tensor(x[i : i + self.batch_size], device=self.device))
-                .float()
-                .cpu()
-                .numpy()
-                for i in range(0, len(x), self.batch_size)
-            ]
+            with torch.no_grad():
+                chunks = [
+                    self.module(torch.as_tensor(x[i : i + self.batch_size], device=self.device))
+                    .float()
+                    .cpu()
+                    .numpy()
+                    for i in range(0, len(x), self.batch_size)
+                ]
         finally:
             self.module.train(was_training)
         return self._read(np.concatenate(chunks))
@@ -318,6 +326,8 @@ class CallableTarget(Target):
         self._read = OutputReader(output)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
         out = self.fn(x)
         if isinstance(out, torch.Tensor):
             out = out.detach().cpu().numpy()
@@ -391,6 +401,8 @@ def as_target(model: Any, num_classes: int | None = None, output: OutputKind = "
     """Wrap a torch module, scikit-learn classifier or callable as a :class:`Target`;
     ``output`` says what a module or callable returns (a classifier's ``predict_proba``
     gives probabilities)."""
+    from torch import nn
+
     check_output_kind(output)
     if isinstance(model, Target):
         return model

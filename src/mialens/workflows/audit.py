@@ -18,8 +18,8 @@ from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.defenses.sample_aware import adjusted_setup
 from mialens.folders import writable_folder
-from mialens.models.training import fixed_threads
 from mialens.targets.adapters import TorchTarget
+from mialens.threads import fixed_threads
 from mialens.workflows.config import AuditConfig
 from mialens.workflows.outputs import write_analysis, write_outputs
 from mialens.workflows.phases import phase

@@ -13,19 +13,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mialens.analysis.settings import AnalysisSettings
-from mialens.audit.dp_game import available_scores
 from mialens.audit.settings import AuditSpec, check_device
 from mialens.data.registry import DatasetConfig
 from mialens.defenses.config import DefenseSettings
-from mialens.dp.gradient_canaries import check_recipe as check_gradient_recipe
-from mialens.dp.selection import DEFAULT_GRID, check_grid
 from mialens.errors import ConfigError
-from mialens.models.architectures import ModelConfig
+from mialens.models.model_config import ModelConfig
 from mialens.models.recipe import TrainConfig
 
 CanaryKind = Literal["mislabeled", "ood", "crafted", "dirac"]
 GRADIENT_CANARIES = ("dirac",)
 DPMethod = Literal["one_run", "one_run_fdp", "many_run", "gaussian_dp"]
+
+
+def _default_grid() -> list[tuple[float, float]]:
+    """The DP audit's default selection grid (its modules load scipy.stats when asked)."""
+    from mialens.dp.selection import DEFAULT_GRID
+
+    return list(DEFAULT_GRID)
 
 
 class GuessSelection(BaseModel):
@@ -46,7 +50,7 @@ class GuessSelection(BaseModel):
     )
     score: str | None = Field(default=None, description="fixed: the score (default: the first)")
     grid: list[tuple[float, float]] = Field(
-        default_factory=lambda: list(DEFAULT_GRID),
+        default_factory=_default_grid,
         description="bonferroni, split: [k+ share, k- share] pairs of the canaries",
     )
     share: float = Field(
@@ -56,6 +60,8 @@ class GuessSelection(BaseModel):
     @field_validator("grid")
     @classmethod
     def _grid(cls, grid: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        from mialens.dp.selection import check_grid
+
         return check_grid(grid)
 
     @model_validator(mode="after")
@@ -161,6 +167,9 @@ class DPAuditSettings(BaseModel):
     def check_recipe(self, train: TrainConfig, where: str = "train") -> float:
         """The audited delta, after checking that ``train`` is a DP-SGD recipe these canaries
         can audit; a ValueError says what does not fit."""
+        from mialens.audit.dp_game import available_scores  # these load PyTorch
+        from mialens.dp.gradient_canaries import check_recipe as check_gradient_recipe
+
         if train.dp is None:
             raise ValueError(
                 f"{where}.dp is missing: the DP audit checks a DP-SGD training (give "

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mialens.analysis.summary import AnalysisSummary
 from mialens.audit.results import AuditResult
 from mialens.errors import DataError
 from mialens.io import write_bytes, write_json, write_text
@@ -25,6 +24,7 @@ from mialens.workflows.phases import phase
 
 if TYPE_CHECKING:  # the analysis (torch, scikit-learn models) loads only when written
     from mialens.analysis.explain import Analysis
+    from mialens.analysis.summary import AnalysisSummary
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.csv"
@@ -108,6 +108,8 @@ def write_analysis(analysis: Analysis, run_dir: str | os.PathLike) -> dict[str, 
 
 def read_summary(run_dir: str | os.PathLike) -> AnalysisSummary:
     """The :class:`~mialens.analysis.summary.AnalysisSummary` of a run folder's analysis."""
+    from mialens.analysis.summary import AnalysisSummary
+
     path = Path(run_dir) / ANALYSIS_DIR / SUMMARY_FILE
     try:
         return AnalysisSummary.from_json(json.loads(path.read_text(encoding="utf-8")))
