@@ -25,6 +25,7 @@ from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
 from mialens.models.estimators import fit_estimator
 from mialens.models.factory import code_identity
+from mialens.models.loop import module_to_device
 from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
 from mialens.models.training import TrainResult, train_model
@@ -139,7 +140,7 @@ class TrainingPlan:
                 held, kept = order[: max(1, len(x) // 5)], order[max(1, len(x) // 5) :]
                 reference, x, y = (x[held], y[held]), x[kept], y[kept]
             result = train_model(self.build, x, y, recipe, seed, device=device, reference=reference)
-            model = self.build().to(device)
+            model = module_to_device(self.build(), device)
             model.load_state_dict(result.state_dict)
             return TorchTarget(model, self.dataset.num_classes)
 
@@ -257,7 +258,7 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
         out = ensemble_logits(plan.build, stacked, x_query, ctx.transforms, ctx.device)
         logits = dict(zip(needed, out, strict=True))
     else:
-        model = plan.build().to(ctx.device)
+        model = module_to_device(plan.build(), ctx.device)
         model.load_state_dict(states[todo[0]])
         target = TorchTarget(model, plan.dataset.num_classes)
         logits = {todo[0]: collect_logits(target, x_query, ctx.transforms)}
@@ -298,7 +299,7 @@ def load_models(
                 states.update(_load_or_train_many(plan, store, group, keys, device, batched)[0])
     targets = []
     for k in keys:
-        model = plan.build().to(device)
+        model = module_to_device(plan.build(), device)
         model.load_state_dict(states[k])
         targets.append(TorchTarget(model, plan.dataset.num_classes))
     return targets
