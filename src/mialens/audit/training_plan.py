@@ -25,7 +25,6 @@ from mialens.models.architectures import ModelConfig, build_model
 from mialens.models.ensemble import ensemble_logits, group_size, train_ensemble
 from mialens.models.estimators import fit_estimator
 from mialens.models.factory import code_identity
-from mialens.models.loop import module_to_device
 from mialens.models.recipe import TrainConfig
 from mialens.models.store import ModelStore, spec_key
 from mialens.models.training import TrainResult, train_model
@@ -130,6 +129,8 @@ class TrainingPlan:
             return lambda x, y, seed: SklearnTarget(
                 fit_estimator(self.model, x, y, seed), self.dataset.num_classes
             )
+        from mialens.models.loop import module_to_device
+
         recipe = self.train.model_copy(update={"early_stopping": None})
         needs_reference = recipe.adversarial_regularization is not None
 
@@ -258,6 +259,8 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
         out = ensemble_logits(plan.build, stacked, x_query, ctx.transforms, ctx.device)
         logits = dict(zip(needed, out, strict=True))
     else:
+        from mialens.models.loop import module_to_device
+
         model = module_to_device(plan.build(), ctx.device)
         model.load_state_dict(states[todo[0]])
         target = TorchTarget(model, plan.dataset.num_classes)
@@ -297,6 +300,8 @@ def load_models(
         for group in groups:
             if any(k not in states for k in group):
                 states.update(_load_or_train_many(plan, store, group, keys, device, batched)[0])
+    from mialens.models.loop import module_to_device
+
     targets = []
     for k in keys:
         model = module_to_device(plan.build(), device)
