@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from mialens.attacks.base import Attack, QueryData
 from mialens.audit.budget import check_design_cost, check_training_time
@@ -26,8 +25,7 @@ from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
 from mialens.folders import writable_folder
-from mialens.models.architectures import build_model
-from mialens.models.factory import check_factory_model
+from mialens.models.factory import check_factory
 from mialens.models.store import ModelStore, default_cache_dir, spec_key
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
@@ -165,9 +163,8 @@ def _check_factory(config: AuditSpec, dataset: Dataset) -> None:
     any training)."""
     if config.model.kind != "factory":
         return
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(config.model, dataset.input_shape, dataset.num_classes)
-    check_factory_model(model, config.model.factory, dataset.input_shape, dataset.num_classes)
+    model = config.model
+    check_factory(model.factory, model.kwargs, dataset.input_shape, dataset.num_classes)
 
 
 def prepare_audit(config: AuditSpec) -> AuditSetup:
