@@ -25,7 +25,7 @@ from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
 from mialens.folders import writable_folder
-from mialens.models.factory import check_factory_model
+from mialens.models.factory import check_factory
 from mialens.models.store import ModelStore, default_cache_dir, spec_key
 from mialens.seeding import int_seed
 from mialens.signals.queries import QueryConfig, transforms_for
@@ -163,13 +163,8 @@ def _check_factory(config: AuditSpec, dataset: Dataset) -> None:
     any training)."""
     if config.model.kind != "factory":
         return
-    import torch
-
-    from mialens.models.architectures import build_model
-
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(config.model, dataset.input_shape, dataset.num_classes)
-    check_factory_model(model, config.model.factory, dataset.input_shape, dataset.num_classes)
+    model = config.model
+    check_factory(model.factory, model.kwargs, dataset.input_shape, dataset.num_classes)
 
 
 def prepare_audit(config: AuditSpec) -> AuditSetup:

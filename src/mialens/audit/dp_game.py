@@ -59,6 +59,7 @@ from mialens.dp.gradient_canaries import (
 )
 from mialens.errors import CacheError, ConfigError
 from mialens.models.architectures import ModelConfig, build_model
+from mialens.models.factory import check_factory
 from mialens.models.recipe import TrainConfig
 from mialens.models.step import NoisyGradients, Step
 from mialens.models.store import ModelStore, spec_key
@@ -173,6 +174,9 @@ def play_canary_game(
         dataset, train_config, kind, count, seed, view, references, score_names, train_size,
         population_size,
     )  # fmt: skip
+    if model_config.kind == "factory":
+        shape, classes = dataset.input_shape, dataset.num_classes
+        check_factory(model_config.factory, model_config.kwargs, shape, classes)
     setup = _Setup(dataset, model_config, train_config, layout, int(seed), device, store)
     if kind == "dirac":
         scores, record = _DiracGame(setup, count).play(names)

@@ -139,6 +139,7 @@ def _map_ray(
         ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
         log.info("connected to Ray: %s", ray.cluster_resources())
     try:
+        _check_gpus(ray, config.num_gpus)
         remote = ray.remote(_run_task).options(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
         shared = ray.put(context)
         pending = {remote.remote(fn, shared, item): i for i, item in enumerate(items)}
@@ -153,3 +154,19 @@ def _map_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_gpus(ray: Any, num_gpus: float) -> None:
+    """A ConfigError when no live node of the Ray cluster has the ``num_gpus`` GPUs one
+    task reserves: Ray would keep such tasks pending for ever instead of failing."""
+    if num_gpus == 0:
+        return
+    per_node = [node["Resources"].get("GPU", 0.0) for node in ray.nodes() if node["Alive"]]
+    if max(per_node, default=0.0) < num_gpus:
+        total = ray.cluster_resources().get("GPU", 0.0)
+        raise ConfigError(
+            f"executor.num_gpus: {num_gpus:g} GPU(s) per task, but no node of the Ray cluster "
+            f"has that many (GPUs per node: {per_node or 'no live node'}, {total:g} in all); "
+            "start the cluster's GPU nodes first, lower executor.num_gpus, or run on the CPU "
+            "(audit.device: cpu, executor.num_gpus: 0)"
+        )

@@ -194,6 +194,31 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_executor_device(executor: ExecutorConfig, device: str) -> None:
+    """A ValueError when Ray's GPU reservations do not fit ``device``: a Ray task that
+    reserves no GPU sees none (Ray empties its ``CUDA_VISIBLE_DEVICES``), one that reserves
+    GPUs sees only its own, numbered from ``cuda:0``, and GPUs reserved for tasks on the
+    CPU sit idle (and on a cluster without GPUs the tasks would wait for them forever)."""
+    if executor.kind != "ray":
+        return
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and executor.num_gpus == 0:
+        raise ValueError(
+            "audit.device: cuda on Ray needs executor.num_gpus > 0 (e.g. 1, or 0.25 for four "
+            "tasks per GPU): Ray hides every GPU from a task that reserves none"
+        )
+    if kind == "cuda" and index not in ("", "0"):
+        raise ValueError(
+            f"audit.device: {device} on Ray: each task sees only the GPUs Ray gives it, as "
+            "cuda:0 onwards; use audit.device: cuda"
+        )
+    if kind != "cuda" and executor.num_gpus > 0:
+        raise ValueError(
+            f"executor.num_gpus: {executor.num_gpus:g} reserves GPUs that audit.device: "
+            f"{device} does not use; set audit.device: cuda or remove executor.num_gpus"
+        )
+
+
 class AuditSpec(BaseModel):
     """What is audited and how: data, architecture, training recipe, audit design and
     executor. The workflows' configuration adds the analysis and defence sections."""
@@ -232,6 +257,11 @@ class AuditSpec(BaseModel):
                 f"model.estimator ({self.model.estimator}) has not; drop them (score-based "
                 "and label-only attacks work with estimators)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _executor_fits_device(self) -> AuditSpec:
+        check_executor_device(self.executor, self.audit.device)
         return self
 
     @classmethod

@@ -132,6 +132,7 @@ class TrainingPlan:
             return lambda x, y, seed: SklearnTarget(
                 fit_estimator(self.model, x, y, seed), self.dataset.num_classes
             )
+        from mialens.models.loop import module_to_device
         from mialens.models.training import train_model
 
         recipe = self.train.model_copy(update={"early_stopping": None})
@@ -144,7 +145,7 @@ class TrainingPlan:
                 held, kept = order[: max(1, len(x) // 5)], order[max(1, len(x) // 5) :]
                 reference, x, y = (x[held], y[held]), x[kept], y[kept]
             result = train_model(self.build, x, y, recipe, seed, device=device, reference=reference)
-            model = self.build().to(device)
+            model = module_to_device(self.build(), device)
             model.load_state_dict(result.state_dict)
             return TorchTarget(model, self.dataset.num_classes)
 
@@ -303,7 +304,9 @@ def _group_task(ctx: _GroupContext, group: list[int]) -> list[tuple[np.ndarray, 
         out = ensemble_logits(plan.build, stacked, x_query, ctx.transforms, ctx.device)
         logits = dict(zip(needed, out, strict=True))
     else:
-        model = plan.build().to(ctx.device)
+        from mialens.models.loop import module_to_device
+
+        model = module_to_device(plan.build(), ctx.device)
         model.load_state_dict(states[todo[0]])
         target = TorchTarget(model, plan.dataset.num_classes)
         logits = {todo[0]: collect_logits(target, x_query, ctx.transforms)}
@@ -342,9 +345,11 @@ def load_models(
         for group in groups:
             if any(k not in states for k in group):
                 states.update(_load_or_train_many(plan, store, group, keys, device, batched)[0])
+    from mialens.models.loop import module_to_device
+
     targets = []
     for k in keys:
-        model = plan.build().to(device)
+        model = module_to_device(plan.build(), device)
         model.load_state_dict(states[k])
         targets.append(TorchTarget(model, plan.dataset.num_classes))
     return targets

@@ -97,11 +97,23 @@ def build_factory_model(
     return model
 
 
+def check_factory(
+    path: str, kwargs: dict[str, Any], input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """Build the factory's module (leaving the global RNG as it was) and refuse it, before
+    any training, unless it answers logits for the data (:func:`check_factory_model`)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        model = build_factory_model(path, kwargs, input_shape, num_classes)
+    check_factory_model(model, path, input_shape, num_classes)
+
+
 def check_factory_model(
     model: nn.Module, path: str, input_shape: tuple[int, ...], num_classes: int
 ) -> None:
-    """Refuse a module whose outputs on a batch of two samples are not ``(2, num_classes)``
-    logits, before any training."""
+    """Refuse a module that fails on a batch of two samples of ``input_shape`` or whose
+    outputs are not ``(2, num_classes)`` logits, before any training."""
     import torch
 
     was_training = model.training
@@ -111,8 +123,10 @@ def check_factory_model(
             out = model(torch.zeros((2, *input_shape)))
     except Exception as exc:  # the user's forward pass may raise anything
         raise ConfigError(
-            f"model.factory {path!r}: the model fails on a batch of samples of shape "
-            f"{tuple(input_shape)} ({type(exc).__name__}: {exc})"
+            f"model.factory {path!r} does not fit the data: its model fails on a batch of 2 "
+            f"samples of input_shape={tuple(input_shape)} ({type(exc).__name__}: {exc}); "
+            "size its first layer from the input_shape argument the factory receives (e.g. "
+            "nn.Flatten() then nn.Linear(math.prod(input_shape), ...))"
         ) from exc
     finally:
         model.train(was_training)

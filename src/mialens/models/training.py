@@ -45,10 +45,13 @@ EpochHook = Callable[[int, nn.Module], None]
 def predict_logits(
     model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 2048
 ) -> np.ndarray:
-    """Logits of ``model`` on ``x`` in evaluation mode, as float32."""
+    """Logits of ``model`` on ``x`` in evaluation mode, as float32; on CUDA the model's
+    convolution weights are made channels-last first, the layout training uses."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    if device.type == "cuda":
+        module_to_device(model, device)
     xt = torch.as_tensor(x)
     out = [
         model(to_device(xt[i : i + batch_size], device)).float().cpu()
