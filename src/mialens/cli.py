@@ -194,11 +194,17 @@ def _defend(config, out: Path, quiet: bool) -> None:
     console.print(f"outputs in {out}/: defenses.json, defenses.html, defenses/<name>/")
 
 
-def _print_analysis(run_dir: Path) -> None:
+def _print_analysis(run_dir: Path, text_summary: dict | None = None) -> None:
     from mialens.report.analysis_page import analysis_brief
+    from mialens.report.text_analysis_page import text_analysis_brief
     from mialens.workflows.outputs import read_summary
 
-    for line in analysis_brief(read_summary(run_dir)):
+    brief = (
+        analysis_brief(read_summary(run_dir))
+        if text_summary is None
+        else text_analysis_brief(text_summary)
+    )
+    for line in brief:
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"analysis in {run_dir}/analysis/: samples.csv, summary.json, report.html")
 
@@ -349,10 +355,10 @@ def analyze(
     try:
         if run_dir.is_dir():  # else analyze_run says it is not an audit run folder
             writable_folder(run_dir, "RUN_DIR")
-        analyze_run(run_dir, overrides or [])
+        analysis = analyze_run(run_dir, overrides or [])
     except MialensError as exc:
         _fail(exc)
-    _print_analysis(run_dir)
+    _print_analysis(run_dir, analysis.summary if isinstance(analysis.summary, dict) else None)
 
 
 @app.command()

@@ -120,10 +120,6 @@ def test_text_audit_writes_outputs_and_a_rerun_reuses_lms_and_log_probabilities(
     assert all(r["cached"] for r in second["training"])
     assert [r["loss"] for r in _samples(again)] == [r["loss"] for r in rows]
 
-    result = runner.invoke(app, ["analyze", str(out), "--quiet"])
-    assert result.exit_code == 2
-    assert "this run is a text audit" in result.output
-
 
 @pytest.mark.parametrize(
     ("sections", "message"),
