@@ -78,7 +78,9 @@ def _print_summary(result, out: Path) -> None:
             entry = m.at(lv)
             cells.append(_tpr_cell(entry.resolved, entry.reachable, f"{entry.mean:.3f}"))
         table.add_row(*cells)
+    _blind_baseline_row(table, result.blind_baseline, len(levels))
     console.print(table)
+    _print_blind_baseline(result.blind_baseline)
     entries = [m.at(lv) for m in result.metrics.values() for lv in levels]
     if any(not e.resolved for e in entries):
         console.print("[dim]* too few non-members to resolve this FPR: TPR at FPR 0[/]")
@@ -92,6 +94,20 @@ def _print_summary(result, out: Path) -> None:
     )
     console.print(f"target {kind}: train {u[train]['mean']:.3f}, test {u[test]['mean']:.3f}")
     console.print(f"outputs in {out}/: metrics.json, samples.csv, report.html")
+
+
+def _blind_baseline_row(table: Table, gate: dict | None, levels: int) -> None:
+    """A text audit's blind-baseline AUC under the attacks' (its TPR cells left empty)."""
+    if gate:
+        auc = f"{gate['auc']:.3f} [{gate['ci_low']:.3f}, {gate['ci_high']:.3f}]"
+        table.add_row("blind baseline (no model)", auc, *["" for _ in range(levels)])
+
+
+def _print_blind_baseline(gate: dict | None) -> None:
+    """The gate's verdict: a warning when members and non-members are distinguishable."""
+    if gate:
+        style = "bold yellow" if gate["fires"] else "dim"
+        console.print(f"[{style}]{gate['message']}[/]", highlight=False, soft_wrap=True)
 
 
 def _tpr_cell(resolved: bool, reachable: bool, text: str) -> str:

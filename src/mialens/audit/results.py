@@ -60,7 +60,8 @@ class AuditResult:
     (:class:`~mialens.metrics.leakage.AttackLeakage`; ``metrics[name].at(0.01).mean``);
     :meth:`headline`, :meth:`summary` and :meth:`to_frame` give them as rows,
     :meth:`to_json` and :meth:`from_json` are the content of metrics.json. ``skipped``
-    names the default attacks the data could not serve, with why.
+    names the default attacks the data could not serve, with why; ``blind_baseline``
+    is a text audit's distribution-shift gate (:mod:`mialens.audit.text_gate`).
     """
 
     sample_ids: np.ndarray
@@ -80,6 +81,7 @@ class AuditResult:
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
     skipped: dict[str, str] = field(default_factory=dict)
+    blind_baseline: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         aucs = ", ".join(
@@ -215,6 +217,7 @@ class AuditResult:
             "training": self.training,
             "environment": self.environment,
             **({"skipped_attacks": self.skipped} if self.skipped else {}),
+            **({"blind_baseline": self.blind_baseline} if self.blind_baseline else {}),
         }
 
     @classmethod
@@ -248,6 +251,7 @@ class AuditResult:
             environment=doc.get("environment", {}),
             created=doc.get("created", ""),
             skipped=doc.get("skipped_attacks", {}),
+            blind_baseline=doc.get("blind_baseline"),
         )
 
 

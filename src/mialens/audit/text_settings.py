@@ -4,9 +4,16 @@ training recipe and the design (:class:`TextAuditSpec`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build_text_attack
 from mialens.audit.settings import check_device
@@ -61,6 +68,42 @@ class TextModelConfig(BaseModel):
         return self
 
 
+class BlindBaselineSettings(BaseModel):
+    """The distribution-shift gate of :mod:`mialens.audit.text_gate` (Das et al. 2024)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(default=5, ge=2, description="cross-validation folds")
+    level: float = Field(default=0.95, gt=0.0, lt=1.0, description="level of the AUC interval")
+
+
+def _gate_switch(value: object) -> object:
+    """``true`` is the default gate, ``false`` (or null) skips it."""
+    if value is True:
+        return BlindBaselineSettings()
+    return None if value is False else value
+
+
+class SuppliedTexts(BaseModel):
+    """User-supplied member and non-member texts for the blind baseline (``.txt``: one
+    text per line; ``.jsonl``: the text under ``text_field``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    members: Path = Field(description="member texts, .txt or .jsonl")
+    nonmembers: Path = Field(description="non-member texts, .txt or .jsonl")
+    text_field: str = Field(default="text", description="jsonl: the field holding the text")
+
+    @field_validator("members", "nonmembers")
+    @classmethod
+    def _text_file(cls, path: Path) -> Path:
+        if path.suffix not in (".txt", ".jsonl"):
+            raise ValueError(f"{path} must be a .txt or .jsonl file")
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file")
+        return path
+
+
 class TextAuditSettings(BaseModel):
     """Design, attacks and metrics of a text audit."""
 
@@ -92,6 +135,10 @@ class TextAuditSettings(BaseModel):
     device: str = Field(default="cpu", description="torch device for training and scoring")
     cache_dir: Path | None = Field(
         default=None, description="model cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)"
+    )
+    blind_baseline: Annotated[BlindBaselineSettings | None, BeforeValidator(_gate_switch)] = Field(
+        default_factory=BlindBaselineSettings,
+        description="the model-free distribution-shift gate, or false to skip it",
     )
 
     def build_attacks(self) -> list[TextAttack]:
@@ -148,3 +195,14 @@ class TextAuditSpec(BaseModel):
     model: TextModelConfig = Field(default_factory=TextModelConfig)
     train: LMTrainConfig = Field(default_factory=LMTrainConfig)
     audit: TextAuditSettings = Field(default_factory=TextAuditSettings)
+    supplied_texts: SuppliedTexts | None = Field(
+        default=None, description="member and non-member texts the blind baseline uses instead"
+    )
+
+    @model_validator(mode="after")
+    def _supplied_need_the_gate(self) -> TextAuditSpec:
+        if self.supplied_texts is not None and self.audit.blind_baseline is None:
+            raise ValueError(
+                "supplied_texts feed the blind baseline: drop audit.blind_baseline: false"
+            )
+        return self

@@ -341,6 +341,22 @@ def _canaries(result: AuditResult) -> dict[str, Any] | None:
     }
 
 
+def _blind_baseline(result: AuditResult) -> dict[str, Any] | None:
+    """The distribution-shift gate of a text audit (None without one): its banner and
+    its row under the attacks in the leakage table."""
+    gate = result.blind_baseline
+    if not gate:
+        return None
+    return {
+        "fires": gate["fires"],
+        "message": gate["message"],
+        "auc": _num(gate["auc"], 3),
+        "interval": f"{gate['level']:.0%} [{_num(gate['ci_low'], 3)}, {_num(gate['ci_high'], 3)}]",
+        "source": gate.get("source", ""),
+        "folds": gate["folds"],
+    }
+
+
 def _analysis_brief(analysis: AnalysisSummary) -> list[str]:
     """The analysis section's lines; imported here, as an audit without an analysis does
     not need the analysis pages (nor the scikit-learn models they import)."""
@@ -376,6 +392,7 @@ def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) 
         "figures": _figures(result),
         "training": _training(result),
         "canaries": _canaries(result),
+        "blind_baseline": _blind_baseline(result),
         "analysis": _analysis_brief(analysis) if analysis else None,
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from mialens.attacks.text_attacks import score_text_attacks
 from mialens.audit.results import AuditResult
-from mialens.audit.text_design import prepare_text_audit
+from mialens.audit.text_design import TextAuditSetup, prepare_text_audit
+from mialens.audit.text_gate import run_gate
 from mialens.audit.text_models import text_signals, train_lms
 from mialens.audit.text_results import text_result
 from mialens.audit.text_settings import TextAuditSpec
@@ -28,15 +31,20 @@ def run_text_audit(
     out_dir: str | os.PathLike | None = None,
     progress: bool | ProgressHook = False,
     extra_pool: TextDataset | None = None,
+    member_texts: Sequence[str] | None = None,
+    nonmember_texts: Sequence[str] | None = None,
 ) -> AuditResult:
     """Audit the LMs of ``config``; with ``out_dir`` write the outputs there.
     ``extra_pool``: texts added to the pool (canaries, see
-    :func:`~mialens.audit.text_design.prepare_text_audit`)."""
+    :func:`~mialens.audit.text_design.prepare_text_audit`). ``member_texts`` and
+    ``nonmember_texts``: the texts of the blind-baseline gate instead of the design's
+    (:mod:`mialens.audit.text_gate`)."""
     if out_dir is not None:  # before any training
         writable_folder(out_dir, "the output folder")
     with phase("design"):
         attacks = config.audit.build_attacks()
         setup = prepare_text_audit(config, extra_pool)
+        gate = _blind_gate(setup, member_texts, nonmember_texts)
     log.info(
         "text audit of %s: %d LMs, pool %d samples in %d groups, test %d, population %d",
         setup.dataset.name,
@@ -55,8 +63,21 @@ def run_text_audit(
             on_step = step_counter(hook, "attacks", setup.num_models * len(attacks))
             scores = score_text_attacks(attacks, signals, on_step)
     result = text_result(setup, attacks, scores, plain, records)
+    result.blind_baseline = gate
     with phase("metrics"):
         result.compute_metrics(config.audit.bootstrap, config.audit.seed)
     if out_dir is not None:
         write_outputs(result, out_dir)
     return result
+
+
+def _blind_gate(
+    setup: TextAuditSetup,
+    member_texts: Sequence[str] | None,
+    nonmember_texts: Sequence[str] | None,
+) -> dict[str, Any] | None:
+    """The distribution-shift gate, before training (a few seconds), logged."""
+    gate = run_gate(setup, member_texts, nonmember_texts)
+    if gate is not None:
+        (log.warning if gate["fires"] else log.info)("blind baseline: %s", gate["message"])
+    return gate
