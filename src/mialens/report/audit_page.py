@@ -18,6 +18,7 @@ from mialens.metrics.leakage import LevelResult, Spread, fpr_key
 from mialens.report import plots
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
+from mialens.report.secret_canaries import secret_canary_section
 
 _DESIGN_LABELS = {
     "dataset": "data set",
@@ -347,9 +348,14 @@ def _analysis_brief(analysis: AnalysisSummary) -> list[str]:
     return analysis_brief(analysis)
 
 
-def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) -> str:
+def render_report(
+    result: AuditResult,
+    analysis: AnalysisSummary | None = None,
+    secret_canaries: dict[str, Any] | None = None,
+) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
-    ``analysis``, the summary of its leakage analysis, adds a section linking it."""
+    ``analysis``, the summary of its leakage analysis, adds a section linking it, and
+    ``secret_canaries``, a text audit's canary brief, a section on them."""
     columns, rows = _metrics_table(result)
     boot = {m.bootstrap_replicates for m in result.metrics.values()} - {None}
     dataset = result.design.get("dataset") or (result.config.get("dataset") or {}).get("name")
@@ -374,6 +380,7 @@ def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) 
         "figures": _figures(result),
         "training": _training(result),
         "canaries": _canaries(result),
+        "secret_canaries": secret_canary_section(secret_canaries),
         "analysis": _analysis_brief(analysis) if analysis else None,
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),
