@@ -10,12 +10,12 @@ import json
 
 import numpy as np
 import pytest
+from tests.text.test_text_audit import _config, _refuse_work, _yaml
 from typer.testing import CliRunner
 
 from mialens.audit.text_design import prepare_text_audit
 from mialens.cli import app
 from mialens.workflows.config import validate_config
-from tests.text.test_text_audit import _config, _refuse_work, _yaml
 
 runner = CliRunner()
 CANARIES = {"repetitions": [1, 4], "per_repetition": 2, "seed": 3, "candidates": 300}
