@@ -70,16 +70,16 @@ def test_canary_copies_are_all_in_or_all_out_of_each_lm(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("canaries", "model", "message"),
+    ("canaries", "message"),
     [
-        ({"per_repetition": 20}, {}, "more than half of the"),
-        ({"template": "a long secret template {secret} " * 3}, {}, "more than model.context = 64"),
-        ({"template": "no slot"}, {}, "exactly once"),
-        ({"length": 3}, {}, "fewer than the 1,000,000"),
-        ({"repetitions": [4, 4]}, {}, "distinct counts"),
+        ({"per_repetition": 20}, "more than half of the"),
+        ({"template": "a long secret template " * 3 + "{secret}"}, "more than model.context = 64"),
+        ({"template": "no slot"}, "exactly once"),
+        ({"length": 3}, "fewer than the 1,000,000"),
+        ({"repetitions": [4, 4]}, "distinct counts"),
     ],
 )
-def test_bad_canary_sections_fail_before_training(tmp_path, monkeypatch, canaries, model, message):
+def test_bad_canary_sections_fail_before_training(tmp_path, monkeypatch, canaries, message):
     _refuse_work(monkeypatch)
     raw = _canary_config(tmp_path, **canaries)
     result = runner.invoke(app, ["audit", _yaml(tmp_path, raw), "--out", str(tmp_path / "r"), "-q"])
