@@ -10,12 +10,12 @@ import json
 
 import numpy as np
 import pytest
-from tests.text.test_text_audit import _config, _refuse_work, _yaml
+from tests.text.test_text_audit import REPO, _config, _refuse_work, _yaml
 from typer.testing import CliRunner
 
 from mialens.audit.text_design import prepare_text_audit
 from mialens.cli import app
-from mialens.workflows.config import validate_config
+from mialens.workflows.config import load_config, validate_config
 
 runner = CliRunner()
 CANARIES = {"repetitions": [1, 4], "per_repetition": 2, "seed": 3, "candidates": 300}
@@ -85,3 +85,8 @@ def test_bad_canary_sections_fail_before_training(tmp_path, monkeypatch, canarie
     result = runner.invoke(app, ["audit", _yaml(tmp_path, raw), "--out", str(tmp_path / "r"), "-q"])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_the_full_example_validates_with_its_canaries():
+    example = load_config(REPO / "examples" / "text_kjv.yaml")
+    assert example.audit.num_models == 16 and example.audit.canaries.copies == 168
