@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -62,14 +63,18 @@ def canary_log_perplexities(setup: TextAuditSetup) -> tuple[np.ndarray, np.ndarr
 def _differences(
     exposure: np.ndarray, trained: np.ndarray, setup: TextAuditSetup
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per-repetition exposures and paired differences; a difference too few targets
-    support is recorded with its reason rather than failing the audit."""
-    try:
-        per_count, diffs = exposure_by_repetition(exposure, trained, setup.canaries)
-        return [asdict(r) for r in per_count], [asdict(d) for d in diffs]
-    except DataError as exc:
-        per_count, _ = exposure_by_repetition(exposure, trained, setup.canaries, pairs=[])
-        return [asdict(r) for r in per_count], [{"error": str(exc)}]
+    """Per-repetition exposures and the paired differences of consecutive counts; a
+    difference too few targets support is recorded with its reason, not raised."""
+    record = setup.canaries
+    per_count, _ = exposure_by_repetition(exposure, trained, record, pairs=[])
+    differences = []
+    for a, b in pairwise(record.repetition_counts):
+        try:
+            _, (d,) = exposure_by_repetition(exposure, trained, record, pairs=[(a, b)])
+            differences.append(asdict(d))
+        except DataError as exc:
+            differences.append({"smaller": a, "larger": b, "error": str(exc)})
+    return [asdict(r) for r in per_count], differences
 
 
 def _json_safe(value: Any) -> Any:

@@ -39,7 +39,7 @@ def secret_canary_section(brief: dict[str, Any] | None) -> dict[str, Any] | None
         for row in brief["by_repetition"]
     ]
     differences = [
-        {"label": f"{d.get('larger', '?')} − {d.get('smaller', '?')}", "value": _interval(d)}
+        {"label": f"{d['larger']}× − {d['smaller']}×", "value": _interval(d)}
         for d in brief["differences"]
     ]
     return {**brief, "rows": rows, "difference_rows": differences}
