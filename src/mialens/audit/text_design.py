@@ -10,7 +10,9 @@ trained, so a bad configuration fails in seconds.
 ``extra_pool`` is the seam for texts the audit adds to the pool itself (canaries):
 they join the pool after the split, each text keeping its own group numbered after
 the data's (give all copies of one canary one group), so each canary is IN for exactly
-half of the LMs like any group.
+half of the LMs like any group. An ``audit.canaries`` section makes that pool itself:
+the copies of :func:`~mialens.data.secret_canaries.make_canaries`, refused when they
+would be more than half as many as the pool's own samples.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from mialens.audit.text_settings import TextAuditSpec, TokenizerConfig
 from mialens.data.catalog import dataset_info, load_dataset
+from mialens.data.secret_canaries import CanaryRecord, make_canaries
 from mialens.data.text import TextDataset
 from mialens.data.tokenizers import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
 from mialens.errors import ConfigError
@@ -58,6 +61,17 @@ class TextAuditSetup:
     tokenizer: Tokenizer
     queries: dict[str, QuerySet]
     store: ModelStore
+    canaries: CanaryRecord | None = None
+
+    @cached_property
+    def natural(self) -> np.ndarray:
+        """``(n_pool,)``: the pool samples that are the data's own (not canary copies)."""
+        natural = np.ones(len(self.split.pool), dtype=bool)
+        if self.canaries is not None:
+            copies = {i for c in self.canaries.canaries for i in c.copy_ids}
+            ids = self.dataset.ids[self.split.pool].astype(str)
+            natural[[i for i, sid in enumerate(ids) if sid in copies]] = False
+        return natural
 
     @property
     def num_models(self) -> int:
@@ -102,12 +116,12 @@ class TextAuditSetup:
 
     def design(self) -> dict[str, Any]:
         """The design as the report and metrics.json record it."""
-        split, pool_groups = self.split, self.dataset.groups[self.split.pool]
+        split, pool_groups = self.split, self.dataset.groups[self.split.pool[self.natural]]
         return {
             "dataset": self.dataset.name,
             "num_models": self.num_models,
             "targets": self.num_models,
-            "pool_size": len(split.pool),
+            "pool_size": int(self.natural.sum()),
             "pool_groups": int(np.unique(pool_groups).size),
             "test_size": len(split.test),
             "population_size": len(split.population),
@@ -117,6 +131,7 @@ class TextAuditSetup:
             "context": self.config.model.context,
             "seed": self.config.audit.seed,
             "cache_dir": str(self.store.root.parent),
+            **({"canary_copies": int((~self.natural).sum())} if self.canaries else {}),
         }
 
 
@@ -209,6 +224,27 @@ def _queries(
     return queries
 
 
+def _canary_pool(
+    config: TextAuditSpec, extra_pool: TextDataset | None, natural_pool: int
+) -> tuple[TextDataset | None, CanaryRecord | None]:
+    """The extra pool: ``extra_pool``, or the copies of the ``audit.canaries`` section."""
+    canaries = config.audit.canaries
+    if canaries is None:
+        return extra_pool, None
+    if extra_pool is not None:
+        raise ConfigError("give the canaries as audit.canaries or as extra_pool, not both")
+    if 2 * canaries.copies > natural_pool:
+        raise ConfigError(
+            f"audit.canaries: {canaries.copies} canary copies (per_repetition "
+            f"{canaries.per_repetition} x repetitions {canaries.repetitions}) are more than "
+            f"half of the {natural_pool} pool samples; the LMs would learn mostly canaries: "
+            "lower per_repetition or the repetitions, or raise audit.pool_size"
+        )
+    return make_canaries(
+        canaries.repetitions, canaries.per_repetition, canaries.seed, canaries.secret_format
+    )
+
+
 def prepare_text_audit(
     config: TextAuditSpec, extra_pool: TextDataset | None = None
 ) -> TextAuditSetup:
@@ -223,6 +259,7 @@ def prepare_text_audit(
     split = make_group_split(
         data.groups, settings.seed, settings.pool_size, settings.test_size, settings.population_size
     )
+    extra_pool, record = _canary_pool(config, extra_pool, len(split.pool))
     dataset, split = with_extra_pool(data, split, extra_pool)
     keep = group_keep_mask(settings.num_models, dataset.groups[split.pool], settings.seed)
     seen = np.concatenate([split.pool, split.population])
@@ -235,4 +272,5 @@ def prepare_text_audit(
         tokenizer=tokenizer,
         queries=_queries(config, tokenizer, dataset, split),
         store=ModelStore(cache_dir / "models"),
+        canaries=record,
     )

@@ -1,5 +1,9 @@
 """A text audit's :class:`~mialens.audit.results.AuditResult`: the scores of every text
-attack on every target LM, with the LMs' utility as next-token loss."""
+attack on every target LM, with the LMs' utility as next-token loss.
+
+Canary copies (``audit.canaries``) are left out of it: its metrics, samples.csv and
+utility are those of the data's own samples, and the canaries are reported on their own
+(:mod:`mialens.audit.text_canaries`)."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ def lm_utility(setup: TextAuditSetup, plain: TokenLogProbs) -> dict[str, Any]:
     the perplexities ``exp(loss)``: the utility of an LM, in place of accuracy."""
     n_pool = len(setup.split.pool)
     test = np.arange(n_pool, n_pool + len(setup.split.test))
-    train = [mean_token_loss(plain, k, np.flatnonzero(m)) for k, m in enumerate(setup.keep)]
+    members = setup.keep & setup.natural
+    train = [mean_token_loss(plain, k, np.flatnonzero(m)) for k, m in enumerate(members)]
     held_out = [mean_token_loss(plain, k, test) for k in range(setup.num_models)]
     gap = [te - tr for tr, te in zip(train, held_out, strict=True)]
     entries = {
@@ -44,15 +49,17 @@ def text_result(
     plain: TokenLogProbs,
     training: list[dict[str, Any]],
 ) -> AuditResult:
-    """The audit's result (metrics by :meth:`AuditResult.compute_metrics`); the label
-    column holds each sample's near-duplicate group."""
-    pool = setup.split.pool
+    """The audit's result on the data's own samples (metrics by
+    :meth:`AuditResult.compute_metrics`); the label column holds each sample's
+    near-duplicate group."""
+    natural = setup.natural
+    pool = setup.split.pool[natural]
     result = AuditResult(
         sample_ids=setup.dataset.ids[pool],
         labels=setup.dataset.groups[pool],
-        members=setup.keep,
+        members=setup.keep[:, natural],
         target_models=list(range(setup.num_models)),
-        scores=scores,
+        scores={name: s[:, natural] for name, s in scores.items()},
         attacks={a.name: attack_info(a, float(len(a.needs.queries))) for a in attacks},
         fpr_levels=list(setup.config.audit.fpr),
         config=setup.config.model_dump(mode="json"),

@@ -15,9 +15,11 @@ from pydantic import (
     model_validator,
 )
 
+from mialens.attacks.exposure import DEFAULT_SAMPLE
 from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build_text_attack
 from mialens.audit.settings import check_device
 from mialens.data.registry import DatasetConfig
+from mialens.data.secret_canaries import SECRET_SLOT, SecretFormat
 from mialens.models.lm_config import LMTrainConfig
 from mialens.validation import check_fpr_levels
 
@@ -104,6 +106,47 @@ class SuppliedTexts(BaseModel):
         return path
 
 
+class TextCanaryConfig(BaseModel):
+    """Secret-sharer canaries (Carlini et al. 2019) added to the pool: ``per_repetition``
+    canaries inserted each number of times in ``repetitions``, each one group (IN for half
+    of the LMs); the format's defaults are :class:`SecretFormat`'s (6 random digits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repetitions: list[int] = Field(default_factory=lambda: [1, 4, 16], min_length=1)
+    per_repetition: int = Field(default=8, ge=1, description="canaries per repetition count")
+    seed: int = Field(default=0, ge=0, description="draws the secrets")
+    template: str = SecretFormat.model_fields["template"].default
+    alphabet: str = SecretFormat.model_fields["alphabet"].default
+    length: int = Field(default=SecretFormat.model_fields["length"].default, ge=1)
+    candidates: int = Field(
+        default=DEFAULT_SAMPLE,
+        ge=100,
+        description="candidate secrets sampled for the extrapolated exposure (Sec. 4.3)",
+    )
+
+    @field_validator("repetitions")
+    @classmethod
+    def _distinct(cls, counts: list[int]) -> list[int]:
+        if min(counts) < 1 or len(set(counts)) != len(counts):
+            raise ValueError(f"repetitions must be distinct counts of at least 1, got {counts}")
+        return sorted(counts)
+
+    @property
+    def secret_format(self) -> SecretFormat:
+        return SecretFormat(template=self.template, alphabet=self.alphabet, length=self.length)
+
+    @property
+    def copies(self) -> int:
+        """Pool samples the canaries add."""
+        return self.per_repetition * sum(self.repetitions)
+
+    @model_validator(mode="after")
+    def _format(self) -> TextCanaryConfig:
+        self.secret_format  # noqa: B018  (a bad template or space raises here)
+        return self
+
+
 class TextAuditSettings(BaseModel):
     """Design, attacks and metrics of a text audit."""
 
@@ -133,6 +176,9 @@ class TextAuditSettings(BaseModel):
     bootstrap: int = Field(default=200, ge=0, description="bootstrap replicates (0: none)")
     batch_size: int = Field(default=16, ge=1, description="samples per batch when scoring")
     device: str = Field(default="cpu", description="torch device for training and scoring")
+    canaries: TextCanaryConfig | None = Field(
+        default=None, description="secret-sharer canaries added to the pool (default: none)"
+    )
     cache_dir: Path | None = Field(
         default=None, description="model cache (default: $MIALENS_CACHE_DIR or ~/.cache/mialens)"
     )
@@ -204,5 +250,21 @@ class TextAuditSpec(BaseModel):
         if self.supplied_texts is not None and self.audit.blind_baseline is None:
             raise ValueError(
                 "supplied_texts feed the blind baseline: drop audit.blind_baseline: false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _canaries_fit_the_context(self) -> TextAuditSpec:
+        canaries = self.audit.canaries
+        if canaries is None or self.tokenizer.kind != "bytes":
+            return self  # a learned tokenizer's lengths are checked on the encoded pool
+        fixed = len(canaries.template.replace(SECRET_SLOT, "").encode("utf-8"))
+        widest = max(len(c.encode("utf-8")) for c in canaries.alphabet)
+        needed = 1 + fixed + canaries.length * widest
+        if needed > self.model.context:
+            raise ValueError(
+                f"a canary takes up to {needed} tokens with its start token, more than "
+                f"model.context = {self.model.context}; shorten audit.canaries.template or "
+                "raise model.context"
             )
         return self

@@ -17,6 +17,7 @@ from mialens.metrics.leakage import LevelResult, Spread, fpr_key
 from mialens.report import plots
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
+from mialens.report.secret_canaries import secret_canary_section
 
 if TYPE_CHECKING:  # an audit without an analysis does not load the analysis (scipy.stats)
     from mialens.analysis.summary import AnalysisSummary
@@ -365,9 +366,14 @@ def _analysis_brief(analysis: AnalysisSummary) -> list[str]:
     return analysis_brief(analysis)
 
 
-def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) -> str:
+def render_report(
+    result: AuditResult,
+    analysis: AnalysisSummary | None = None,
+    secret_canaries: dict[str, Any] | None = None,
+) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
-    ``analysis``, the summary of its leakage analysis, adds a section linking it."""
+    ``analysis``, the summary of its leakage analysis, adds a section linking it, and
+    ``secret_canaries``, a text audit's canary brief, a section on them."""
     columns, rows = _metrics_table(result)
     boot = {m.bootstrap_replicates for m in result.metrics.values()} - {None}
     dataset = result.design.get("dataset") or (result.config.get("dataset") or {}).get("name")
@@ -393,6 +399,7 @@ def render_report(result: AuditResult, analysis: AnalysisSummary | None = None) 
         "training": _training(result),
         "canaries": _canaries(result),
         "blind_baseline": _blind_baseline(result),
+        "secret_canaries": secret_canary_section(secret_canaries),
         "analysis": _analysis_brief(analysis) if analysis else None,
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),

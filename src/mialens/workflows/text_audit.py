@@ -1,17 +1,21 @@
 """The text audit workflow: train (or reuse) the causal LMs on complementary halves of the
 pool's near-duplicate groups, read their cached per-token log-probabilities, attack each
 LM with the others as references, measure the leakage and write the run folder
-(metrics.json, samples.csv with verse ids, report.html) as the classifier audit does."""
+(metrics.json, samples.csv with verse ids, report.html) as the classifier audit does.
+With ``audit.canaries`` it also measures the canaries (:mod:`mialens.audit.text_canaries`)
+and writes canaries.json, a ``canaries`` brief in metrics.json and a report section."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from mialens.attacks.text_attacks import score_text_attacks
 from mialens.audit.results import AuditResult
+from mialens.audit.text_canaries import canary_brief, canary_summary
 from mialens.audit.text_design import TextAuditSetup, prepare_text_audit
 from mialens.audit.text_gate import run_gate
 from mialens.audit.text_models import text_signals, train_lms
@@ -19,11 +23,14 @@ from mialens.audit.text_results import text_result
 from mialens.audit.text_settings import TextAuditSpec
 from mialens.data.text import TextDataset
 from mialens.folders import writable_folder
-from mialens.workflows.outputs import write_outputs
+from mialens.io import write_json, write_text
+from mialens.report.audit_page import render_report
+from mialens.workflows.outputs import METRICS_FILE, REPORT_FILE, write_outputs
 from mialens.workflows.phases import phase
 from mialens.workflows.progress import ProgressHook, progress_hook, step_counter
 
 log = logging.getLogger(__name__)
+SECRET_CANARIES_FILE = "canaries.json"
 
 
 def run_text_audit(
@@ -66,8 +73,11 @@ def run_text_audit(
     result.blind_baseline = gate
     with phase("metrics"):
         result.compute_metrics(config.audit.bootstrap, config.audit.seed)
+    canaries = measure_canaries(setup, scores)
     if out_dir is not None:
         write_outputs(result, out_dir)
+        if canaries is not None:
+            write_canary_outputs(result, canaries, out_dir)
     return result
 
 
@@ -81,3 +91,26 @@ def _blind_gate(
     if gate is not None:
         (log.warning if gate["fires"] else log.info)("blind baseline: %s", gate["message"])
     return gate
+
+
+def measure_canaries(setup: TextAuditSetup, scores: dict[str, Any]) -> dict[str, Any] | None:
+    """The canaries.json content of an audit with ``audit.canaries`` (else None)."""
+    if setup.canaries is None:
+        return None
+    with phase("canaries"):
+        summary = canary_summary(setup, scores)
+    for row in canary_brief(summary)["by_repetition"]:
+        log.info("canaries inserted %dx: mean exposure %s bits trained, %s untrained",
+                 row["repetitions"], row["exposure_in"], row["exposure_out"])  # fmt: skip
+    return summary
+
+
+def write_canary_outputs(
+    result: AuditResult, summary: dict[str, Any], out_dir: str | os.PathLike
+) -> None:
+    """Write canaries.json and add the canaries' brief to metrics.json and report.html
+    (each rewritten whole, atomically)."""
+    out, brief = Path(out_dir), canary_brief(summary)
+    write_json(out / SECRET_CANARIES_FILE, summary)
+    write_json(out / METRICS_FILE, {**result.to_json(), "canaries": brief})
+    write_text(out / REPORT_FILE, render_report(result, secret_canaries=brief))
