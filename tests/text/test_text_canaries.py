@@ -14,6 +14,7 @@ from tests.text.test_text_audit import REPO, _config, _refuse_work, _yaml
 from typer.testing import CliRunner
 
 from mialens.audit.text_design import prepare_text_audit
+from mialens.audit.text_gate import design_texts
 from mialens.cli import app
 from mialens.workflows.config import load_config, validate_config
 
@@ -68,6 +69,14 @@ def test_canary_copies_are_all_in_or_all_out_of_each_lm(tmp_path):
         assert keep[:, 0].sum() == setup.num_models // 2
     assert (~setup.natural).sum() == 10 and setup.design()["pool_size"] == len(ids) - 10
 
+
+
+def test_the_design_gate_leaves_the_canary_copies_out(tmp_path):
+    setup = prepare_text_audit(validate_config(_canary_config(tmp_path)))
+    members, nonmembers, groups = design_texts(setup)
+    canary_texts = {c.text for c in setup.canaries.canaries}
+    assert not canary_texts & set(members + nonmembers)
+    assert len(members) + len(nonmembers) == groups.size == setup.natural.sum()
 
 @pytest.mark.parametrize(
     ("canaries", "message"),

@@ -2,16 +2,16 @@
 
 Before the report, the model-free classifier of :mod:`mialens.metrics.blind_baseline`
 is cross-validated on member versus non-member texts. By default those are the audit's
-own: the pool texts that are members of target 0 against its pool non-members, the
-very sets its attacks are scored on, with the pool's near-duplicate groups as
-``groups`` so that copies share a fold. The audit's group split is random, so this gate
-is expected to stay quiet; it fires on a design that is not (a bug, or canaries that
-look unlike the data). User-supplied texts (``supplied_texts`` in the configuration, or
-``member_texts`` / ``nonmember_texts`` of :func:`~mialens.workflows.text_audit.run_text_audit`)
-replace them: there the gate checks a member / non-member benchmark before anyone
-attacks a model on it, grouped by their near duplicates across both sets. The gate is
-seeded from the audit seed; ``blind_baseline.source`` in metrics.json says which texts
-it saw.
+own: the natural pool texts (canary copies left out) that are members of target 0
+against its natural pool non-members, the very sets its headline metrics are scored
+on, with the pool's near-duplicate groups as ``groups`` so that copies share a fold.
+The audit's group split is random, so this gate is expected to stay quiet; it fires on
+a design that is not (a bug). User-supplied texts (``supplied_texts`` in the
+configuration, or ``member_texts`` / ``nonmember_texts`` of
+:func:`~mialens.workflows.text_audit.run_text_audit`) replace them: there the gate
+checks a member / non-member benchmark before anyone attacks a model on it, grouped by
+their near duplicates across both sets. The gate is seeded from the audit seed;
+``blind_baseline.source`` in metrics.json says which texts it saw.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ ARGUMENT_SOURCE = "supplied: member_texts and nonmember_texts of run_text_audit"
 
 
 def design_texts(setup: TextAuditSetup) -> tuple[list[str], list[str], np.ndarray]:
-    """Target 0's pool members, its pool non-members, and their near-duplicate groups
-    (members first)."""
-    pool, keep = setup.split.pool, setup.keep[0]
+    """Target 0's natural pool members, its natural pool non-members (canary copies left
+    out, as from the headline metrics), and their near-duplicate groups (members first)."""
+    natural = setup.natural
+    pool, keep = setup.split.pool[natural], setup.keep[0][natural]
     members, nonmembers = pool[keep], pool[~keep]
     texts = setup.dataset.texts
     groups = np.concatenate([setup.dataset.groups[members], setup.dataset.groups[nonmembers]])
