@@ -70,13 +70,13 @@ def test_canary_copies_are_all_in_or_all_out_of_each_lm(tmp_path):
     assert (~setup.natural).sum() == 10 and setup.design()["pool_size"] == len(ids) - 10
 
 
-
 def test_the_design_gate_leaves_the_canary_copies_out(tmp_path):
     setup = prepare_text_audit(validate_config(_canary_config(tmp_path)))
     members, nonmembers, groups = design_texts(setup)
     canary_texts = {c.text for c in setup.canaries.canaries}
     assert not canary_texts & set(members + nonmembers)
     assert len(members) + len(nonmembers) == groups.size == setup.natural.sum()
+
 
 @pytest.mark.parametrize(
     ("canaries", "message"),
