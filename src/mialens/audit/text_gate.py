@@ -28,7 +28,7 @@ from mialens.data.text import TextDataset, load_jsonl, load_txt
 from mialens.errors import ConfigError
 from mialens.metrics.blind_baseline import blind_baseline
 
-DESIGN_SOURCE = "design: target 0's pool members against its pool non-members"
+DESIGN_SOURCE = "design: target 0's natural pool members against its natural pool non-members"
 ARGUMENT_SOURCE = "supplied: member_texts and nonmember_texts of run_text_audit"
 
 
