@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tests.text.test_text_audit import WORDS
 from typer.testing import CliRunner
 
 from mialens.analysis.text_explain import group_headline
@@ -24,22 +25,6 @@ from mialens.cli import app
 from mialens.errors import DataError
 
 runner = CliRunner()
-WORDS = [
-    "the",
-    "lord",
-    "god",
-    "said",
-    "unto",
-    "moses",
-    "and",
-    "aaron",
-    "spake",
-    "children",
-    "of",
-    "israel",
-    "water",
-    "light",
-]
 
 
 def test_idf_measures_are_mean_and_max_log_inverse_document_frequency():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tests.text.test_text_audit import WORDS
 from typer.testing import CliRunner
 
 from mialens.audit.text_design import prepare_text_audit
@@ -22,22 +23,6 @@ from mialens.workflows.config import validate_config
 from mialens.workflows.text_audit import run_text_audit
 
 runner = CliRunner()
-WORDS = [
-    "the",
-    "lord",
-    "god",
-    "said",
-    "unto",
-    "moses",
-    "and",
-    "aaron",
-    "spake",
-    "children",
-    "of",
-    "israel",
-    "water",
-    "light",
-]
 MONTHS = ["March", "June", "October", "December"]
 
 
