@@ -189,3 +189,15 @@ def test_an_overfit_lm_leaks_to_lira_online(tmp_path):
     result = run_audit(validate_config(raw))
     assert result.metrics["lira_online"].auc.mean > 0.8
     assert result.utility["train_loss"]["mean"] < result.utility["test_loss"]["mean"] - 0.5
+
+
+@pytest.mark.parametrize(
+    "tokenizer", [{"kind": "bytes"}, {"kind": "bpe"}, {"kind": "bpe", "vocab_size": 300}]
+)
+def test_the_recorded_text_configuration_validates_again(tmp_path, tokenizer):
+    spec = validate_config(_config(tmp_path, tokenizer=tokenizer))
+    again = validate_config(spec.model_dump(mode="json"))
+    assert again == spec
+    assert again.tokenizer.vocab_size == (
+        tokenizer.get("vocab_size", 1024) if tokenizer["kind"] == "bpe" else None
+    )

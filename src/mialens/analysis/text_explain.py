@@ -50,17 +50,6 @@ class TextAnalysis:
     summary: dict[str, Any]
 
 
-def recorded_spec(config: dict[str, Any]) -> TextAuditSpec:
-    """The configuration a text run recorded (metrics.json), validated again: the
-    recorded tokenizer holds the default ``vocab_size``, which only a bpe may set."""
-    raw = dict(config)
-    tokenizer = dict(raw.get("tokenizer") or {})
-    if tokenizer.get("kind") != "bpe":
-        tokenizer.pop("vocab_size", None)
-    raw["tokenizer"] = tokenizer
-    return TextAuditSpec.model_validate(raw)
-
-
 def _check(result: AuditResult, setup: TextAuditSetup) -> None:
     ids = setup.dataset.ids[setup.split.pool].astype(str)
     if not np.array_equal(result.sample_ids.astype(str), ids) or not np.array_equal(
@@ -186,7 +175,7 @@ def analyze_text(
     """The leakage analysis of a text audit (module docstring); ``setup`` is the audit's
     design when it added texts to the pool (canaries), else it is rebuilt."""
     settings = settings or AnalysisSettings()
-    setup = setup or prepare_text_audit(recorded_spec(result.config))
+    setup = setup or prepare_text_audit(TextAuditSpec.model_validate(result.config))
     _check(result, setup)
     attack, reason = choose_attack(result, settings.attack)
     measures, phi = _measures(setup)

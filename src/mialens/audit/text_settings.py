@@ -24,6 +24,8 @@ from mialens.models.lm_config import LMTrainConfig
 from mialens.validation import check_fpr_levels
 
 TextAttackSpec = str | dict[str, Any]
+BPE_VOCAB = 1024
+"""Tokens a learned BPE has unless ``tokenizer.vocab_size`` says otherwise."""
 
 
 class TokenizerConfig(BaseModel):
@@ -33,7 +35,9 @@ class TokenizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["bytes", "bpe", "hf"] = Field(default="bytes", description="bytes, bpe or hf")
-    vocab_size: int = Field(default=1024, ge=257, description="bpe: tokens to learn")
+    vocab_size: int | None = Field(
+        default=None, ge=257, description=f"bpe: tokens to learn (default {BPE_VOCAB})"
+    )
     path: Path | None = Field(default=None, description="hf: folder of save_pretrained")
 
     @model_validator(mode="after")
@@ -42,7 +46,9 @@ class TokenizerConfig(BaseModel):
             raise ValueError(
                 "tokenizer.path is the folder of an hf tokenizer: give it for kind hf only"
             )
-        if self.kind != "bpe" and "vocab_size" in self.model_fields_set:
+        if self.kind == "bpe" and self.vocab_size is None:
+            self.vocab_size = BPE_VOCAB
+        if self.kind != "bpe" and self.vocab_size is not None:
             raise ValueError(
                 f"tokenizer.vocab_size is the size of a learned bpe, not of {self.kind}"
             )
