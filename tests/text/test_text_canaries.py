@@ -50,6 +50,12 @@ def test_a_text_audit_with_canaries_writes_canaries_json_and_reuses_its_lms(tmp_
         rows = list(csv.DictReader(fh))
     assert not any(r["sample_id"].startswith("canary-") for r in rows)  # out of the headline
     assert "Secret-sharer canaries" in (out / "report.html").read_text()
+    analyze = ["analyze", str(out), "--quiet", "--set", "analysis.fpr=[0.1]"]
+    result = runner.invoke(app, [*analyze, "--set", "analysis.top_fraction=0.3"])
+    assert result.exit_code == 0, result.output  # the natural pool samples, as in samples.csv
+    with open(out / "analysis" / "samples.csv", newline="", encoding="utf-8") as fh:
+        analysed = [r["sample_id"] for r in csv.DictReader(fh)]
+    assert analysed == list(dict.fromkeys(r["sample_id"] for r in rows))
 
     _refuse_work(monkeypatch)  # the rerun trains no LM and scores no candidate afresh
     again = tmp_path / "again"

@@ -51,9 +51,10 @@ class TextAnalysis:
 
 
 def _check(result: AuditResult, setup: TextAuditSetup) -> None:
-    ids = setup.dataset.ids[setup.split.pool].astype(str)
+    natural = setup.natural
+    ids = setup.dataset.ids[setup.split.pool[natural]].astype(str)
     if not np.array_equal(result.sample_ids.astype(str), ids) or not np.array_equal(
-        result.members, setup.keep
+        result.members, setup.keep[:, natural]
     ):
         raise DataError(
             "this text audit result does not match the design its configuration rebuilds "
@@ -115,16 +116,18 @@ def group_headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
 
 
 def _measures(setup: TextAuditSetup) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every measure of the pool, and each LM's LOSS signal ``(M, n)`` (mean token
-    log-probability) for the LiRA separation."""
+    """Every measure of the natural pool samples (canary copies, reported in
+    canaries.json, left out as from the headline metrics), and each LM's LOSS signal
+    ``(M, n)`` (mean token log-probability) for the LiRA separation."""
     signals, _ = text_signals(setup)
-    plain = signals.plain
-    pool = setup.split.pool
+    natural = setup.natural
+    logprob, lengths = signals.plain.logprob[:, natural], signals.plain.lengths[natural]
+    pool = setup.split.pool[natural]
     texts = [setup.dataset.texts[i] for i in pool]
-    measures = text_measures(texts, setup.dataset.groups[pool], plain.lengths)
-    measures["out_token_loss"] = out_token_loss(plain.logprob, plain.lengths, setup.keep)
-    mask = np.arange(plain.logprob.shape[2]) < plain.lengths[:, None]
-    phi = np.where(mask, plain.logprob, 0.0).sum(axis=2) / plain.lengths
+    measures = text_measures(texts, setup.dataset.groups[pool], lengths)
+    measures["out_token_loss"] = out_token_loss(logprob, lengths, setup.keep[:, natural])
+    mask = np.arange(logprob.shape[2]) < lengths[:, None]
+    phi = np.where(mask, logprob, 0.0).sum(axis=2) / lengths
     return measures, phi
 
 
@@ -172,8 +175,10 @@ def analyze_text(
     settings: AnalysisSettings | None = None,
     setup: TextAuditSetup | None = None,
 ) -> TextAnalysis:
-    """The leakage analysis of a text audit (module docstring); ``setup`` is the audit's
-    design when it added texts to the pool (canaries), else it is rebuilt."""
+    """The leakage analysis of a text audit (module docstring) on its natural pool
+    samples; ``setup`` is the audit's design when it added texts to the pool through
+    ``extra_pool``, else it is rebuilt from the recorded configuration (which holds
+    ``audit.canaries``)."""
     settings = settings or AnalysisSettings()
     setup = setup or prepare_text_audit(TextAuditSpec.model_validate(result.config))
     _check(result, setup)
@@ -181,7 +186,7 @@ def analyze_text(
     measures, phi = _measures(setup)
     vuln = per_sample_vulnerability(
         result.scores[attack],
-        setup.keep,
+        result.members,
         phi,
         settings.fpr,
         settings.fdr,
@@ -192,7 +197,7 @@ def analyze_text(
     no_classes = np.zeros(canary.size, dtype=np.int64)  # within_class = overall
     stats = link_statistics(vuln.score, measures, sets, no_classes)
     primary = primary_set(stats, settings)
-    texts = [setup.dataset.texts[i] for i in setup.split.pool]
+    texts = [setup.dataset.texts[i] for i in setup.split.pool[setup.natural]]
     table = _table(result, texts, vuln, canary, sets, measures)
     summary: dict[str, Any] = {
         "kind": "text",
