@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from torch import nn
 
-from mialens.data.secret_canaries import EXTRAPOLATION_MIN_SPACE, CanaryRecord
+from mialens.data.secret_canaries import DEFAULT_SAMPLE, EXTRAPOLATION_MIN_SPACE, CanaryRecord
 from mialens.data.tokenizers import Tokenizer, encode_padded
 from mialens.errors import ConfigError, DataError
 from mialens.metrics.exposure import (
@@ -41,7 +41,6 @@ from mialens.seeding import rng
 from mialens.signals.token_logprobs import compute_token_logprobs
 
 MAX_ENUMERATED = 10**5  # the largest space exact_canary_exposures enumerates by default
-DEFAULT_SAMPLE = 10_000  # candidates sampled for the skew-normal fit
 _CHUNK = 4096  # candidates per call of compute_token_logprobs (bounds its memory)
 
 

@@ -15,11 +15,10 @@ from pydantic import (
     model_validator,
 )
 
-from mialens.attacks.exposure import DEFAULT_SAMPLE
 from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build_text_attack
 from mialens.audit.settings import check_device
 from mialens.data.registry import DatasetConfig
-from mialens.data.secret_canaries import SECRET_SLOT, SecretFormat
+from mialens.data.secret_canaries import DEFAULT_SAMPLE, SECRET_SLOT, SecretFormat
 from mialens.models.lm_config import LMTrainConfig
 from mialens.validation import check_fpr_levels
 

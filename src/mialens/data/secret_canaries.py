@@ -36,6 +36,7 @@ from mialens.seeding import rng
 SECRET_SLOT = "{secret}"
 DEFAULT_NAME = "canary"
 EXTRAPOLATION_MIN_SPACE = 10**6  # the extrapolated exposure needs a candidate space this big
+DEFAULT_SAMPLE = 10_000  # candidates sampled for the skew-normal fit of the exposure
 _MAX_SPACE = 2**62  # candidate indices are int64
 
 
