@@ -11,6 +11,7 @@ vulnerable levels are floats (``summary.leakage.tpr_at_fpr[0.01]``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -277,6 +278,18 @@ def link(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     }
 
 
+def scored_by_group(
+    entries: dict[str, Any], groups: Sequence[str], group_of: Callable[[str], str]
+) -> dict[str, dict[str, float]]:
+    """Per group, the AUC of each of its measures that has one (for the primary set)."""
+    return {
+        group: {
+            k: e["auc"] for k, e in entries.items() if group_of(k) == group and e["auc"] is not None
+        }
+        for group in groups
+    }
+
+
 def headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     """Per group of measures, the one with the highest AUC for the primary vulnerable set
     (its DeLong interval, Holm p over all measures, within-class rho; the group's lowest
@@ -285,12 +298,7 @@ def headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     0.5 and its within-class rho positive, both with Holm-adjusted p < 0.05."""
     entries = stats["sets"].get(primary, {}).get("measures", {})
     groups: dict[str, Any] = {}
-    for group in GROUPS:
-        scored = {
-            k: e["auc"]
-            for k, e in entries.items()
-            if measure_group(k) == group and e["auc"] is not None
-        }
+    for group, scored in scored_by_group(entries, GROUPS, measure_group).items():
         if not scored:
             groups[group] = None
             continue

@@ -21,7 +21,12 @@ import numpy as np
 from mialens.analysis.explain import choose_attack
 from mialens.analysis.settings import AnalysisSettings
 from mialens.analysis.significance import link_statistics
-from mialens.analysis.summary import canary_summary, json_safe, vulnerability_summary
+from mialens.analysis.summary import (
+    canary_summary,
+    json_safe,
+    scored_by_group,
+    vulnerability_summary,
+)
 from mialens.analysis.text_outliers import (
     TEXT_GROUPS,
     out_token_loss,
@@ -90,12 +95,7 @@ def group_headline(stats: dict[str, Any], primary: str) -> dict[str, Any]:
     whether it predicts the set (interval above 0.5 and ``p_holm < 0.05``)."""
     entries = stats["sets"].get(primary, {}).get("measures", {})
     groups: dict[str, Any] = {}
-    for group in TEXT_GROUPS:
-        scored = {
-            k: e["auc"]
-            for k, e in entries.items()
-            if text_measure_group(k) == group and e["auc"] is not None
-        }
+    for group, scored in scored_by_group(entries, TEXT_GROUPS, text_measure_group).items():
         if not scored:
             groups[group] = None
             continue
