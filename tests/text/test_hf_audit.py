@@ -129,7 +129,7 @@ def test_folders_without_a_loadable_model_are_refused(tmp_path, monkeypatch, tex
 @pytest.mark.parametrize(
     ("model", "sections", "message"),
     [
-        ({"layers": 2}, {}, "come from its config.json: drop layers"),
+        ({"layers": 2}, {}, "with hf, drop layers: a pretrained model"),
         ({}, {"tokenizer": {"kind": "bytes"}}, "tokenizer.kind bytes cannot feed model.hf"),
         ({}, {"tokenizer": {"kind": "bpe"}}, "tokenizer.kind bpe cannot feed model.hf"),
     ],

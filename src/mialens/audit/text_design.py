@@ -4,8 +4,9 @@
 in both the pool and the test set), halves the pool's groups into complementary
 memberships (:func:`~mialens.splits.group_keep_mask`: a group is all IN or all OUT),
 builds the tokenizer, encodes the query sets the attacks read and checks that they fit
-the LM's context, and derives every LM's store key. All of it happens before any LM is
-trained, so a bad configuration fails in seconds.
+the LM's context (``model.context``, or a pretrained ``model.hf``'s own, whose
+vocabulary must also cover the tokenizer's), and derives every LM's store key. All of it
+happens before any LM is trained, so a bad configuration fails in seconds.
 
 ``extra_pool`` is the seam for texts the audit adds to the pool itself (canaries):
 they join the pool after the split, each text keeping its own group numbered after

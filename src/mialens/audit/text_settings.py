@@ -10,10 +10,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     PrivateAttr,
-    Tag,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -92,14 +92,12 @@ class HFModelConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_built_in_fields(cls, data: Any) -> Any:
-        given = (
-            sorted(set(data) & set(TextModelConfig.model_fields)) if isinstance(data, dict) else []
-        )
-        if given:
+    def _only_the_folder(cls, data: Any) -> Any:
+        others = sorted(set(data) - {"hf"}) if isinstance(data, dict) else []
+        if others:
             raise ValueError(
-                f"model.hf is a pretrained model whose architecture and context come from its "
-                f"config.json: drop {', '.join(given)}"
+                f"with hf, drop {', '.join(map(str, others))}: a pretrained model's "
+                "architecture and context come from its config.json"
             )
         return data
 
@@ -118,16 +116,17 @@ class HFModelConfig(BaseModel):
         return self._folder.vocab_size
 
 
-def _model_kind(value: object) -> str:
-    if isinstance(value, dict):
-        return "hf" if "hf" in value else "built-in"
-    return "hf" if isinstance(value, HFModelConfig) else "built-in"
+def _model_section(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """``{hf: folder}`` is a pretrained model, another mapping the built-in transformer,
+    each validated as its own section (so that an error names ``model.<key>``, not a
+    branch of the union)."""
+    if not isinstance(value, dict):
+        return handler(value)
+    section = HFModelConfig if "hf" in value else TextModelConfig
+    return section.model_validate(value)
 
 
-TextModel = Annotated[
-    Annotated[TextModelConfig, Tag("built-in")] | Annotated[HFModelConfig, Tag("hf")],
-    Discriminator(_model_kind),
-]
+TextModel = Annotated[TextModelConfig | HFModelConfig, WrapValidator(_model_section)]
 """The built-in transformer's fields, or ``{hf: folder}``."""
 
 

@@ -47,7 +47,7 @@ def read_hf_folder(folder: str | Path) -> HFModelFolder:
     that it can be loaded (folder, ``config.json``, safetensors, ``transformers``)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ConfigError(f"model.hf {folder} is not a folder")
+        raise ConfigError(f"{folder} is not a folder")
     check_weights(folder)
     if importlib.util.find_spec("transformers") is None:
         raise ConfigError(f"Hugging Face models need the `transformers` package: {INSTALL_HINT}")
