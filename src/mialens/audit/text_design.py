@@ -86,7 +86,7 @@ class TextAuditSetup:
 
     @cached_property
     def lm_config(self) -> Any:
-        """The :class:`~mialens.models.causal_lm.CausalLMConfig` of every LM."""
+        """The :class:`~mialens.models.causal_lm.CausalLMConfig` of every built-in LM."""
         from mialens.models.causal_lm import CausalLMConfig
 
         return CausalLMConfig(
