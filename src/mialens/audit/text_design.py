@@ -4,8 +4,9 @@
 in both the pool and the test set), halves the pool's groups into complementary
 memberships (:func:`~mialens.splits.group_keep_mask`: a group is all IN or all OUT),
 builds the tokenizer, encodes the query sets the attacks read and checks that they fit
-the LM's context, and derives every LM's store key. All of it happens before any LM is
-trained, so a bad configuration fails in seconds.
+the LM's context (``model.context``, or a pretrained ``model.hf``'s own, whose
+vocabulary must also cover the tokenizer's), and derives every LM's store key. All of it
+happens before any LM is trained, so a bad configuration fails in seconds.
 
 ``extra_pool`` is the seam for texts the audit adds to the pool itself (canaries):
 they join the pool after the split, each text keeping its own group numbered after
@@ -24,13 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from mialens.audit.text_settings import TextAuditSpec, TokenizerConfig
+from mialens.audit.text_settings import (
+    HFModelConfig,
+    TextAuditSpec,
+    TextModelConfig,
+    TokenizerConfig,
+)
 from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.secret_canaries import CanaryRecord, make_canaries
 from mialens.data.text import TextDataset
 from mialens.data.tokenizers import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
 from mialens.errors import ConfigError
 from mialens.folders import writable_folder
+from mialens.models.hf_folder import hf_weights_digest
 from mialens.models.store import ModelStore, default_cache_dir, spec_key
 from mialens.seeding import int_seed
 from mialens.splits import Split, group_keep_mask, make_group_split
@@ -79,12 +86,26 @@ class TextAuditSetup:
 
     @cached_property
     def lm_config(self) -> Any:
-        """The :class:`~mialens.models.causal_lm.CausalLMConfig` of every LM."""
+        """The :class:`~mialens.models.causal_lm.CausalLMConfig` of every built-in LM."""
         from mialens.models.causal_lm import CausalLMConfig
 
         return CausalLMConfig(
             vocab_size=self.tokenizer.vocab_size, **self.config.model.model_dump()
         )
+
+    @property
+    def pretrained(self) -> HFModelConfig | None:
+        """The ``model.hf`` section when every LM is a fine-tuned pretrained model."""
+        model = self.config.model
+        return model if isinstance(model, HFModelConfig) else None
+
+    @cached_property
+    def model_identity(self) -> dict[str, Any]:
+        """What of the LMs' architecture their weights depend on: the built-in
+        configuration, or the SHA-256 of the pretrained folder's config and weights."""
+        if self.pretrained is not None:
+            return {"hf_sha256": hf_weights_digest(self.pretrained.hf)}
+        return self.lm_config.model_dump(mode="json")
 
     def train_rows(self, k: int) -> np.ndarray:
         """Rows of the ``plain`` query set (pool first) that train LM ``k``."""
@@ -98,7 +119,7 @@ class TextAuditSetup:
             "data": self.dataset.fingerprint,
             "train_positions": hashlib.sha256(positions.tobytes()).hexdigest(),
             "tokenizer": self.tokenizer.fingerprint,
-            "model": self.lm_config.model_dump(mode="json"),
+            "model": self.model_identity,
             "train": self.config.train.model_dump(mode="json"),
             "seed": int_seed(self.config.audit.seed, "causal-lm", k),
         }
@@ -129,6 +150,7 @@ class TextAuditSetup:
             "label": "the near-duplicate group of each sample (samples.csv)",
             "tokenizer": f"{self.config.tokenizer.kind} ({self.tokenizer.vocab_size} tokens)",
             "context": self.config.model.context,
+            **({"base_model": str(self.pretrained.hf)} if self.pretrained else {}),
             "seed": self.config.audit.seed,
             "cache_dir": str(self.store.root.parent),
             **({"canary_copies": int((~self.natural).sum())} if self.canaries else {}),
@@ -160,6 +182,16 @@ def with_extra_pool(
     )
 
 
+def check_vocabulary(tokenizer: Tokenizer, model: TextModelConfig | HFModelConfig) -> None:
+    """Refuse a tokenizer whose ids a pretrained model has no embedding for."""
+    if isinstance(model, HFModelConfig) and tokenizer.vocab_size > model.vocab_size:
+        raise ConfigError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens, more than the vocab_size "
+            f"{model.vocab_size} of model.hf {model.hf}: use the tokenizer the model was "
+            "trained with"
+        )
+
+
 def build_tokenizer(config: TokenizerConfig, texts: list[str]) -> Tokenizer:
     """Bytes; a BPE learned on ``texts`` (the pool and population: the BPE trainer draws
     nothing at random, so the same texts give the same tokenizer); or a HF folder."""
@@ -178,19 +210,35 @@ def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return tokens, lengths
 
 
+def _too_long(model: TextModelConfig | HFModelConfig, needed: int) -> str:
+    """What a sample of ``needed`` tokens exceeds, and how to make it fit."""
+    windows = "cut the texts into windows (mialens.data.text.text_windows)"
+    if isinstance(model, HFModelConfig):
+        return (
+            f"more than the context of model.hf, {model.context} tokens (its config.json); "
+            f"{windows}"
+        )
+    return (
+        f"more than model.context = {model.context}; raise model.context to at least "
+        f"{needed}, or {windows}"
+    )
+
+
 def _query_set(
-    tokenizer: Tokenizer, texts: list[str], context: int, what: str, prefix: list[int] = ()
+    tokenizer: Tokenizer,
+    texts: list[str],
+    model: TextModelConfig | HFModelConfig,
+    what: str,
+    prefix: list[int] = (),
 ) -> QuerySet:
     """The token rows ``[start, *prefix, *tokens(text)]``, refused (before training) when
     one is longer than the LM's context or a text has no token."""
     rows = [[tokenizer.bos_id, *prefix, *tokenizer.encode(t)] for t in texts]
     longest = int(np.argmax([len(r) for r in rows]))
-    if len(rows[longest]) > context:
+    if len(rows[longest]) > model.context:
         raise ConfigError(
             f"{what}: sample {longest} needs {len(rows[longest])} tokens (start token"
-            f"{', prefix' if prefix else ''} and text), more than model.context = {context}; "
-            f"raise model.context to at least {len(rows[longest])}, or cut the texts into "
-            "windows (mialens.data.text.text_windows)"
+            f"{', prefix' if prefix else ''} and text), {_too_long(model, len(rows[longest]))}"
         )
     if min(len(r) for r in rows) < len(prefix) + 2:
         raise ConfigError(f"{what}: a sample encodes to no token")
@@ -202,15 +250,15 @@ def _queries(
 ) -> dict[str, QuerySet]:
     """The query sets the attacks read: ``plain`` (pool then test), ``lower`` and
     ``recall`` (pool) when an attack needs them."""
-    context = config.model.context
+    model = config.model
     pool = [dataset.texts[i] for i in split.pool]
     plain = pool + [dataset.texts[i] for i in split.test]
     attacks = config.audit.build_attacks()
     needed = {q for a in attacks for q in a.needs.queries}
-    queries = {"plain": _query_set(tokenizer, plain, context, "the texts")}
+    queries = {"plain": _query_set(tokenizer, plain, model, "the texts")}
     if "lower" in needed:
         lowered = [t.lower() for t in pool]
-        queries["lower"] = _query_set(tokenizer, lowered, context, "the lowercased texts")
+        queries["lower"] = _query_set(tokenizer, lowered, model, "the lowercased texts")
     if "recall" in needed:
         shots = max(a.params.shots for a in attacks if "recall" in a.needs.queries)
         if shots > len(split.population):
@@ -220,7 +268,7 @@ def _queries(
             )
         prefix_text = "".join(dataset.texts[i] + RECALL_SEPARATOR for i in split.population[:shots])
         prefix = tokenizer.encode(prefix_text)
-        queries["recall"] = _query_set(tokenizer, pool, context, "the ReCaLL queries", prefix)
+        queries["recall"] = _query_set(tokenizer, pool, model, "the ReCaLL queries", prefix)
     return queries
 
 
@@ -264,6 +312,7 @@ def prepare_text_audit(
     keep = group_keep_mask(settings.num_models, dataset.groups[split.pool], settings.seed)
     seen = np.concatenate([split.pool, split.population])
     tokenizer = build_tokenizer(config.tokenizer, [dataset.texts[i] for i in seen])
+    check_vocabulary(tokenizer, config.model)
     return TextAuditSetup(
         config=config,
         dataset=dataset,

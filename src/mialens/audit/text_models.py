@@ -1,6 +1,11 @@
 """The LMs of a text audit: trained through the model store (a rerun trains nothing), and
 their per-token log-probabilities on every query set, computed once per LM and query
-set and cached in its store entry (:mod:`mialens.signals.token_logprobs`)."""
+set and cached in its store entry (:mod:`mialens.signals.token_logprobs`).
+
+An LM is the built-in :class:`~mialens.models.causal_lm.CausalTransformer` trained from
+scratch, or (``model: {hf: folder}``) the pretrained model of the folder fine-tuned on
+the member half, the reference recipe for such models; a stored fine-tuned LM is its
+weights loaded into a freshly loaded base model."""
 
 from __future__ import annotations
 
@@ -37,14 +42,26 @@ def _intact(store: ModelStore, key: str) -> dict[str, Any] | None:
         return None
 
 
+def _builder(setup: TextAuditSetup) -> Callable[[], Any]:
+    """A fresh LM before training: the built-in transformer, or the pretrained model."""
+    if setup.pretrained is not None:
+        from mialens.models.hf_adapter import load_hf_causal_lm
+
+        folder = setup.pretrained.hf
+        return lambda: load_hf_causal_lm(folder)
+    from mialens.models.causal_lm import CausalTransformer
+
+    return lambda: CausalTransformer(setup.lm_config)
+
+
 def train_lms(
     setup: TextAuditSetup, on_model: Callable[[int], None] | None = None
 ) -> list[dict[str, Any]]:
     """Train every LM the store lacks (on its member rows of the ``plain`` query set) and
     store it; returns one training record per LM (``cached`` true when reused)."""
-    from mialens.models.causal_lm import CausalTransformer, train_causal_lm
+    from mialens.models.causal_lm import train_causal_lm
 
-    store, plain = setup.store, setup.queries["plain"]
+    store, plain, build = setup.store, setup.queries["plain"], _builder(setup)
     records = []
     for k, key in enumerate(setup.keys):
         manifest = _intact(store, key)
@@ -53,7 +70,7 @@ def train_lms(
         else:
             spec, rows = setup.spec(k), setup.train_rows(k)
             result = train_causal_lm(
-                lambda: CausalTransformer(setup.lm_config),
+                build,
                 plain.tokens[rows],
                 plain.lengths[rows],
                 setup.config.train,
@@ -76,11 +93,11 @@ def train_lms(
 
 
 def _load_lm(setup: TextAuditSetup) -> Callable[[str], Any]:
-    from mialens.models.causal_lm import CausalTransformer
+    build = _builder(setup)
 
     def load(key: str) -> Any:
         state, _ = setup.store.load(key)
-        model = CausalTransformer(setup.lm_config)
+        model = build()
         model.load_state_dict(state)
         return model.to(setup.config.audit.device)
 

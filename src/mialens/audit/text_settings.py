@@ -11,6 +11,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -19,6 +22,7 @@ from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build
 from mialens.audit.settings import check_device
 from mialens.data.registry import DatasetConfig
 from mialens.data.secret_canaries import DEFAULT_SAMPLE, SECRET_SLOT, SecretFormat
+from mialens.models.hf_folder import HFModelFolder, read_hf_folder
 from mialens.models.lm_config import LMTrainConfig
 from mialens.validation import check_fpr_levels
 
@@ -73,6 +77,57 @@ class TextModelConfig(BaseModel):
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         return self
+
+
+class HFModelConfig(BaseModel):
+    """A Hugging Face causal LM saved with ``save_pretrained`` in a local folder: every LM
+    of the audit is it fine-tuned on its member half with the ``train`` recipe. Its
+    architecture, vocabulary and context come from its ``config.json``; the folder is
+    checked here (without importing ``transformers`` or PyTorch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hf: Path = Field(description="folder of save_pretrained (config.json, *.safetensors)")
+    _folder: HFModelFolder = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_the_folder(cls, data: Any) -> Any:
+        others = sorted(set(data) - {"hf"}) if isinstance(data, dict) else []
+        if others:
+            raise ValueError(
+                f"with hf, drop {', '.join(map(str, others))}: a pretrained model's "
+                "architecture and context come from its config.json"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _loadable(self) -> HFModelConfig:
+        self._folder = read_hf_folder(self.hf)
+        return self
+
+    @property
+    def context(self) -> int:
+        """The longest token sequence (``max_position_embeddings`` or ``n_positions``)."""
+        return self._folder.context
+
+    @property
+    def vocab_size(self) -> int:
+        return self._folder.vocab_size
+
+
+def _model_section(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """``{hf: folder}`` is a pretrained model, another mapping the built-in transformer,
+    each validated as its own section (so that an error names ``model.<key>``, not a
+    branch of the union)."""
+    if not isinstance(value, dict):
+        return handler(value)
+    section = HFModelConfig if "hf" in value else TextModelConfig
+    return section.model_validate(value)
+
+
+TextModel = Annotated[TextModelConfig | HFModelConfig, WrapValidator(_model_section)]
+"""The built-in transformer's fields, or ``{hf: folder}``."""
 
 
 class BlindBaselineSettings(BaseModel):
@@ -243,7 +298,10 @@ class TextAuditSpec(BaseModel):
 
     dataset: DatasetConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    model: TextModelConfig = Field(default_factory=TextModelConfig)
+    model: TextModel = Field(
+        default_factory=TextModelConfig,
+        description="the built-in transformer, or {hf: folder} to fine-tune a saved HF model",
+    )
     train: LMTrainConfig = Field(default_factory=LMTrainConfig)
     audit: TextAuditSettings = Field(default_factory=TextAuditSettings)
     supplied_texts: SuppliedTexts | None = Field(
@@ -255,6 +313,22 @@ class TextAuditSpec(BaseModel):
         if self.supplied_texts is not None and self.audit.blind_baseline is None:
             raise ValueError(
                 "supplied_texts feed the blind baseline: drop audit.blind_baseline: false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tokenizer_of_the_model(self) -> TextAuditSpec:
+        """A pretrained model reads its own tokenizer's ids: by default the one saved
+        in its folder; bytes and learned BPEs are refused."""
+        if not isinstance(self.model, HFModelConfig):
+            return self
+        if "tokenizer" not in self.model_fields_set:
+            self.tokenizer = TokenizerConfig(kind="hf", path=self.model.hf)
+        elif self.tokenizer.kind != "hf":
+            raise ValueError(
+                f"tokenizer.kind {self.tokenizer.kind} cannot feed model.hf: a pretrained model "
+                "reads the ids of its own tokenizer; drop the tokenizer section (the model "
+                "folder's tokenizer is used) or give {kind: hf, path: <its tokenizer folder>}"
             )
         return self
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from mialens.errors import ConfigError
+from mialens.models.hf_folder import CONTEXT_FIELDS, INSTALL_HINT, check_weights
 
 
 def import_transformers():
@@ -25,8 +26,7 @@ def import_transformers():
         import transformers
     except ImportError as exc:
         raise ConfigError(
-            "Hugging Face models need the `transformers` package: pip install "
-            "'mialens[transformers]'"
+            f"Hugging Face models need the `transformers` package: {INSTALL_HINT}"
         ) from exc
     return transformers
 
@@ -46,7 +46,7 @@ class HFCausalLM(nn.Module):
     def context(self) -> int | None:
         """The longest sequence its positions allow (None when its config does not say)."""
         config = self.inner.config
-        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        for name in CONTEXT_FIELDS:
             if isinstance(getattr(config, name, None), int):
                 return int(getattr(config, name))
         return None
@@ -62,15 +62,7 @@ class HFCausalLM(nn.Module):
 def load_hf_causal_lm(folder: str | Path) -> HFCausalLM:
     """The causal LM saved in ``folder`` (``config.json`` and ``model.safetensors``)."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ConfigError(
-            f"{folder} holds no config.json: pass a folder written by save_pretrained"
-        )
-    if not any(folder.glob("*.safetensors")):
-        raise ConfigError(
-            f"{folder} holds no .safetensors weights (pickled .bin weights are never loaded); "
-            "save the model with save_pretrained(folder, safe_serialization=True)"
-        )
+    check_weights(folder)
     transformers = import_transformers()
     try:
         inner = transformers.AutoModelForCausalLM.from_pretrained(
