@@ -417,6 +417,7 @@ def _print_dataset_inference(run, out: Path) -> None:
         f"{result.n_suspect_tested} against {result.n_validation_tested}: Welch t = "
         f"{result.statistic:.3f} (df {result.df:.1f}), one-sided p = {result.p_value:.3g}",
         highlight=False,
+        soft_wrap=True,
     )
     if result.rejects:
         verdict = (f"[bold]rejects[/] at alpha {result.alpha:g}: evidence that LM "
@@ -427,7 +428,9 @@ def _print_dataset_inference(run, out: Path) -> None:
     console.print(verdict, highlight=False, soft_wrap=True)
     gate = result.blind_baseline
     if result.shift_allowed:
-        warning = f"SHIFTED SETS (--allow-shift): {gate.message} The verdict shows no training."
+        warning = (
+            f"SHIFTED SETS (--allow-shift): {gate.message} The verdict says nothing about training."
+        )
         console.print(f"[bold red]{warning}[/]", highlight=False, soft_wrap=True)
     else:
         console.print(f"[dim]{gate.message}[/]", highlight=False, soft_wrap=True)

@@ -92,6 +92,9 @@ def test_the_memorised_texts_are_caught_against_held_out_ones(run, tmp_path):
     assert doc["suspect"]["sha256"] != doc["validation"]["sha256"]
     assert not doc["blind_baseline"]["fires"] and not doc["shift_allowed"]
     assert doc["blind_baseline"]["ci_low"] <= doc["blind_baseline"]["auc"]
+    with_reference = run_dataset_inference(run, suspect, validation, tmp_path, reference=True)
+    assert list(with_reference.inference.weights) == [*FEATURES, "reference"]
+    assert with_reference.inference.rejects
 
 
 def test_texts_the_target_never_trained_on_are_not_caught(run, tmp_path):
@@ -141,7 +144,7 @@ def test_bad_input_is_refused_before_any_lm_runs(run, tmp_path, monkeypatch):
     cases = [
         ((tmp_path / "absent.txt", good), "the suspect file", "absent.txt does not exist"),
         ((good, tmp_path / "texts.csv"), "the validation file", "give a .txt file"),
-        ((few, good), "the suspect texts are 9", "needs at least 10 per set"),
+        ((few, good), "few.txt holds 9 texts", "needs at least 10 per set"),
         ((good, long), "long.txt:20 needs 61 tokens", "more than the LMs' context of 48"),
     ]
     for (suspect, validation), first, second in cases:
@@ -149,7 +152,8 @@ def test_bad_input_is_refused_before_any_lm_runs(run, tmp_path, monkeypatch):
         message = " ".join(result.output.split())
         assert result.exit_code == 2 and first in message and second in message, message
     result = _invoke(run, good, good, "--model", "2")
-    assert "model 2 is not an LM of the audit: it trained 2 (give 0 to 1)" in result.output
+    message = " ".join(result.output.split())
+    assert "model 2 is not an LM of the audit, which trained 2 (give 0 to 1)" in message
     result = _invoke(tmp_path, good, good)
     assert "is not an audit run folder" in " ".join(result.output.split())
 

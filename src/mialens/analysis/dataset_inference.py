@@ -149,7 +149,8 @@ def check_shift(
     if not blind.fires:
         return False
     shift = (
-        f"the suspect and validation sets differ in distribution ({blind.message}), so a "
+        "the suspect and validation sets differ in distribution (suspect texts as members, "
+        f"validation texts as non-members: {blind.message}), so a "
         "positive dataset inference test would not show that the suspect set was trained on"
     )
     if not allow_shift:

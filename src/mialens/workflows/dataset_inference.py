@@ -100,20 +100,22 @@ def text_audit_spec(run_dir: str | os.PathLike) -> TextAuditSpec:
     return validate_config(config, TextAuditSpec)
 
 
-def _check_sizes(spec: TextAuditSpec, sets: dict[str, TextDataset], model: int) -> None:
+def _check_sizes(
+    spec: TextAuditSpec, sets: dict[str, TextDataset], paths: dict[str, Path], model: int
+) -> None:
     """Refuse a set too small for the gate's folds and the test, or an unknown ``model``."""
     folds = (spec.audit.blind_baseline or BlindBaselineSettings()).folds
     need = max(MIN_TEXTS, 2 * folds)
     for what, data in sets.items():
         if len(data) < need:
             raise DataError(
-                f"the {what} texts are {len(data)}; dataset inference needs at least {need} "
-                f"per set (the blind baseline's {folds}-fold cross-validation takes "
-                f"{2 * folds}, the t-test {MIN_TEXTS})"
+                f"the {what} file {paths[what]} holds {len(data)} texts; dataset inference "
+                f"needs at least {need} per set (the blind baseline's {folds}-fold "
+                f"cross-validation takes {2 * folds}, the t-test {MIN_TEXTS})"
             )
     count = spec.audit.num_models
     if not 0 <= model < count:
-        raise ConfigError(f"model {model} is not an LM of the audit: it trained {count} "
+        raise ConfigError(f"model {model} is not an LM of the audit, which trained {count} "
                           f"(give 0 to {count - 1})")  # fmt: skip
 
 
@@ -230,7 +232,7 @@ def run_dataset_inference(
     paths = {"suspect": Path(suspect), "validation": Path(validation)}
     sets = {what: read_texts(path, f"the {what} file", text_field) for what, path in paths.items()}
     spec = text_audit_spec(run_dir)
-    _check_sizes(spec, sets, model)
+    _check_sizes(spec, sets, paths, model)
     out = writable_folder(
         Path(run_dir) / DEFAULT_DIR if out_dir is None else out_dir, "the output folder"
     )
