@@ -401,3 +401,79 @@ def study(
     except MialensError as exc:
         _fail(exc)
     _print_study(doc, out)
+
+
+def _print_dataset_inference(run, out: Path) -> None:
+    """The test's verdict, its features' weights and the blind baseline's verdict."""
+    result, record = run.inference, run.record
+    table = Table(title=f"Dataset inference on LM {record['model']} (Maini et al. 2024)")
+    table.add_column("feature")
+    table.add_column("weight", justify="right")
+    for name, weight in result.weights.items():
+        table.add_row(name, f"{weight:+.3f}")
+    console.print(table)
+    console.print(
+        f"{result.n_suspect} suspect and {result.n_validation} validation texts; tested "
+        f"{result.n_suspect_tested} against {result.n_validation_tested}: Welch t = "
+        f"{result.statistic:.3f} (df {result.df:.1f}), one-sided p = {result.p_value:.3g}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.rejects:
+        verdict = (f"[bold]rejects[/] at alpha {result.alpha:g}: evidence that LM "
+                   f"{record['model']} trained on the suspect texts (as a whole)")  # fmt: skip
+    else:
+        verdict = (f"does not reject at alpha {result.alpha:g}: no evidence that LM "
+                   f"{record['model']} trained on the suspect texts")  # fmt: skip
+    console.print(verdict, highlight=False, soft_wrap=True)
+    gate = result.blind_baseline
+    if result.shift_allowed:
+        warning = (
+            f"SHIFTED SETS (--allow-shift): {gate.message} The verdict says nothing about training."
+        )
+        console.print(f"[bold red]{warning}[/]", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"[dim]{gate.message}[/]", highlight=False, soft_wrap=True)
+    console.print(f"result in {out}/dataset_inference.json")
+
+
+@app.command("dataset-inference")
+def dataset_inference(
+    run_dir: Annotated[Path, typer.Argument(help="folder of a text audit (mialens audit --out)")],
+    suspect: Annotated[
+        Path, typer.Option("--suspect", help="suspect texts: .txt (one a line) or .jsonl")
+    ],
+    validation: Annotated[
+        Path,
+        typer.Option("--validation", help="texts known to be out, drawn like the suspect ones"),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output folder [RUN_DIR/dataset_inference]")
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="level of the test")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the halves and folds")] = 0,
+    model: Annotated[int, typer.Option("--model", help="the target LM's index")] = 0,
+    allow_shift: Annotated[
+        bool, typer.Option("--allow-shift", help="run on sets the blind baseline tells apart")
+    ] = False,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="add the reference ratio (the other LMs)")
+    ] = False,
+    text_field: Annotated[str, typer.Option("--text-field", help="the .jsonl text field")] = "text",
+    quiet: QuietOption = False,
+) -> None:
+    """Test whether the target LM of the text audit in RUN_DIR trained on the SUSPECT texts
+    as a whole, against VALIDATION texts known to be out (Maini et al. 2024); refuses sets
+    that a model-free classifier tells apart. Writes OUT/dataset_inference.json."""
+    from mialens.workflows.dataset_inference import DEFAULT_DIR, run_dataset_inference
+
+    _setup_logging(quiet)
+    out = run_dir / DEFAULT_DIR if out is None else out
+    try:
+        run = run_dataset_inference(
+            run_dir, suspect, validation, out, alpha=alpha, seed=seed, model=model,
+            allow_shift=allow_shift, reference=reference, text_field=text_field,
+        )  # fmt: skip
+    except MialensError as exc:
+        _fail(exc)
+    _print_dataset_inference(run, out)

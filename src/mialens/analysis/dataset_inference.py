@@ -133,10 +133,11 @@ def _check_pair(
     return suspect, validation, names
 
 
-def _check_shift(
+def check_shift(
     blind: BlindBaseline | None, n_suspect: int, n_validation: int, allow_shift: bool
 ) -> bool:
-    """Refuse (or, with ``allow_shift``, warn) when the blind baseline of the pair fires."""
+    """Refuse (or, with ``allow_shift``, warn) when the blind baseline of the pair fires;
+    returns whether it fired (so the result is flagged)."""
     if blind is None:
         return False
     if (blind.n_members, blind.n_nonmembers) != (n_suspect, n_validation):
@@ -148,13 +149,15 @@ def _check_shift(
     if not blind.fires:
         return False
     shift = (
-        f"the suspect and validation sets differ in distribution ({blind.message}), so a "
+        "the suspect and validation sets differ in distribution (suspect texts as members, "
+        f"validation texts as non-members: {blind.message}), so a "
         "positive dataset inference test would not show that the suspect set was trained on"
     )
     if not allow_shift:
         raise DataError(
             f"dataset inference refused: {shift}. Use a validation set drawn like the suspect "
-            "set, or pass allow_shift=True to run it anyway (the result is flagged)."
+            "set, or pass allow_shift=True (mialens dataset-inference --allow-shift) to run it "
+            "anyway (the result is flagged)."
         )
     log.warning("DATASET INFERENCE ON SHIFTED SETS: %s; the result is flagged.", shift)
     return True
@@ -211,7 +214,7 @@ def dataset_inference(
     if not 0.0 <= clip_fraction < 1.0:
         raise ConfigError(f"clip_fraction must lie in [0, 1); got {clip_fraction}.")
     suspect, validation, names = _check_pair(suspect_features, validation_features, feature_names)
-    shifted = _check_shift(blind_baseline, len(suspect), len(validation), allow_shift)
+    shifted = check_shift(blind_baseline, len(suspect), len(validation), allow_shift)
     fit_s, test_s = _halves(len(suspect), seed, "suspect")
     fit_v, test_v = _halves(len(validation), seed, "validation")
     score, weights = _fit_scores(suspect[fit_s], validation[fit_v], clip_fraction)
