@@ -28,7 +28,7 @@ from mialens.audit.secret_canaries import (
     exposure_by_repetition,
 )
 from mialens.audit.text_design import TextAuditSetup
-from mialens.audit.text_models import _load_lm
+from mialens.audit.text_models import lm_loader
 from mialens.data.tokenizers import encode_padded
 from mialens.errors import DataError
 from mialens.signals.token_logprobs import models_token_logprobs
@@ -49,7 +49,7 @@ def canary_log_perplexities(setup: TextAuditSetup) -> tuple[np.ndarray, np.ndarr
     stats = models_token_logprobs(
         setup.store,
         setup.keys,
-        _load_lm(setup),
+        lm_loader(setup),
         tokens,
         lengths,
         setup.tokenizer.vocab_size,

@@ -224,7 +224,7 @@ def _too_long(model: TextModelConfig | HFModelConfig, needed: int) -> str:
     )
 
 
-def _query_set(
+def encode_query_set(
     tokenizer: Tokenizer,
     texts: list[str],
     model: TextModelConfig | HFModelConfig,
@@ -255,10 +255,10 @@ def _queries(
     plain = pool + [dataset.texts[i] for i in split.test]
     attacks = config.audit.build_attacks()
     needed = {q for a in attacks for q in a.needs.queries}
-    queries = {"plain": _query_set(tokenizer, plain, model, "the texts")}
+    queries = {"plain": encode_query_set(tokenizer, plain, model, "the texts")}
     if "lower" in needed:
         lowered = [t.lower() for t in pool]
-        queries["lower"] = _query_set(tokenizer, lowered, model, "the lowercased texts")
+        queries["lower"] = encode_query_set(tokenizer, lowered, model, "the lowercased texts")
     if "recall" in needed:
         shots = max(a.params.shots for a in attacks if "recall" in a.needs.queries)
         if shots > len(split.population):
@@ -268,7 +268,7 @@ def _queries(
             )
         prefix_text = "".join(dataset.texts[i] + RECALL_SEPARATOR for i in split.population[:shots])
         prefix = tokenizer.encode(prefix_text)
-        queries["recall"] = _query_set(tokenizer, pool, model, "the ReCaLL queries", prefix)
+        queries["recall"] = encode_query_set(tokenizer, pool, model, "the ReCaLL queries", prefix)
     return queries
 
 

@@ -92,7 +92,7 @@ def train_lms(
     return records
 
 
-def _load_lm(setup: TextAuditSetup) -> Callable[[str], Any]:
+def lm_loader(setup: TextAuditSetup) -> Callable[[str], Any]:
     build = _builder(setup)
 
     def load(key: str) -> Any:
@@ -104,13 +104,13 @@ def _load_lm(setup: TextAuditSetup) -> Callable[[str], Any]:
     return load
 
 
-def _stats(setup: TextAuditSetup, query: QuerySet) -> TokenLogProbs:
+def query_statistics(setup: TextAuditSetup, query: QuerySet) -> TokenLogProbs:
     """The cached statistics of every LM on ``query`` ``(M, n, T-1)``, the prefix cut
     off (its first ``skip`` scored positions)."""
     stats = models_token_logprobs(
         setup.store,
         setup.keys,
-        _load_lm(setup),
+        lm_loader(setup),
         query.tokens,
         query.lengths,
         setup.tokenizer.vocab_size,
@@ -132,9 +132,9 @@ def _rows(stats: TokenLogProbs, rows: np.ndarray) -> TokenLogProbs:
 def text_signals(setup: TextAuditSetup) -> tuple[TextSignals, TokenLogProbs]:
     """The attacks' signals on the pool, and the ``plain`` statistics of pool and test
     set (for utility)."""
-    plain = _stats(setup, setup.queries["plain"])
+    plain = query_statistics(setup, setup.queries["plain"])
     n_pool = len(setup.split.pool)
-    extra = {name: _stats(setup, setup.queries[name]) for name in ("lower", "recall")
+    extra = {name: query_statistics(setup, setup.queries[name]) for name in ("lower", "recall")
              if name in setup.queries}  # fmt: skip
     signals = TextSignals(
         texts=tuple(setup.dataset.texts[i] for i in setup.split.pool),

@@ -44,10 +44,10 @@ from mialens.audit.text_design import (
     RECALL_SEPARATOR,
     QuerySet,
     TextAuditSetup,
-    _query_set,
+    encode_query_set,
     prepare_text_audit,
 )
-from mialens.audit.text_models import _stats
+from mialens.audit.text_models import query_statistics
 from mialens.audit.text_settings import BlindBaselineSettings, TextAuditSpec
 from mialens.data.download import file_sha256
 from mialens.data.near_duplicates import near_duplicate_groups
@@ -159,7 +159,7 @@ def _encoded(
             f"{context}: the audit's LMs cannot score it; shorten the texts or cut them into "
             "windows (mialens.data.text.text_windows)"
         )
-    return _query_set(setup.tokenizer, texts, context, what, list(prefix))
+    return encode_query_set(setup.tokenizer, texts, context, what, list(prefix))
 
 
 def _queries(
@@ -190,7 +190,7 @@ def _features(
 ) -> np.ndarray:
     """``(texts, attacks)``: LM ``model``'s scores. No LM counts as trained on the texts
     (``member`` all false), which only the reference ratio reads (every other LM)."""
-    stats = {name: _stats(setup, query) for name, query in queries.items()}
+    stats = {name: query_statistics(setup, query) for name, query in queries.items()}
     member = np.zeros((setup.num_models, len(data)), dtype=bool)
     signals = TextSignals(texts=data.texts, member=member, **stats)
     return np.column_stack([attack.score(signals, model) for attack in attacks])
