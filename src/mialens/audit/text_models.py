@@ -93,6 +93,7 @@ def train_lms(
 
 
 def lm_loader(setup: TextAuditSetup) -> Callable[[str], Any]:
+    """A function from a store key to that stored LM, on the audit's device."""
     build = _builder(setup)
 
     def load(key: str) -> Any:
