@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mialens.attacks import ReferenceSignals, TargetSignals
+from mialens.attacks import ModelSignals, ReferenceSignals, TargetSignals
 from mialens.attacks.threshold import (
     ConfidenceAttack,
     EntropyAttack,
@@ -86,3 +86,24 @@ def test_each_attack_reads_its_own_statistic():
         "entropy": "entropy",
         "mentr": "modified_entropy",
     }
+
+
+@pytest.mark.parametrize("cls", [ConfidenceAttack, EntropyAttack, ModifiedEntropyAttack])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_leaving_out_equals_the_refit_on_the_references_exactly(cls, zeros):
+    gen = np.random.default_rng(3)
+    values = gen.integers(-6, 6, size=(5, 60, 1)) / 4 + 0.125  # ties within and across models
+    if zeros:  # both signed zeros: the refit decides which one a threshold is
+        values[0, :6, 0], values[1, :6, 0] = 0.0, -0.0
+    member = gen.random((5, 60)) < 0.5
+    samples = np.arange(60)
+    member[samples % 5, samples] = member[(samples + 1) % 5, samples] = False  # two OUT models
+    labels = gen.permutation(np.arange(60) % 5)
+    labels[labels == 2] = 3  # class 2 has no sample; class 4 no member in some references
+    member[:, labels == 4] = False
+    member[0, np.flatnonzero(labels == 4)[0]] = True
+    models = ModelSignals(values, member, labels)
+    for target in range(5):
+        fast = cls().fit_leaving_out(models, target).thresholds_
+        refit = cls().fit(models.references(target)).thresholds_
+        assert fast.tobytes() == refit.tobytes()

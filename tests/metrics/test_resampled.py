@@ -90,3 +90,15 @@ def test_bit_identical_to_explicit_resampling(decimals):
         explicit = batch_metrics(scores[:, d], members[:, d], levels)
         for key, value in explicit.items():
             np.testing.assert_array_equal(weighted[key][b], value)
+
+
+def test_the_tpr_search_reads_only_the_leading_columns_it_needs():
+    from mialens.metrics.resampled import _leading_columns
+
+    rows = np.array([[0, 0, 1, 1, 2, 5, 9, 9], [0, 1, 1, 3, 3, 3, 4, 8]])
+    values = np.array([0, 2])
+    width = _leading_columns(rows, values)
+    assert width == 4  # probed at 1, 2, 4, 8 columns: the first past which both exceed
+    for row, value in zip(rows, values, strict=True):
+        assert np.searchsorted(row[:width], value, "right") == np.searchsorted(row, value, "right")
+    assert _leading_columns(rows, np.array([1, 8])) == rows.shape[1]  # row 1 never exceeds 8

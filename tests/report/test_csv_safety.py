@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mialens.audit.results import AuditResult
-from mialens.report.tables import read_samples, samples_table, table_csv
+from mialens.report.tables import read_samples, samples_table, table_csv, text_cell
 from mialens.workflows.outputs import load_result, write_outputs
 
 # every formula prefix, ids that merely look escaped, and harmless ones
@@ -120,3 +120,28 @@ def test_original_labels_that_only_look_numeric_are_neutralised():
     result.design["label_values"] = ["+1", "2", "3"]  # "+1" is text, and a formula prefix
     rows = _rows(samples_table(result))[1:]
     assert not any(_dangerous(row[1]) for row in rows)
+
+
+def test_samples_csv_is_what_the_csv_module_writes_row_by_row():
+    ids = [*IDS, "a,b", 'say "hi"', "two\nlines", " padded "]
+    result = _result(ids)
+    result.scores["=odd,name"] = np.round(result.scores["loss"], 1) * 1e-7  # 1e-08 style
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\r\n")
+    writer.writerow(["sample_id", "label", "target", "member", "loss", "'=odd,name"])
+    for row, target in enumerate(result.target_models):
+        for i, sample in enumerate(ids):
+            scores = [repr(float(s[row, i])) for s in result.scores.values()]
+            member = int(result.members[row, i])
+            writer.writerow([text_cell(sample), int(result.labels[i]), target, member, *scores])
+    assert samples_table(result) == expected.getvalue()
+
+
+def test_table_csv_is_what_the_csv_module_writes_row_by_row():
+    columns = {
+        "only": np.array(["", "x", "a,b", "=1"]),  # a lone empty cell is written as ""
+    }
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows([["only"], [""], ["x"], ["a,b"], ["'=1"]])
+    assert table_csv(columns) == expected.getvalue()
+    assert table_csv({"empty": np.array([], dtype=float)}) == "empty\r\n"

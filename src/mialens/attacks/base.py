@@ -30,7 +30,7 @@ returns one float64 score per sample, higher meaning "more likely a member".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -160,6 +160,12 @@ class ModelSignals:
             population=None if self.population is None else self.population[target],
             population_labels=self.population_labels,
         )
+
+    def shared(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per ``key`` and shared by every target's fit."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def reference_counts(self, target: int) -> tuple[np.ndarray, np.ndarray]:
         """Per sample, the references of ``target`` that trained it and those that did not."""

@@ -116,11 +116,24 @@ def _block_metrics(
     advantage = np.maximum((tpr_peak - fpr_peak).max(axis=1), 0.0)
     # The TPR at a level: the members above the first non-member group that would push
     # the false positives past the allowed count (all members if none does).
-    first_over = _rowwise_search(fp[:, 1:], allowed_counts(fp[:, -1], levels))
+    allowed = allowed_counts(fp[:, -1], levels)
+    width = _leading_columns(fp[:, 1:], allowed.max(axis=1))
+    first_over = _rowwise_search(fp[:, 1 : 1 + width], allowed)
     last = tp_above.shape[1]
     above = np.take_along_axis(tp_above, np.minimum(first_over, last - 1), axis=1)
     accepted = np.where(first_over < last, above, tp[:, -1:])
     return auc, advantage, accepted / n_pos[:, None]
+
+
+def _leading_columns(rows: np.ndarray, values: np.ndarray) -> int:
+    """A number ``k`` of leading columns of ``rows`` (non-decreasing along each row) past
+    whose last one every row exceeds its ``values[r]`` (all columns where some row never
+    does): a search for ``values[r]`` or less in ``rows[r, :k]`` finds what one in the whole
+    row finds. Probed at doubling widths, so ``k`` is about twice the least such at most."""
+    width = rows.shape[1]
+    probes = np.unique(np.geomspace(1, width, num=int(np.log2(width)) + 2).astype(np.int64))
+    exceeds = (rows[:, probes - 1] > values[:, None]).all(axis=0)
+    return int(probes[np.argmax(exceeds)]) if exceeds.any() else width
 
 
 def _rowwise_search(rows: np.ndarray, values: np.ndarray) -> np.ndarray:

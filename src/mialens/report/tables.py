@@ -31,16 +31,53 @@ def read_text_cell(cell: str) -> str:
     return cell[1:] if cell[:1] == "'" and cell.lstrip("'")[:1] in _FORMULA_START else cell
 
 
+_LINE_END = "\r\n"  # RFC 4180 line ends: a cell holding a carriage return is then quoted too
+
+
 def _csv_writer(buf: io.StringIO):
-    # RFC 4180 line ends: a cell holding a carriage return is then quoted too
-    return csv.writer(buf, lineterminator="\r\n")
+    return csv.writer(buf, lineterminator=_LINE_END)
+
+
+def _quoted(cell: str) -> str:
+    """``cell`` as :func:`_csv_writer` writes it within a row (quoted where needed)."""
+    buf = io.StringIO()
+    _csv_writer(buf).writerow([cell, ""])  # a lone empty cell would be written as ""
+    return buf.getvalue()[: -len("," + _LINE_END)]
+
+
+def _value_cells(values: np.ndarray) -> list[str]:
+    """Numbers as cells: Python's ``repr`` of each value (floats at full precision,
+    ``nan`` when undefined; integers and booleans as they are), formatted in one call."""
+    if values.size == 0:
+        return []
+    return repr(values.tolist())[1:-1].split(", ")  # a number's repr holds no ", "
+
+
+def _text_cells(values: np.ndarray) -> list[str]:
+    """Text as cells: neutralised for spreadsheets (:func:`text_cell`), quoted for CSV."""
+    return [_quoted(text_cell(str(v))) for v in values.tolist()]
 
 
 def _id_cells(ids: np.ndarray) -> list[str]:
     """Sample ids as cells: numbers as they are, text neutralised."""
     if ids.dtype.kind in "iuf":
         return [str(v) for v in ids.tolist()]
-    return [text_cell(str(v)) for v in ids.tolist()]
+    return _text_cells(ids)
+
+
+def _header(names: list[str]) -> str:
+    """The header line: column names as text cells, neutralised for spreadsheets."""
+    buf = io.StringIO()
+    _csv_writer(buf).writerow([text_cell(name) for name in names])
+    return buf.getvalue()
+
+
+def _lines(columns: list[list[str]]) -> str:
+    """The CSV lines of equal-length columns of cells, each ended, as the ``csv`` module
+    writes them (joined in C, not written row by row)."""
+    if len(columns) == 1:  # the csv module quotes the only cell of a row when it is empty
+        columns = [[cell or '""' for cell in columns[0]]]
+    return _LINE_END.join([*map(",".join, zip(*columns, strict=True)), ""])
 
 
 def samples_table(result: AuditResult) -> str:
@@ -50,40 +87,28 @@ def samples_table(result: AuditResult) -> str:
     labels were remapped to classes 0..C-1), ``target`` (model index), ``member`` (0/1), then
     one column per attack holding that attack's score of the sample against the target
     (higher = more likely member). Scores keep full float64 precision; text ids are
-    neutralised for spreadsheets (:func:`text_cell`).
+    neutralised for spreadsheets (:func:`text_cell`). Each cell is written as the
+    ``csv`` module writes it; the rows are joined per target, not written one by one.
     """
     names = list(result.scores)
-    buf = io.StringIO()
-    writer = _csv_writer(buf)
-    writer.writerow(["sample_id", "label", "target", "member", *map(text_cell, names)])
     ids = _id_cells(np.asarray(result.sample_ids))
     labels = _id_cells(original_labels(result.labels, result.design.get("label_values")))
+    parts = [_header(["sample_id", "label", "target", "member", *names])]
     for row, target in enumerate(result.target_models):
-        member = result.members[row].astype(int).tolist()
-        cols = [map(repr, result.scores[n][row].tolist()) for n in names]  # Python floats
-        writer.writerows(zip(ids, labels, [target] * len(ids), member, *cols, strict=True))
-    return buf.getvalue()
+        member = _value_cells(result.members[row].astype(int))
+        scores = [_value_cells(np.asarray(result.scores[name][row])) for name in names]
+        parts.append(_lines([ids, labels, [str(target)] * len(ids), member, *scores]))
+    return "".join(parts)
 
 
 def table_csv(columns: dict[str, np.ndarray]) -> str:
     """Equal-length columns as CSV text: floats at full precision (``nan`` when undefined),
     integers and booleans as they are, text (and column names) neutralised for
     spreadsheets (:func:`text_cell`)."""
-    names = list(columns)
     cells = []
-    for name in names:
-        col = np.asarray(columns[name])
-        if col.dtype.kind == "f":
-            cells.append([repr(float(v)) for v in col.tolist()])
-        elif col.dtype.kind in "iub":
-            cells.append([str(v) for v in col.tolist()])
-        else:
-            cells.append([text_cell(str(v)) for v in col.tolist()])
-    buf = io.StringIO()
-    writer = _csv_writer(buf)
-    writer.writerow([text_cell(str(name)) for name in names])
-    writer.writerows(zip(*cells, strict=True))
-    return buf.getvalue()
+    for col in map(np.asarray, columns.values()):
+        cells.append(_value_cells(col) if col.dtype.kind in "fiub" else _text_cells(col))
+    return _header([str(name) for name in columns]) + _lines(cells)
 
 
 def read_samples(path: str | os.PathLike) -> dict[str, np.ndarray]:
