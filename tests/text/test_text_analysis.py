@@ -1,5 +1,6 @@
 """`mialens analyze` on a text audit: the text outlierness measures (exact values on
-hand-built texts) and the analysis outputs of a tiny audit run."""
+hand-built texts), the analysis outputs of a tiny audit run, and the canaries of a tiny
+canary audit read from its canaries.json."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tests.text.test_text_audit import WORDS
+from tests.text.test_text_audit import WORDS, _yaml
+from tests.text.test_text_canaries import _canary_config
 from typer.testing import CliRunner
 
-from mialens.analysis.text_explain import group_headline
+from mialens.analysis.text_explain import group_headline, inserted_canaries
 from mialens.analysis.text_outliers import (
     idf_measures,
     out_token_loss,
@@ -23,6 +25,8 @@ from mialens.analysis.text_outliers import (
 )
 from mialens.cli import app
 from mialens.errors import DataError
+from mialens.workflows.analyse import read_inserted_canaries
+from mialens.workflows.outputs import load_result
 
 runner = CliRunner()
 
@@ -135,9 +139,63 @@ def test_analyze_a_text_run_writes_samples_summary_and_report(tmp_path):
     assert head["set"] == "top" and set(head["groups"]) == {"text", "output"}
     entry = summary["statistics"]["sets"]["top"]["measures"][head["groups"]["text"]["measure"]]
     assert entry["ci_low"] <= entry["auc"] <= entry["ci_high"] and "p_holm" in entry
-    assert summary["canaries"] is None and len(summary["top"]) == 20
+    assert summary["canaries"] == {"source": None, "inserted": False}
+    assert len(summary["top"]) == 20
     page = (out / "analysis" / "report.html").read_text()
     assert "Most vulnerable texts" in page and summary["top"][0]["text"][:20] in page
+    assert "This audit inserted no canaries" in page and "canaries (" not in result.output
 
     bad = runner.invoke(app, ["analyze", str(out), "--quiet", "--set", "analysis.fdr=2"])
     assert bad.exit_code == 2 and "fdr" in bad.output
+
+
+def _rate(doc: dict, attack: str, repetitions: int, level: float) -> dict:
+    return next(
+        r
+        for r in doc["tpr_at_fpr"][attack]
+        if r["repetitions"] == repetitions and r["level"] == level
+    )
+
+
+def test_the_analysis_of_a_canary_audit_shows_canaries_json_next_to_the_natural_texts(
+    tmp_path,
+):
+    config, out = _yaml(tmp_path, _canary_config(tmp_path)), tmp_path / "run"
+    assert runner.invoke(app, ["audit", config, "--out", str(out), "--quiet"]).exit_code == 0
+    levels = ["--set", "analysis.fpr=[0.1,0.001]", "--set", "analysis.top_fraction=0.3"]
+    result = runner.invoke(app, ["analyze", str(out), "--quiet", *levels])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "canaries.json").read_text())
+    summary = json.loads((out / "analysis" / "summary.json").read_text())
+    c, attack = summary["canaries"], summary["attack"]
+    assert c["source"] == "canaries.json" and c["attack"] == attack and not c["attack_fallback"]
+    assert (c["count"], c["copies"], c["pool"]) == (4, 10, None)
+    metrics = load_result(out).metrics[attack]
+    assert c["natural_tpr"]["0.1"]["mean"] == metrics.at(0.1).mean
+    assert c["natural_tpr"]["0.001"] is None  # the audit measured FPR 0.1 only
+    for row, entry in zip(c["by_repetition"], doc["by_repetition"], strict=True):
+        assert row["repetitions"] == entry["repetitions"] and row["canaries"] == 2
+        assert row["exposure_trained"] == entry["in_mean"]
+        assert row["exposure_untrained"] == entry["out_mean"]
+        rate = _rate(doc, attack, entry["repetitions"], 0.1)
+        assert {k: row["tpr"]["0.1"][k] for k in ("tpr", "ci_low", "ci_high")} == {
+            k: rate[k] for k in ("tpr", "ci_low", "ci_high")
+        }
+        assert row["tpr"]["0.001"] is None  # canaries.json has levels 0.1 and 0.01
+    page = (out / "analysis" / "report.html").read_text()
+    assert "canaries inserted 4x" in page and "TPR at FPR 10% [95%]" in page
+    assert "natural texts" in page and "No canaries in the pool" not in page
+    assert "canaries (canaries.json): 4; inserted 4x" in result.output
+
+    fallback = inserted_canaries(doc, load_result(out), "rmia_offline", [0.01])
+    assert fallback["attack"] == "loss" and "rmia_offline is not in" in fallback["attack_fallback"]
+    assert fallback["by_repetition"][0]["tpr"]["0.01"]["tpr"] == _rate(doc, "loss", 1, 0.01)["tpr"]
+
+    (out / "canaries.json").write_text(json.dumps({**doc, "trained": doc["trained"][:2]}))
+    with pytest.raises(DataError, match="does not belong to this run"):
+        read_inserted_canaries(out, 4)
+    (out / "canaries.json").unlink()
+    result = runner.invoke(app, ["analyze", str(out), "--quiet", *levels])
+    assert result.exit_code == 0, result.output
+    page = (out / "analysis" / "report.html").read_text()
+    assert "This audit inserted canaries" in page and "no <code>canaries.json</code>" in page

@@ -7,8 +7,14 @@ store, and computes the per-sample vulnerability of
 LM's mean token log-probability of the text), the measures of
 :mod:`~mialens.analysis.text_outliers` and their link statistics
 (:func:`~mialens.analysis.significance.link_statistics`: Spearman rho, AUC for the
-vulnerable sets with DeLong intervals, Holm-adjusted p-values). Canaries are the pool
-samples whose ids start with ``canary-`` (:mod:`mialens.data.secret_canaries`).
+vulnerable sets with DeLong intervals, Holm-adjusted p-values).
+
+The canaries: the secret-sharer canaries an ``audit.canaries`` section inserted are not
+pool samples of the result; the audit measured them into ``canaries.json``
+(:func:`~mialens.audit.text_canaries.canary_summary`), and :func:`inserted_canaries` puts
+its numbers (no recomputation) next to the natural texts' TPR of the same attack. Pool
+samples whose ids start with ``canary-`` (a supplied data set's own canaries) get the
+rank summary of :func:`~mialens.analysis.summary.canary_summary`.
 """
 
 from __future__ import annotations
@@ -170,15 +176,89 @@ def _top_rows(table: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
             for i in order]  # fmt: skip
 
 
+def _level_entry(rates: list[dict[str, Any]], repetitions: int, level: float) -> dict | None:
+    """canaries.json's canary rates at one repetition count and FPR level (None if the
+    audit did not measure that level)."""
+    for r in rates:
+        if r["repetitions"] == repetitions and np.isclose(r["level"], level, rtol=1e-9):
+            keys = ("tpr", "n_trained", "tpr_mean", "ci_low", "ci_high", "out_canary_fpr")
+            return {k: r[k] for k in keys} | {"resolved": bool(r["resolved"])}
+    return None
+
+
+def _natural_tpr(result: AuditResult, attack: str, level: float) -> dict | None:
+    """The natural texts' TPR of ``attack`` at ``level``: mean over targets with its
+    Student-t interval, from the run's metrics (None if not measured)."""
+    at = result.metrics[attack].tpr_at_fpr.get(float(level)) if attack in result.metrics else None
+    if at is None:
+        return None
+    return {"mean": at.mean, "ci_low": at.ci_low, "ci_high": at.ci_high, "valid": at.valid}
+
+
+def inserted_canaries(
+    doc: dict[str, Any], result: AuditResult, attack: str, levels: list[float]
+) -> dict[str, Any]:
+    """The summary's ``canaries`` entry from canaries.json's content ``doc``: per repetition
+    count the canaries, their mean exposure on the targets that trained them and on the
+    others (bits), and ``attack``'s canary TPR at each of ``levels`` (share of (canary,
+    trained target) pairs above each target's threshold set on natural non-members, with
+    the 95% Student-t interval over targets of the per-target TPR); the natural texts' TPR
+    of the same attack; ``attack`` falls back to canaries.json's first attack if absent."""
+    rates = doc["tpr_at_fpr"]
+    used = attack if attack in rates else next(iter(rates))
+    rows = [
+        {
+            "repetitions": e["repetitions"],
+            "canaries": e["canaries"],
+            "exposure_trained": e["in_mean"],
+            "exposure_untrained": e["out_mean"],
+            "tpr": {fpr_key(lv): _level_entry(rates[used], e["repetitions"], lv) for lv in levels},
+        }
+        for e in doc["by_repetition"]
+    ]
+    fallback = None if used == attack else f"{attack} is not in canaries.json; showing {used}"
+    return {
+        "source": "canaries.json",
+        "count": doc["count"],
+        "copies": doc["copies"],
+        "attack": used,
+        "attack_fallback": fallback,
+        "by_repetition": rows,
+        "natural_tpr": {fpr_key(lv): _natural_tpr(result, used, lv) for lv in levels},
+        "natural_texts": int(result.sample_ids.size),
+    }
+
+
+def _canaries_entry(
+    result: AuditResult,
+    pool: dict[str, Any] | None,
+    inserted: dict[str, Any] | None,
+    attack: str,
+    levels: list[float],
+) -> dict[str, Any]:
+    """The summary's ``canaries``: from canaries.json (with the pool canaries' ranks as
+    ``pool`` if any), else from the pool, else ``source`` None and whether the
+    configuration inserted canaries."""
+    if inserted is not None:
+        return {**inserted_canaries(inserted, result, attack, levels), "pool": pool}
+    if pool is not None:
+        return {"source": "pool", **pool}
+    return {
+        "source": None,
+        "inserted": (result.config.get("audit") or {}).get("canaries") is not None,
+    }
+
+
 def analyze_text(
     result: AuditResult,
     settings: AnalysisSettings | None = None,
     setup: TextAuditSetup | None = None,
+    inserted: dict[str, Any] | None = None,
 ) -> TextAnalysis:
     """The leakage analysis of a text audit (module docstring) on its natural pool
     samples; ``setup`` is the audit's design when it added texts to the pool through
     ``extra_pool``, else it is rebuilt from the recorded configuration (which holds
-    ``audit.canaries``)."""
+    ``audit.canaries``); ``inserted`` is the content of the run's canaries.json."""
     settings = settings or AnalysisSettings()
     setup = setup or prepare_text_audit(TextAuditSpec.model_validate(result.config))
     _check(result, setup)
@@ -199,6 +279,7 @@ def analyze_text(
     primary = primary_set(stats, settings)
     texts = [setup.dataset.texts[i] for i in setup.split.pool[setup.natural]]
     table = _table(result, texts, vuln, canary, sets, measures)
+    pool = canary_summary(vuln, canary, sets, settings.top_fraction) if canary.any() else None
     summary: dict[str, Any] = {
         "kind": "text",
         "dataset": setup.dataset.name,
@@ -212,8 +293,6 @@ def analyze_text(
         "group_names": TEXT_GROUPS,
         "statistics": {k: v for k, v in stats.items() if k != "within_class"},
         "top": _top_rows(table, TOP_LISTED),
-        "canaries": canary_summary(vuln, canary, sets, settings.top_fraction)
-        if canary.any()
-        else None,
+        "canaries": _canaries_entry(result, pool, inserted, attack, settings.fpr),
     }
     return TextAnalysis(table, json_safe(summary))

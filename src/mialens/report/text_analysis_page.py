@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from mialens.report.format import _b64, _num, _p
+from mialens.report.format import _b64, _num, _p, _pct
 from mialens.report.plots import figure_png
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
@@ -82,9 +82,7 @@ def _top_rows(top: list[dict[str, Any]]) -> str:
     return "".join(rows)
 
 
-def _canaries(canaries: dict[str, Any] | None) -> str:
-    if canaries is None:
-        return "<p>No canaries in the pool (no sample id starts with <code>canary-</code>).</p>"
+def _pool_canaries(canaries: dict[str, Any]) -> str:
     auc = canaries["vulnerability_auc"]
     shares = ", ".join(
         f"{k}: {100 * v:.0f}% of canaries vs {100 * canaries['natural_share_in_sets'][k]:.0f}% "
@@ -92,10 +90,95 @@ def _canaries(canaries: dict[str, Any] | None) -> str:
         for k, v in canaries["share_in_sets"].items()
     )
     return (
-        f"<p>{canaries['count']} canary copies. In the vulnerable sets: {shares}. Median rank "
+        f"<p>{canaries['count']} canary copies in the pool (sample ids starting with "
+        f"<code>canary-</code>). In the vulnerable sets: {shares}. Median rank "
         f"percentile {100 * canaries['median_rank_percentile']:.0f}%; AUC of vulnerability "
         f"for canaries vs natural texts {_num(auc['auc'])} [{_num(auc['ci_low'])}, "
         f"{_num(auc['ci_high'])}].</p>"
+    )
+
+
+def _rate_cells(rate: dict[str, Any] | None) -> str:
+    if rate is None:
+        return "<td colspan=2>not measured at this level (canaries.json)</td>"
+    flag = "" if rate["resolved"] else " (not resolved)"
+    return (
+        f"<td class=num>{_num(rate['tpr'], 2)} [{_num(rate['ci_low'], 2)}, "
+        f"{_num(rate['ci_high'], 2)}]{flag}<br><small>{rate['n_trained']} pairs</small></td>"
+        f"<td class=num>{_num(rate['out_canary_fpr'], 2)}</td>"
+    )
+
+
+def _natural_cells(tpr: dict[str, Any] | None) -> str:
+    if tpr is None:
+        return "<td colspan=2>not measured at this level (metrics.json)</td>"
+    flag = "" if tpr["valid"] else " (not resolved or tied)"
+    return (
+        f"<td class=num><b>{_num(tpr['mean'], 2)}</b> [{_num(tpr['ci_low'], 2)}, "
+        f"{_num(tpr['ci_high'], 2)}]{flag}</td><td class=num>at most the level</td>"
+    )
+
+
+def _inserted_table(c: dict[str, Any]) -> str:
+    levels = list(c["natural_tpr"])
+    head = "".join(
+        f"<th>TPR at FPR {_pct(float(k))} [95%]</th><th>untrained canaries accepted at "
+        f"FPR {_pct(float(k))}</th>"
+        for k in levels
+    )
+    rows = [
+        f"<tr class=canary><td>canaries inserted {r['repetitions']}x</td>"
+        f"<td class=num>{r['canaries']}</td><td class=num>{_num(r['exposure_trained'], 2)}</td>"
+        f"<td class=num>{_num(r['exposure_untrained'], 2)}</td>"
+        + "".join(_rate_cells(r["tpr"][k]) for k in levels)
+        + "</tr>"
+        for r in c["by_repetition"]
+    ]
+    rows.append(
+        f"<tr><td>natural texts</td><td class=num>{c['natural_texts']}</td><td>-</td><td>-</td>"
+        + "".join(_natural_cells(c["natural_tpr"][k]) for k in levels)
+        + "</tr>"
+    )
+    return (
+        "<table><tr><th>texts</th><th>count</th><th>mean exposure, targets that trained it "
+        f"(bits)</th><th>mean exposure, other targets (bits)</th>{head}</tr>{''.join(rows)}"
+        "</table>"
+    )
+
+
+def _inserted(c: dict[str, Any]) -> str:
+    fallback = f" ({html.escape(c['attack_fallback'])})" if c["attack_fallback"] else ""
+    pool = _pool_canaries(c["pool"]) if c["pool"] else ""
+    return (
+        f"<p>The audit inserted {c['count']} secret-sharer canaries ({c['copies']} copies) into "
+        "the training halves; they are measured apart from the natural texts (not in "
+        "samples.csv nor the headline metrics) and read here from <code>canaries.json</code>. "
+        f"TPR of the attack <b>{c['attack']}</b>{fallback}: for canaries, the share of "
+        "(canary, target that trained it) pairs above each target's threshold set on its "
+        "natural non-members, with the 95% Student-t interval over targets of the "
+        "per-target TPR; for natural texts, the mean over targets of the TPR on the natural "
+        "pool with its 95% Student-t interval. The untrained-canary column is the share of "
+        "(canary, target that did not train it) pairs the same thresholds accept: far above "
+        "the FPR level, the attack also flags canaries it never saw.</p>"
+        f"{_inserted_table(c)}{pool}"
+    )
+
+
+def _canaries(canaries: dict[str, Any]) -> str:
+    if canaries["source"] == "canaries.json":
+        return _inserted(canaries)
+    if canaries["source"] == "pool":
+        return _pool_canaries(canaries)
+    if canaries["inserted"]:
+        return (
+            "<p>This audit inserted canaries (<code>audit.canaries</code>) but no "
+            "<code>canaries.json</code> was given to this analysis; <code>mialens analyze "
+            "RUN</code> reads <code>RUN/canaries.json</code>, which <code>mialens audit</code> "
+            "writes.</p>"
+        )
+    return (
+        "<p>This audit inserted no canaries (no <code>audit.canaries</code> section), and no "
+        "pool sample id starts with <code>canary-</code>.</p>"
     )
 
 
@@ -155,7 +238,23 @@ def text_analysis_brief(summary: dict[str, Any]) -> list[str]:
                 f"{group} measures: best {g['measure']}, AUC {g['auc']:.3f} [{g['ci_low']:.3f}, "
                 f"{g['ci_high']:.3f}] for set {head['set']}, Holm p {_p(g['p_holm'])}"
             )
-    if summary["canaries"] is not None:
-        auc = summary["canaries"]["vulnerability_auc"]["auc"]
-        lines.append(f"canaries: {summary['canaries']['count']}, vulnerability AUC {_num(auc)}")
+    lines.extend(_canary_brief(summary["canaries"]))
     return lines
+
+
+def _canary_brief(c: dict[str, Any]) -> list[str]:
+    if c["source"] == "pool":
+        auc = c["vulnerability_auc"]["auc"]
+        return [f"canaries in the pool: {c['count']}, vulnerability AUC {_num(auc)}"]
+    if c["source"] is None:
+        return []
+    top = max(c["by_repetition"], key=lambda r: r["repetitions"])
+    at = ", ".join(
+        f"{_num(rate['tpr'], 2) if (rate := top['tpr'][k]) else 'n/a'} vs natural "
+        f"{_num(nat['mean'], 2) if (nat := c['natural_tpr'][k]) else 'n/a'} at FPR {_pct(float(k))}"
+        for k in c["natural_tpr"]
+    )
+    return [
+        f"canaries (canaries.json): {c['count']}; inserted {top['repetitions']}x, "
+        f"{c['attack']} TPR {at}"
+    ]

@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from mialens.analysis.explain import Analysis, analyze
 from mialens.analysis.settings import AnalysisSettings
 from mialens.analysis.text_explain import TextAnalysis, analyze_text
 from mialens.audit.results import AuditResult
-from mialens.errors import ConfigError
+from mialens.errors import ConfigError, DataError
 from mialens.io import write_json, write_text
 from mialens.report.tables import table_csv
 from mialens.report.text_analysis_page import render_text_analysis
 from mialens.workflows.config import apply_overrides, validate_config
 from mialens.workflows.outputs import ANALYSIS_DIR, load_result, write_analysis, write_report
+from mialens.workflows.text_audit import SECRET_CANARIES_FILE
 
 
 def analyze_run(run_dir: str | os.PathLike, overrides: list[str] = ()) -> Analysis | TextAnalysis:
@@ -38,14 +41,36 @@ def analyze_run(run_dir: str | os.PathLike, overrides: list[str] = ()) -> Analys
     return analysis
 
 
+def read_inserted_canaries(run_dir: str | os.PathLike, targets: int) -> dict[str, Any] | None:
+    """The content of the run's canaries.json (None if it has none), checked to hold the
+    per-repetition numbers the text analysis reads and one row per target of the run."""
+    path = Path(run_dir) / SECRET_CANARIES_FILE
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        rows, rates, trained = doc["by_repetition"], doc["tpr_at_fpr"], doc["trained"]
+        ok = bool(rows) and bool(rates) and {"count", "copies"} <= set(doc)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    if not ok or len(trained) != targets:
+        raise DataError(
+            f"{path} does not belong to this run: it needs by_repetition, tpr_at_fpr, count, "
+            f"copies and one trained row per target ({targets}); got {len(trained)} rows "
+            "(re-run `mialens audit` to rewrite it)"
+        )
+    return doc
+
+
 def analyze_text_run(
     result: AuditResult, run_dir: str | os.PathLike, overrides: list[str] = ()
 ) -> TextAnalysis:
     """Analyse a text audit's run (which texts leak) and write ``run_dir/analysis``:
-    samples.csv, summary.json and report.html."""
+    samples.csv, summary.json and report.html, with the canaries of its canaries.json."""
     raw = apply_overrides({"analysis": {}}, list(overrides))["analysis"]
     settings = validate_config(raw, AnalysisSettings)
-    analysis = analyze_text(result, settings)
+    inserted = read_inserted_canaries(run_dir, len(result.target_models))
+    analysis = analyze_text(result, settings, inserted=inserted)
     out = Path(run_dir) / ANALYSIS_DIR
     write_text(out / "samples.csv", table_csv(analysis.table))
     write_json(out / "summary.json", analysis.summary)
