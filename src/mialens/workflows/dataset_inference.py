@@ -159,7 +159,7 @@ def _encoded(
             f"{context}: the audit's LMs cannot score it; shorten the texts or cut them into "
             "windows (mialens.data.text.text_windows)"
         )
-    return encode_query_set(setup.tokenizer, texts, context, what, list(prefix))
+    return encode_query_set(setup.tokenizer, texts, setup.config.model, what, list(prefix))
 
 
 def _queries(
