@@ -68,3 +68,18 @@ def test_step_outline_runs_up_each_bin_and_back_along_the_baseline():
     x, y = plots.step_outline(np.array([0.0, 1.0, 3.0]), np.array([2.0, 5.0]))
     np.testing.assert_array_equal(x, [0, 0, 1, 1, 3, 3, 1, 1, 0])
     np.testing.assert_array_equal(y, [0, 2, 2, 5, 5, 0, 0, 0, 0])
+
+
+def test_figure_png_is_the_canvas_pixels_at_the_set_compression():
+    import io
+
+    from PIL import Image
+
+    fig = Figure(figsize=(2, 1.5))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    data = plots.figure_png(fig)
+    pixels = np.asarray(fig.canvas.buffer_rgba())  # the canvas figure_png drew
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+    assert b"Software" not in data  # no version stamp: reproducible bytes
+    zlib_flags = data[data.index(b"IDAT") + 5]  # the image data's zlib header, 2nd byte
+    assert zlib_flags >> 6 == 1  # FLEVEL 1: a fast level (2 to 5), not the default 6

@@ -32,6 +32,9 @@ LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the s
 HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
 HIST_LOG_SHARE = 0.3  # a panel whose fullest bin holds more of its scores gets a log count axis
 _DPI = 100
+PNG_COMPRESSION = 3
+"""zlib level of the PNG figures: lossless like any level, half the encoding time of the
+default 6 for about 6% more bytes."""
 MEMBER_COLOR = "#c0392b"
 NONMEMBER_COLOR = "#2c7fb8"
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -43,13 +46,21 @@ def figure_png(fig: Figure) -> bytes:
     The figure is drawn once on its canvas (its layout engine lays it out, as on a
     screen) and its pixels encoded as ``savefig`` encodes a PNG; ``savefig`` would first
     lay the figure out in one more, undrawn pass, which changes no pixel of these
-    figures and costs a sixth of their time."""
+    figures and costs a sixth of their time. The PNG is compressed at
+    :data:`PNG_COMPRESSION`."""
     fig.set_dpi(_DPI)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     buf = io.BytesIO()
     pixels = canvas.buffer_rgba()
-    mpl_image.imsave(buf, pixels, format="png", dpi=_DPI, metadata={"Software": None})
+    mpl_image.imsave(
+        buf,
+        pixels,
+        format="png",
+        dpi=_DPI,
+        metadata={"Software": None},
+        pil_kwargs={"compress_level": PNG_COMPRESSION},
+    )
     return buf.getvalue()
 
 
