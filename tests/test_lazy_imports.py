@@ -67,6 +67,16 @@ print(json.dumps({"imported": [m for m in HEAVY if m in sys.modules]}))
     assert _run(script)["imported"] == []
 
 
+def test_the_data_sources_load_the_network_stack_only_to_download():
+    script = """
+import json, sys
+import mialens.data, mialens.data.download, mialens.workflows.audit, mialens.workflows.config
+print(json.dumps({"imported": [m for m in HEAVY if m in sys.modules]}))
+"""
+    network = ("urllib.request", "http.client", "ssl")
+    assert _run(f"HEAVY = {network!r}\n{script}")["imported"] == []
+
+
 def test_a_cached_score_based_audit_never_imports_torch(tmp_path):
     gen = np.random.default_rng(0)
     data = tmp_path / "data.npz"

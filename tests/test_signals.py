@@ -12,6 +12,7 @@ from mialens.signals.statistics import (
     correctness,
     entropy,
     hinge,
+    log_probabilities,
     loss,
     modified_entropy,
     probability,
@@ -115,3 +116,42 @@ def test_signals_import_nothing_from_the_layers_above():
             for alias in node.names
         ]
         assert not [m for m in imported if m and m.startswith(above)], path.name
+
+
+def _modified_entropy_reference(logits, labels):
+    """Song & Mittal Eq. 3 as mialens computed it with a fresh array per step."""
+    from scipy.special import log_softmax, logsumexp
+
+    logp = log_softmax(np.asarray(logits, dtype=np.float64) / 1.0, axis=-1)
+    p = np.exp(logp)
+    with np.errstate(divide="ignore"):
+        log1m = np.log1p(-p)
+    top = np.argmax(logp, axis=-1)[..., None]
+    masked = logp.copy()
+    np.put_along_axis(masked, top, -np.inf, axis=-1)
+    np.put_along_axis(log1m, top, logsumexp(masked, axis=-1)[..., None], axis=-1)
+    lab = np.broadcast_to(np.asarray(labels)[..., None], (*logp.shape[:-1], 1))
+    logp_y = np.take_along_axis(logp, lab, axis=-1)[..., 0]
+    log1m_y = np.take_along_axis(log1m, lab, axis=-1)[..., 0]
+    others = np.arange(logp.shape[-1]) != np.asarray(labels)[..., None]
+    return -np.exp(log1m_y) * logp_y - np.sum(np.where(others, p * log1m, 0.0), axis=-1)
+
+
+def test_modified_entropy_in_place_equals_the_step_by_step_formula_bit_for_bit():
+    gen = np.random.default_rng(11)
+    logits = (gen.normal(size=(3, 50, 2, 7)) * [[[[1.0]]], [[[8.0]]], [[[40.0]]]]).astype(
+        np.float32
+    )
+    labels = gen.permutation(np.arange(50) % 7)[None, :, None]  # broadcast over models, queries
+    before = logits.copy()
+    got = modified_entropy(logits, labels)
+    assert got.tobytes() == _modified_entropy_reference(logits, labels).tobytes()
+    np.testing.assert_array_equal(logits, before)  # the input is left as it was
+
+
+def test_log_probabilities_at_temperature_one_skip_the_division_exactly():
+    from scipy.special import log_softmax
+
+    z = np.random.default_rng(2).normal(size=(4, 9, 5)) * 30
+    assert log_probabilities(z).tobytes() == log_softmax(z / 1.0, axis=-1).tobytes()
+    assert log_probabilities(z, 2.0).tobytes() == log_softmax(z / 2.0, axis=-1).tobytes()

@@ -14,25 +14,16 @@ import hashlib
 import logging
 import os
 import tempfile
-import urllib.request
 import zlib
 from dataclasses import dataclass
-from http.client import HTTPException
 from pathlib import Path
-from typing import IO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import IO, TYPE_CHECKING
 
 from mialens.errors import ChecksumError, DownloadError
 from mialens.io import file_mode
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +263,8 @@ def _kept(target: Path, expected: _Expected, download: bool) -> bool:
 
 def _download(remote: RemoteFile, target: Path, expected: _Expected) -> Path:
     """Try each mirror; keep the first copy that passes the checksum."""
+    from http.client import HTTPException  # imported by downloads only, as are urllib and rich
+
     target.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     mismatches: list[str] = []
@@ -311,6 +304,8 @@ def _download(remote: RemoteFile, target: Path, expected: _Expected) -> Path:
 
 def _stream(url: str, out: IO[bytes], remote: RemoteFile) -> tuple[str, str]:
     """Copy ``url`` into ``out``; return its sha256 and md5 hex digests."""
+    import urllib.request
+
     sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     request = urllib.request.Request(url, headers={"User-Agent": "mialens"})
     with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
@@ -332,6 +327,16 @@ def _stream(url: str, out: IO[bytes], remote: RemoteFile) -> tuple[str, str]:
 
 def _progress(total: int | None) -> Progress:
     """A rich download bar on stderr; silent when the size is unknown or stderr is no terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     console = Console(stderr=True)
     return Progress(
         TextColumn("{task.fields[filename]}"),

@@ -13,7 +13,10 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib import image as mpl_image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Polygon
 
 from mialens.audit.results import AuditResult
 from mialens.metrics.roc import (
@@ -29,6 +32,9 @@ LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the s
 HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
 HIST_LOG_SHARE = 0.3  # a panel whose fullest bin holds more of its scores gets a log count axis
 _DPI = 100
+PNG_COMPRESSION = 3
+"""zlib level of the PNG figures: lossless like any level, half the encoding time of the
+default 6 for about 6% more bytes."""
 MEMBER_COLOR = "#c0392b"
 NONMEMBER_COLOR = "#2c7fb8"
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -40,13 +46,21 @@ def figure_png(fig: Figure) -> bytes:
     The figure is drawn once on its canvas (its layout engine lays it out, as on a
     screen) and its pixels encoded as ``savefig`` encodes a PNG; ``savefig`` would first
     lay the figure out in one more, undrawn pass, which changes no pixel of these
-    figures and costs a sixth of their time."""
+    figures and costs a sixth of their time. The PNG is compressed at
+    :data:`PNG_COMPRESSION`."""
     fig.set_dpi(_DPI)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     buf = io.BytesIO()
     pixels = canvas.buffer_rgba()
-    mpl_image.imsave(buf, pixels, format="png", dpi=_DPI, metadata={"Software": None})
+    mpl_image.imsave(
+        buf,
+        pixels,
+        format="png",
+        dpi=_DPI,
+        metadata={"Software": None},
+        pil_kwargs={"compress_level": PNG_COMPRESSION},
+    )
     return buf.getvalue()
 
 
@@ -159,6 +173,46 @@ def score_histogram(scores: np.ndarray, members: np.ndarray, bins: int) -> Score
     )
 
 
+def step_outline(edges: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The perimeter ``(x, y)`` of a step histogram on the baseline 0, the vertices of
+    ``ax.hist(..., histtype="step"/"stepfilled")``: up and along each bin, then back
+    along the baseline; the first point repeats the last."""
+    n = edges.size
+    x, y = np.zeros(4 * n - 3), np.zeros(4 * n - 3)
+    x[0 : 2 * n - 1 : 2], x[1 : 2 * n - 1 : 2] = edges, edges[:-1]
+    x[2 * n - 1 :] = x[1 : 2 * n - 1][::-1]
+    y[1 : 2 * n - 1 : 2] = y[2 : 2 * n : 2] = heights
+    y[0] = y[-1]
+    return x, y
+
+
+def _draw_histogram(ax, hist: ScoreHistogram) -> None:
+    """Each group's bin densities as ``ax.hist`` draws one weighted value per bin with
+    ``histtype="stepfilled"`` (alpha 0.35) and then ``"step"`` (labelled): the same
+    polygons, properties and data limits, without the per-patch walk of the paths for
+    the data limits (they are set once) and the property cycling of ``ax.fill``."""
+    outlines = []
+    for member, color, label in (
+        (False, NONMEMBER_COLOR, "non-members"),
+        (True, MEMBER_COLOR, "members"),
+    ):
+        # the heights as ax.hist bins one weighted value per bin (its sums of the weights
+        # may move a density's last digit)
+        heights = np.histogram(hist.edges[:-1], hist.edges, weights=hist.density[member])[0]
+        x, y = step_outline(hist.edges, heights)
+        rgba = to_rgba(color)
+        filled = Polygon(np.column_stack((x[:-1], y[:-1])), closed=True, fill=True)
+        filled.set(facecolor=rgba, edgecolor=None, alpha=0.35, label=None)
+        line = Polygon(np.column_stack((x, y))[: 2 * hist.edges.size], closed=False, fill=False)
+        line.set(facecolor=rgba, edgecolor=rgba, zorder=Line2D.zorder, lw=1.1, label=label)
+        for patch in (filled, line):
+            patch.sticky_edges.y.append(0)
+            ax.add_artist(patch)
+        outlines.append(np.column_stack((x, y)))
+    ax.update_datalim(np.concatenate(outlines))
+    ax.autoscale_view()
+
+
 def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
     """Score histograms per attack, members vs. non-members pooled over targets.
 
@@ -176,15 +230,7 @@ def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
     axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(names))]
     for ax, name in zip(axes, names, strict=True):
         hist = score_histogram(result.scores[name], result.members, bins)
-        for member, color, label in (
-            (False, NONMEMBER_COLOR, "non-members"),
-            (True, MEMBER_COLOR, "members"),
-        ):
-            # one weighted value per bin draws the very patches of ax.hist(scores, ...)
-            bars = (hist.edges[:-1], hist.edges)
-            weights = hist.density[member]
-            ax.hist(*bars, weights=weights, histtype="stepfilled", alpha=0.35, color=color)
-            ax.hist(*bars, weights=weights, histtype="step", lw=1.1, color=color, label=label)
+        _draw_histogram(ax, hist)
         if hist.spike:
             ax.set_yscale("log")
             ax.set_ylabel("log count", fontsize=7)

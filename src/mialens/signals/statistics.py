@@ -37,7 +37,8 @@ def log_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarra
     """``log softmax(logits / temperature)`` over the class axis."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    return log_softmax(_as64(logits) / temperature, axis=-1)
+    z = _as64(logits)
+    return log_softmax(z if temperature == 1 else z / temperature, axis=-1)  # z / 1 is z
 
 
 def loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -72,16 +73,20 @@ def modified_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     p = np.exp(logp)
     # log1p(-p) is exact for p <= 1/2; only the arg-max class can exceed 1/2, and for it
     # log(1 - p) = logsumexp of the other classes' log-probabilities.
+    log1m = np.negative(p)
     with np.errstate(divide="ignore"):  # p == 1 happens only at the arg-max, replaced below
-        log1m = np.log1p(-p)
+        np.log1p(log1m, out=log1m)
     top = np.argmax(logp, axis=-1)[..., None]
     masked = logp.copy()
     np.put_along_axis(masked, top, -np.inf, axis=-1)
     np.put_along_axis(log1m, top, logsumexp(masked, axis=-1)[..., None], axis=-1)
+    del masked
     logp_y = _true_class(logp, labels)
     log1m_y = _true_class(log1m, labels)
-    others = _other_classes(logp, labels)
-    return -np.exp(log1m_y) * logp_y - np.sum(np.where(others, p * log1m, 0.0), axis=-1)
+    # the terms p_i log(1 - p_i) of the other classes, in place of p (the arrays are large)
+    terms = np.multiply(p, log1m, out=p)
+    np.copyto(terms, 0.0, where=~_other_classes(logp, labels))
+    return -np.exp(log1m_y) * logp_y - np.sum(terms, axis=-1)
 
 
 def rescaled_logit(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
