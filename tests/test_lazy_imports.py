@@ -1,7 +1,7 @@
 """The cached path of an audit loads no heavy package it does not use: a score-based audit
 whose models are all cached reads their logits and never imports PyTorch (nor
-scikit-learn, scipy.stats, Opacus or Ray); the registry imports an attack's module only
-when its class is asked for."""
+scikit-learn, scipy.stats, Opacus, Ray or, as it draws no report, matplotlib); the
+registry imports an attack's module only when its class is asked for."""
 
 import hashlib
 import json
@@ -17,7 +17,10 @@ from mialens.workflows.audit import run_audit
 from mialens.workflows.config import load_config
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-HEAVY = ("torch", "sklearn", "scipy.stats", "scipy.sparse", "scipy.spatial", "opacus", "ray")
+HEAVY = (
+    *("torch", "sklearn", "scipy.stats", "scipy.sparse", "scipy.spatial", "opacus", "ray"),
+    "matplotlib",
+)
 
 _CACHED_AUDIT = """
 import hashlib, json, sys

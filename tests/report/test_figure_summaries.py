@@ -1,4 +1,4 @@
-"""The figures read their numbers from summaries (mialens.report.plots)."""
+"""The figures read their numbers from summaries (mialens.report.figure_data)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mialens.audit.results import AuditResult
-from mialens.report import plots
+from mialens.report import figure_data
 
 
 def _result(levels: list[float]) -> AuditResult:
@@ -28,7 +28,7 @@ def _result(levels: list[float]) -> AuditResult:
 
 def test_level_summary_from_metrics_equals_the_scores():
     with_level, without = _result([0.01, 0.1]), _result([0.1])
-    read, computed = (plots.level_summary(r, "a", 0.01) for r in (with_level, without))
+    read, computed = (figure_data.level_summary(r, "a", 0.01) for r in (with_level, without))
     assert read.auc == pytest.approx(computed.auc, abs=1e-12)
     np.testing.assert_array_equal(read.tpr, computed.tpr)
     assert read.reachable == computed.reachable
@@ -36,6 +36,6 @@ def test_level_summary_from_metrics_equals_the_scores():
 
 def test_histogram_densities_integrate_to_one():
     result = _result([0.1])
-    hist = plots.score_histogram(result.scores["a"], result.members, bins=40)
+    hist = figure_data.score_histogram(result.scores["a"], result.members, bins=40)
     for density in hist.density.values():
         assert float(np.sum(density * np.diff(hist.edges))) == pytest.approx(1.0)

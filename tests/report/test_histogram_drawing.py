@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from mialens.report import plots
+from mialens.report import figure_data, plots
 
 
-def _hist(spike: bool) -> plots.ScoreHistogram:
+def _hist(spike: bool) -> figure_data.ScoreHistogram:
     gen = np.random.default_rng(5)
     members = gen.permutation(np.arange(300) < 150)
     scores = gen.normal(size=300) + members
     if spike:
         scores[gen.permutation(300)[:200]] = 0.25  # most scores in one bin
-    return plots.score_histogram(scores, members, bins=12)
+    return figure_data.score_histogram(scores, members, bins=12)
 
 
-def _by_hist(hist: plots.ScoreHistogram):
+def _by_hist(hist: figure_data.ScoreHistogram):
     ax = Figure().add_subplot()
     for member, color, label in (
         (False, plots.NONMEMBER_COLOR, "non-members"),
@@ -32,7 +32,7 @@ def _by_hist(hist: plots.ScoreHistogram):
     return ax
 
 
-def _drawn(hist: plots.ScoreHistogram):
+def _drawn(hist: figure_data.ScoreHistogram):
     ax = Figure().add_subplot()
     plots._draw_histogram(ax, hist)
     return ax

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mialens.audit.results import AuditResult
-from mialens.report import plots
+from mialens.report import figure_data, plots
 from mialens.report.audit_page import render_report
 
 EVIL = "<script>alert(1)</script>"
@@ -184,7 +184,7 @@ def test_report_single_target_with_dp():
 
 def test_spread_falls_back_to_lowest_resolved_fpr():
     result = _result(n_samples=80)  # 40 non-members: 1% FPR is not resolvable
-    assert plots.spread_level(result) == pytest.approx(1 / 40)
+    assert figure_data.spread_level(result) == pytest.approx(1 / 40)
     text = " ".join(_parse(render_report(result)).text)
     assert "TPR at 2.5% FPR" in text and "n/a" in text
 
@@ -198,12 +198,13 @@ def test_report_size_with_ten_attacks():
 
 def test_figures_are_thread_safe_and_deterministic():
     result = _result()
-    expected = plots.roc_png(result), plots.histogram_png(result), plots.spread_png(result)
+    figures = figure_data.audit_figures(result)
+    parts = figures.roc, figures.histograms, figures.spread
+    draw = plots.roc_png, plots.histogram_png, plots.spread_png
+    expected = [fn(part) for fn, part in zip(draw, parts, strict=True)]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [
-            pool.submit(fn, result)
-            for _ in range(2)
-            for fn in (plots.roc_png, plots.histogram_png, plots.spread_png)
+            pool.submit(fn, part) for _ in range(2) for fn, part in zip(draw, parts, strict=True)
         ]
         got = [f.result() for f in futures]
-    assert got == list(expected) * 2
+    assert got == expected * 2

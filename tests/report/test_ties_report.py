@@ -10,7 +10,7 @@ import numpy as np
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import AttackLeakage
 from mialens.report.audit_page import render_report
-from mialens.report.plots import reachable
+from mialens.report.figure_data import reachable
 from mialens.workflows.outputs import load_result, write_outputs
 
 LEVELS = [0.1, 0.01]

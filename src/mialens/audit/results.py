@@ -13,7 +13,14 @@ import numpy as np
 from mialens.attacks.base import Attack
 from mialens.errors import DataError
 from mialens.metrics.intervals import summarize
-from mialens.metrics.leakage import METRIC_KEYS, AttackLeakage, Spread, fpr_key, leakage_summary
+from mialens.metrics.leakage import (
+    METRIC_KEYS,
+    AttackLeakage,
+    Spread,
+    add_bootstrap,
+    fpr_key,
+    point_leakage,
+)
 
 UNREACHABLE_MARK = "†"
 UNREACHABLE_NOTE = "tie group straddles this FPR; see report"
@@ -96,11 +103,23 @@ class AuditResult:
         )
 
     def compute_metrics(self, n_boot: int, seed: int) -> None:
-        """Fill :attr:`metrics` from the scores (bootstrap with ``n_boot`` replicates)."""
+        """Fill :attr:`metrics` from the scores (bootstrap with ``n_boot`` replicates):
+        :meth:`compute_point_metrics`, then :meth:`add_intervals`."""
+        self.compute_point_metrics()
+        self.add_intervals(n_boot, seed)
+
+    def compute_point_metrics(self) -> None:
+        """Fill :attr:`metrics` from the scores, without bootstrap intervals."""
         self.metrics = {
-            name: leakage_summary(s, self.members, self.fpr_levels, n_boot=n_boot, seed=seed)
-            for name, s in self.scores.items()
+            name: point_leakage(s, self.members, self.fpr_levels) for name, s in self.scores.items()
         }
+
+    def add_intervals(self, n_boot: int, seed: int) -> None:
+        """Give :attr:`metrics` their bootstrap intervals (none when ``n_boot`` is 0)."""
+        if not n_boot:
+            return
+        for name, scores in self.scores.items():
+            add_bootstrap(self.metrics[name], scores, self.members, self.fpr_levels, n_boot, seed)
 
     def set_utility(
         self, train_accuracy: list[float], test_accuracy: list[float], test_source: str

@@ -311,14 +311,14 @@ METRIC_KEYS = ("auc", "advantage", "tpr_at_fpr", "tie_share", "bootstrap_replica
 """The keys of an attack entry of metrics.json that :class:`AttackLeakage` holds."""
 
 
-def _level(per_target: list, level: float, interval: dict[str, float] | None) -> LevelResult:
+def _level(per_target: list, level: float) -> LevelResult:
     """The TPR at one level over targets, with its tie guard (reachable only if on every
     target)."""
     ties = [m.ties[level] for m in per_target]
     unreachable = sum(not t.reachable for t in ties)
     return LevelResult.of(
         [m.tpr_at_fpr[level] for m in per_target],
-        interval,
+        None,
         resolved=all(fpr_resolvable(m.n_nonmembers, level) for m in per_target),
         reachable=unreachable == 0,
         unreachable_targets=unreachable,
@@ -347,19 +347,44 @@ def leakage_summary(
     ``achieved_fpr`` the TPR is read at, the ``next_fpr`` past the level and the
     straddling tie group's ``group_share`` of the scores. ``tie_share`` gives the
     largest tie group's share of each target's scores and its maximum over targets.
+
+    The same as :func:`point_leakage` followed by :func:`add_bootstrap`.
     """
+    leakage = point_leakage(scores, members, fpr_levels)
+    if n_boot:
+        add_bootstrap(leakage, scores, members, fpr_levels, n_boot, seed)
+    return leakage
+
+
+def point_leakage(
+    scores: np.ndarray, members: np.ndarray, fpr_levels: list[float]
+) -> AttackLeakage:
+    """:func:`leakage_summary` without the bootstrap intervals."""
     per_target = [attack_metrics(s, m, fpr_levels) for s, m in zip(scores, members, strict=True)]
-    boot = bootstrap_ci(scores, members, fpr_levels, n_boot=n_boot, seed=seed) if n_boot else None
     return AttackLeakage(
-        auc=Spread.of([m.auc for m in per_target], boot["auc"] if boot else None),
-        advantage=Spread.of([m.advantage for m in per_target], boot["advantage"] if boot else None),
-        tpr_at_fpr={
-            float(lv): _level(per_target, lv, boot["tpr_at_fpr"][float(lv)] if boot else None)
-            for lv in fpr_levels
-        },
+        auc=Spread.of([m.auc for m in per_target], None),
+        advantage=Spread.of([m.advantage for m in per_target], None),
+        tpr_at_fpr={float(lv): _level(per_target, lv) for lv in fpr_levels},
         tie_share=TieShare(
             max=max(m.tie_share for m in per_target),
             per_target=[m.tie_share for m in per_target],
         ),
-        bootstrap_replicates=boot["n_boot"] if boot else None,
     )
+
+
+def add_bootstrap(
+    leakage: AttackLeakage,
+    scores: np.ndarray,
+    members: np.ndarray,
+    fpr_levels: list[float],
+    n_boot: int,
+    seed: int,
+) -> None:
+    """Give the metrics of :func:`point_leakage` (of these scores) their bootstrap
+    intervals of ``n_boot`` replicates (:func:`~mialens.metrics.intervals.bootstrap_ci`)."""
+    boot = bootstrap_ci(scores, members, fpr_levels, n_boot=n_boot, seed=seed)
+    leakage.auc.bootstrap = Interval(**boot["auc"])
+    leakage.advantage.bootstrap = Interval(**boot["advantage"])
+    for lv in fpr_levels:
+        leakage.tpr_at_fpr[float(lv)].bootstrap = Interval(**boot["tpr_at_fpr"][float(lv)])
+    leakage.bootstrap_replicates = boot["n_boot"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 _BLOCK_ELEMENTS = 1 << 18  # resampled samples per block: one target, a few replicates
 
@@ -66,9 +67,12 @@ def member_counts(counts: np.ndarray, members: np.ndarray) -> np.ndarray:
     """``(B, T)`` integers: the members of each target that each resample draws.
 
     One BLAS product in floating point, exact because every partial sum is an integer
-    below the float's exact range (2**24 in float32, used when every row total is below)."""
+    below the float's exact range (2**24 in float32, used when every row total is below).
+    It runs on one thread: the product takes milliseconds, and BLAS's other threads
+    would spin on the cores the audit's figure drawing uses for a second after it."""
     exact = np.float32 if int(counts.sum(axis=1).max()) < 2**24 else np.float64
-    return (counts.astype(exact) @ members.T.astype(exact)).astype(np.int64)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return (counts.astype(exact) @ members.T.astype(exact)).astype(np.int64)
 
 
 def allowed_counts(n_neg: np.ndarray, levels: np.ndarray) -> np.ndarray:

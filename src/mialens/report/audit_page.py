@@ -14,7 +14,7 @@ import yaml
 
 from mialens.audit.results import AuditResult
 from mialens.metrics.leakage import LevelResult, Spread, fpr_key
-from mialens.report import plots
+from mialens.report import figure_data
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
 from mialens.report.secret_canaries import secret_canary_section
@@ -276,34 +276,38 @@ def _training(result: AuditResult) -> dict[str, Any] | None:
     return {"summary": summary, "rows": rows, "dp": bool(eps)}
 
 
-def _figures(result: AuditResult) -> list[dict[str, Any]]:
-    """The three figures as base64 PNG, each with the name of its caption macro in
-    ``templates/_captions.html`` and the values that caption states."""
+def _figures(result: AuditResult, pngs: dict[str, bytes] | None) -> list[dict[str, Any]]:
+    """The three figures as base64 PNG (``pngs``, or drawn here), each with the name of
+    its caption macro in ``templates/_captions.html`` and the values that caption states."""
+    if pngs is None:
+        from mialens.report.plots import audit_pngs  # matplotlib loads only to draw here
+
+        pngs = audit_pngs(figure_data.audit_figures(result))
     targets = len(result.target_models)
-    level = plots.spread_level(result)
-    nonmembers = plots.min_nonmembers(result)
+    level = figure_data.spread_level(result)
+    nonmembers = figure_data.min_nonmembers(result)
     return [
         {
             "caption": "roc",
-            "data": _b64(plots.roc_png(result)),
+            "data": _b64(pngs["roc"]),
             "args": {"n_targets": targets, "nonmembers": nonmembers},
         },
         {
             "caption": "histogram",
-            "data": _b64(plots.histogram_png(result)),
+            "data": _b64(pngs["histogram"]),
             "args": {
                 "n_targets": targets,
-                "percentiles": plots.HIST_PERCENTILES,
-                "log_share": plots.HIST_LOG_SHARE,
+                "percentiles": figure_data.HIST_PERCENTILES,
+                "log_share": figure_data.HIST_LOG_SHARE,
             },
         },
         {
             "caption": "spread",
-            "data": _b64(plots.spread_png(result)),
+            "data": _b64(pngs["spread"]),
             "args": {
                 "n_targets": targets,
                 "level": level,
-                "lowered": level != plots.LEGEND_FPR,
+                "lowered": level != figure_data.LEGEND_FPR,
                 "nonmembers": nonmembers,
             },
         },
@@ -370,10 +374,13 @@ def render_report(
     result: AuditResult,
     analysis: AnalysisSummary | None = None,
     secret_canaries: dict[str, Any] | None = None,
+    pngs: dict[str, bytes] | None = None,
 ) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
     ``analysis``, the summary of its leakage analysis, adds a section linking it, and
-    ``secret_canaries``, a text audit's canary brief, a section on them."""
+    ``secret_canaries``, a text audit's canary brief, a section on them. ``pngs`` are
+    the figures already drawn (:func:`mialens.report.plots.audit_pngs` of
+    :func:`mialens.report.figure_data.audit_figures`), else they are drawn here."""
     columns, rows = _metrics_table(result)
     boot = {m.bootstrap_replicates for m in result.metrics.values()} - {None}
     dataset = result.design.get("dataset") or (result.config.get("dataset") or {}).get("name")
@@ -393,9 +400,9 @@ def render_report(
         "any_unresolved": any(not c["resolved"] for row in rows for c in row["cells"]),
         "tie_notes": _tie_notes(result),
         "tie_flag_share": _share(TIE_FLAG_SHARE),
-        "min_nonmembers": plots.min_nonmembers(result),
+        "min_nonmembers": figure_data.min_nonmembers(result),
         "attacks": _attack_rows(result),
-        "figures": _figures(result),
+        "figures": _figures(result, pngs),
         "training": _training(result),
         "canaries": _canaries(result),
         "blind_baseline": _blind_baseline(result),

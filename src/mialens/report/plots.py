@@ -1,4 +1,5 @@
-"""Figures of an audit as PNG bytes: log-log ROC, score histograms, per-target spread.
+"""Figures of an audit as PNG bytes: log-log ROC, score histograms, per-target spread,
+drawn from their numbers (:mod:`mialens.report.figure_data`), never from the scores.
 
 Every figure is a :class:`matplotlib.figure.Figure` drawn on its own Agg canvas, never
 through pyplot's global state, so rendering is thread-safe and needs no display.
@@ -7,7 +8,6 @@ through pyplot's global state, so rendering is thread-safe and needs no display.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
@@ -18,19 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
 
-from mialens.audit.results import AuditResult
-from mialens.metrics.roc import (
-    batch_metrics,
-    fpr_resolvable,
-    level_ties,
-    log_fpr_grid,
-    mean_roc,
-    tie_groups,
-)
+from mialens.report.figure_data import AuditFigures, RocCurves, ScoreHistogram, TargetSpread
 
-LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the spread figure
-HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
-HIST_LOG_SHARE = 0.3  # a panel whose fullest bin holds more of its scores gets a log count axis
 _DPI = 100
 PNG_COMPRESSION = 3
 """zlib level of the PNG figures: lossless like any level, half the encoding time of the
@@ -75,68 +64,17 @@ def _text(label: str) -> str:
     return label.replace("$", r"\$")
 
 
-def min_nonmembers(result: AuditResult) -> int:
-    """The smallest number of non-members of any target."""
-    return int((~result.members).sum(axis=1).min())
-
-
-def spread_level(result: AuditResult) -> float:
-    """FPR of the spread figure: 1%, or the lowest FPR every target resolves if larger."""
-    return max(LEGEND_FPR, 1.0 / min_nonmembers(result))
-
-
-def reachable(scores: np.ndarray, members: np.ndarray, level: float) -> bool:
-    """Whether ties leave FPR ``level`` reachable on every target row (see ``level_ties``)."""
-    rows = zip(scores, members, strict=True)
-    return all(level_ties(*tie_groups(s, m), level).reachable for s, m in rows)
-
-
-@dataclass(frozen=True)
-class LevelSummary:
-    """One attack at one FPR level: the mean AUC over targets, the per-target TPRs at
-    the level and whether ties leave the level reachable on every target."""
-
-    auc: float
-    tpr: np.ndarray
-    reachable: bool
-
-
-def level_summary(result: AuditResult, name: str, level: float) -> LevelSummary:
-    """The :class:`LevelSummary` of attack ``name``: read from ``result.metrics`` when it
-    holds the level, else computed from the scores."""
-    leakage = result.metrics.get(name)
-    if leakage is not None and float(level) in leakage.tpr_at_fpr:
-        entry = leakage.at(level)
-        return LevelSummary(leakage.auc.mean, np.asarray(entry.per_target), entry.reachable)
-    scores = result.scores[name]
-    summary = batch_metrics(scores, result.members, [level])
-    return LevelSummary(
-        float(summary["auc"].mean()),
-        summary["tpr"][:, 0],
-        reachable(scores, result.members, level),
-    )
-
-
-def roc_png(result: AuditResult, points: int = 200) -> bytes:
-    """Log-log ROC of every attack: the mean over targets of the TPR on a log FPR grid.
-
-    Each curve is drawn from its ``points`` grid values, never from the scores. The
-    legend marks a TPR at 1% FPR that ties make unreachable on some target."""
-    n_non = min_nonmembers(result)
-    grid = log_fpr_grid(n_non, points)
-    resolved = fpr_resolvable(n_non, LEGEND_FPR)
+def roc_png(roc: RocCurves) -> bytes:
+    """Log-log ROC of every attack: its mean TPR over targets on the log FPR grid, a
+    step curve through the grid values; the legend holds each attack's label."""
+    grid = roc.grid
     fig = Figure(figsize=(6.4, 6.2), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([grid[0], 1], [grid[0], 1], color="0.6", lw=1, ls=":", label="chance")
-    for i, (name, color) in enumerate(zip(result.scores, _colors(len(result.scores)), strict=True)):
-        tpr = mean_roc(result.scores[name], result.members, grid)
-        summary = level_summary(result, name, LEGEND_FPR)
-        at = f"{100 * summary.tpr.mean():.1f}%" if resolved else "n/a"
-        if resolved and not summary.reachable:
-            at += ", unreachable: ties"
-        label = f"{_text(name)}  (AUC {summary.auc:.3f}, TPR@1% {at})"
+    colors = _colors(len(roc.labels))
+    for i, (label, tpr, color) in enumerate(zip(roc.labels, roc.tpr, colors, strict=True)):
         ls = _LINESTYLES[(i // 10) % len(_LINESTYLES)]
-        ax.plot(grid, tpr, drawstyle="steps-post", color=color, ls=ls, lw=1.6, label=label)
+        ax.plot(grid, tpr, drawstyle="steps-post", color=color, ls=ls, lw=1.6, label=_text(label))
     ax.set_xscale("log")
     ax.set_yscale("log", nonpositive="clip")
     ax.set_xlim(grid[0], 1)
@@ -146,31 +84,6 @@ def roc_png(result: AuditResult, points: int = 200) -> bytes:
     ax.grid(True, which="major", color="0.9", lw=0.8)
     fig.legend(loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
     return figure_png(fig)
-
-
-@dataclass(frozen=True)
-class ScoreHistogram:
-    """One attack's pooled score histogram: bin ``edges``, the ``density`` of the
-    non-members and of the members in each bin, and whether one bin holds a ``spike``."""
-
-    edges: np.ndarray
-    density: dict[bool, np.ndarray]
-    spike: bool
-
-
-def score_histogram(scores: np.ndarray, members: np.ndarray, bins: int) -> ScoreHistogram:
-    """The :class:`ScoreHistogram` of one attack's scores (see :func:`histogram_png`)."""
-    lo, hi = np.percentile(scores, HIST_PERCENTILES)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
-    clipped = np.clip(scores, lo, hi)
-    counts = {m: np.histogram(clipped[members == m], edges)[0] for m in (False, True)}
-    return ScoreHistogram(
-        edges=edges,
-        density={m: c / np.diff(edges) / c.sum() for m, c in counts.items()},  # as np.histogram
-        spike=(counts[False] + counts[True]).max() > HIST_LOG_SHARE * scores.size,
-    )
 
 
 def step_outline(edges: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,23 +126,19 @@ def _draw_histogram(ax, hist: ScoreHistogram) -> None:
     ax.autoscale_view()
 
 
-def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
-    """Score histograms per attack, members vs. non-members pooled over targets.
-
-    Each panel bins its scores over their pooled 0.5–99.5 percentile range; scores
-    outside it are clipped into the outermost bins. A panel whose fullest bin holds more
-    than :data:`HIST_LOG_SHARE` of the scores (a spike with a long tail) gets a log
-    count axis, labelled "log", so the tail is not flattened by the spike. The panels
-    are drawn from the bin densities (:func:`score_histogram`), never from the scores.
-    """
-    names = list(result.scores)
+def histogram_png(histograms: dict[str, ScoreHistogram]) -> bytes:
+    """Score histograms per attack, members vs. non-members pooled over targets, one
+    panel per attack; a panel with a spike (see
+    :func:`~mialens.report.figure_data.score_histogram`) gets a log count axis,
+    labelled "log", so the tail is not flattened by the spike."""
+    names = list(histograms)
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
     fig = Figure(figsize=(2.5 * ncols + 0.3, 1.9 * nrows + 0.5), layout="constrained")
     grid = fig.add_gridspec(nrows, ncols)
     axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(names))]
     for ax, name in zip(axes, names, strict=True):
-        hist = score_histogram(result.scores[name], result.members, bins)
+        hist = histograms[name]
         _draw_histogram(ax, hist)
         if hist.spike:
             ax.set_yscale("log")
@@ -244,11 +153,9 @@ def histogram_png(result: AuditResult, bins: int = 40) -> bytes:
     return figure_png(fig)
 
 
-def spread_png(result: AuditResult) -> bytes:
-    """Per-target TPR at :func:`spread_level` of every attack: box plot with the points."""
-    level = spread_level(result)
-    names = list(result.scores)
-    values = [level_summary(result, n, level).tpr for n in names]
+def spread_png(spread: TargetSpread) -> bytes:
+    """Per-target TPR at the spread's level of every attack: box plot with the points."""
+    level, names, values = spread.level, spread.names, spread.tpr
     fig = Figure(figsize=(max(4.5, 0.65 * len(names) + 1.8), 3.6), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(1, len(names) + 1)
@@ -274,3 +181,12 @@ def spread_png(result: AuditResult) -> bytes:
     ax.grid(True, axis="y", color="0.9", lw=0.8)
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     return figure_png(fig)
+
+
+def audit_pngs(figures: AuditFigures) -> dict[str, bytes]:
+    """The audit page's three figures as PNG bytes, by caption name."""
+    return {
+        "roc": roc_png(figures.roc),
+        "histogram": histogram_png(figures.histograms),
+        "spread": spread_png(figures.spread),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.defenses.sample_aware import adjusted_setup
 from mialens.folders import writable_folder
+from mialens.report.figure_data import audit_figures
+from mialens.report.figure_worker import FigureWorker, figure_worker
 from mialens.targets.adapters import TorchTarget
 from mialens.threads import fixed_threads
 from mialens.workflows.config import AuditConfig
@@ -62,24 +65,40 @@ def run_audit(
         if defense is not None and defense.sample_aware is not None:
             setup = adjusted_setup(setup, defense.sample_aware)
     _log_design(setup)
-    with progress_hook(progress) as hook:
-        with phase("load"):  # train what the cache lacks, or reuse its logits
-            logits, records = _trained_logits(setup, hook)
-        with phase("scoring"):
-            models = _live_models(setup, attacks, defense)
-            logits, output_defenses, design = _defend(setup, defense, logits, models)
-            scored = _score(setup, attacks, logits, models, output_defenses, hook)
-            result = setup.result(attacks, scored, logits, records, design)
-    _warn_unresolved(result)
+    n_scores = setup.config.audit.num_models * len(setup.split.pool) * len(attacks)
+    with ExitStack() as stack:
+        with progress_hook(progress) as hook:
+            with phase("load"):  # train what the cache lacks, or reuse its logits
+                logits, records = _trained_logits(setup, hook)
+            # a process that draws the report's figures (None when drawn here) imports
+            # its plotting while the audit scores
+            worker = stack.enter_context(figure_worker(n_scores if out_dir is not None else 0))
+            with phase("scoring"):
+                models = _live_models(setup, attacks, defense)
+                logits, output_defenses, design = _defend(setup, defense, logits, models)
+                scored = _score(setup, attacks, logits, models, output_defenses, hook)
+                result = setup.result(attacks, scored, logits, records, design)
+        _warn_unresolved(result)
+        _measure(result, setup, worker)
+        if out_dir is not None:
+            _write(result, config, setup, logits, out_dir, worker)
+        elif config.analysis is not None:
+            log.info("analysis: skipped without out_dir (mialens.analysis.explain.analyze(result))")
+    return result
+
+
+def _measure(result: AuditResult, setup: AuditSetup, worker: FigureWorker | None) -> None:
+    """The leakage metrics. A figure ``worker`` gets the figures once the point metrics
+    are known, and draws them while the bootstrap intervals are computed."""
     with phase("metrics"):
-        result.compute_metrics(config.audit.bootstrap, config.audit.seed)
+        result.compute_point_metrics()
+    if worker is not None:
+        with phase("report"):
+            worker.submit(audit_figures(result))
+    with phase("metrics"):
+        result.add_intervals(setup.config.audit.bootstrap, setup.config.audit.seed)
         if setup.canaries is not None:
             setup.canary_metrics(result)
-    if out_dir is not None:
-        _write(result, config, setup, logits, out_dir)
-    elif config.analysis is not None:
-        log.info("analysis: skipped without out_dir (mialens.analysis.explain.analyze(result))")
-    return result
 
 
 def _log_design(setup: AuditSetup) -> None:
@@ -182,8 +201,10 @@ def _write(
     setup: AuditSetup,
     logits: np.ndarray,
     out_dir: str | os.PathLike,
+    worker: FigureWorker | None,
 ) -> None:
-    """The run folder: the audit's outputs and, when configured, its analysis."""
+    """The run folder: the audit's outputs (the report's figures drawn by ``worker`` if
+    there is one) and, when configured, its analysis."""
     analysis = None
     if config.analysis is not None:
         from mialens.analysis.explain import analyze  # its models load only when asked
@@ -191,7 +212,7 @@ def _write(
         with phase("analysis"):
             pool_logits = logits[:, : len(setup.split.pool)]
             analysis = analyze(result, config.analysis, setup, pool_logits)
-    write_outputs(result, out_dir, analysis.summary if analysis else None)
+    write_outputs(result, out_dir, analysis.summary if analysis else None, worker)
     if analysis is not None:
         with phase("analysis"):
             write_analysis(analysis, out_dir)

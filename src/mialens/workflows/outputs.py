@@ -18,7 +18,7 @@ from mialens.audit.results import AuditResult
 from mialens.errors import DataError
 from mialens.io import write_bytes, write_json, write_text
 from mialens.report.audit_page import render_report
-from mialens.report.dp_audit_page import render_dp_audit
+from mialens.report.figure_worker import FigureWorker
 from mialens.report.tables import read_samples, samples_table, table_csv
 from mialens.workflows.phases import phase
 
@@ -37,21 +37,29 @@ DP_AUDIT_PAGE = "dp_audit.html"
 
 
 def write_report(
-    result: AuditResult, out_dir: str | os.PathLike, analysis: AnalysisSummary | None = None
+    result: AuditResult,
+    out_dir: str | os.PathLike,
+    analysis: AnalysisSummary | None = None,
+    pngs: dict[str, bytes] | None = None,
 ) -> Path:
-    """(Re)write ``report.html``; with an analysis summary it links the analysis report."""
+    """(Re)write ``report.html``; with an analysis summary it links the analysis report.
+    ``pngs``: its figures, if already drawn."""
     path = Path(out_dir) / REPORT_FILE
-    write_text(path, render_report(result, analysis))
+    write_text(path, render_report(result, analysis, pngs=pngs))
     return path
 
 
 def write_outputs(
-    result: AuditResult, out_dir: str | os.PathLike, analysis: AnalysisSummary | None = None
+    result: AuditResult,
+    out_dir: str | os.PathLike,
+    analysis: AnalysisSummary | None = None,
+    worker: FigureWorker | None = None,
 ) -> dict[str, Path]:
     """Write the three outputs into ``out_dir`` (created if needed); returns their paths.
 
     ``analysis`` is the summary of a leakage analysis written beside them, which the
-    report then summarises and links."""
+    report then summarises and links. ``worker``: the process drawing the report's
+    figures, which were submitted to it (:class:`~mialens.report.figure_worker.FigureWorker`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -63,7 +71,7 @@ def write_outputs(
         write_json(paths["metrics"], result.to_json())
         write_text(paths["samples"], samples_table(result))
     with phase("report"):
-        write_report(result, out, analysis)
+        write_report(result, out, analysis, worker.pngs() if worker is not None else None)
     return paths
 
 
@@ -71,6 +79,8 @@ def write_dp_audit(report: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write a DP audit's ``dp_audit.json``, ``canaries.npz`` (every run's canary ids,
     inclusion bits and scores; the audited run's unprefixed, run r's as ``run<r>_...``;
     pickle-free) and the page ``dp_audit.html``, each atomically; returns their paths."""
+    from mialens.report.dp_audit_page import render_dp_audit  # its figures load matplotlib
+
     out = Path(out_dir)
     paths = {
         "json": out / DP_AUDIT_FILE,
