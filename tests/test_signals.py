@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import log_softmax
 
 from mialens.errors import UnknownNameError
 from mialens.signals.statistics import (
@@ -155,3 +156,18 @@ def test_log_probabilities_at_temperature_one_skip_the_division_exactly():
     z = np.random.default_rng(2).normal(size=(4, 9, 5)) * 30
     assert log_probabilities(z).tobytes() == log_softmax(z / 1.0, axis=-1).tobytes()
     assert log_probabilities(z, 2.0).tobytes() == log_softmax(z / 2.0, axis=-1).tobytes()
+
+
+@pytest.mark.parametrize(
+    "logits",
+    [
+        np.random.default_rng(4).normal(size=(3, 50, 2, 10)) * 7,
+        np.array([[1000.0, 1.0], [-np.inf, 0.0], [-np.inf, -np.inf], [np.inf, 1.0]]),
+    ],
+)
+def test_log_probabilities_are_scipy_log_softmax_bit_for_bit(logits):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = log_softmax(logits, axis=-1)
+    with np.errstate(invalid="ignore"):
+        got = log_probabilities(logits)
+    np.testing.assert_array_equal(got, want)
