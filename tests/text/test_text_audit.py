@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from tests.text.conftest import write_text_config
 from typer.testing import CliRunner
 
 from mialens.attacks.text_attacks import TEXT_ATTACKS
@@ -71,12 +71,6 @@ def _config(tmp_path: Path, **sections) -> dict:
     return raw
 
 
-def _yaml(tmp_path: Path, raw: dict) -> str:
-    path = tmp_path / "audit.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return str(path)
-
-
 def _refuse_work(monkeypatch) -> None:
     """Make training an LM or running one on a query set fail the test."""
 
@@ -95,7 +89,7 @@ def _samples(out: Path) -> list[dict]:
 def test_text_audit_writes_outputs_and_a_rerun_reuses_lms_and_log_probabilities(
     tmp_path, monkeypatch
 ):
-    config, out = _yaml(tmp_path, _config(tmp_path)), tmp_path / "run"
+    config, out = write_text_config(tmp_path, _config(tmp_path)), tmp_path / "run"
     result = runner.invoke(app, ["audit", config, "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "mean token loss (nats)" in result.output
@@ -141,7 +135,7 @@ def test_text_audit_writes_outputs_and_a_rerun_reuses_lms_and_log_probabilities(
 )
 def test_bad_text_configs_fail_before_training(tmp_path, monkeypatch, sections, message):
     _refuse_work(monkeypatch)
-    config = _yaml(tmp_path, _config(tmp_path, **sections))
+    config = write_text_config(tmp_path, _config(tmp_path, **sections))
     result = runner.invoke(app, ["audit", config, "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
