@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tests.text.conftest import write_text_config
 from tests.text.test_text_audit import _refuse_work, _write_texts
 from typer.testing import CliRunner
 
@@ -67,9 +68,7 @@ def _config(tmp_path: Path, texts: Path, model: dict, **sections) -> str:
         },
         **sections,
     }
-    path = tmp_path / "audit.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return str(path)
+    return write_text_config(tmp_path, raw)
 
 
 def _audit(config: str, out: Path, *extra: str) -> dict:

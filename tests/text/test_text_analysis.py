@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from tests.text.test_text_audit import WORDS, _yaml
+from tests.text.conftest import write_text_config
+from tests.text.test_text_audit import WORDS
 from tests.text.test_text_canaries import _canary_config
 from typer.testing import CliRunner
 
@@ -105,9 +105,7 @@ def _audit_config(tmp_path: Path) -> str:
             "cache_dir": str(tmp_path / "cache"),
         },
     }
-    path = tmp_path / "audit.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return str(path)
+    return write_text_config(tmp_path, raw)
 
 
 def test_analyze_a_text_run_writes_samples_summary_and_report(tmp_path):
@@ -160,7 +158,7 @@ def _rate(doc: dict, attack: str, repetitions: int, level: float) -> dict:
 def test_the_analysis_of_a_canary_audit_shows_canaries_json_next_to_the_natural_texts(
     tmp_path,
 ):
-    config, out = _yaml(tmp_path, _canary_config(tmp_path)), tmp_path / "run"
+    config, out = write_text_config(tmp_path, _canary_config(tmp_path)), tmp_path / "run"
     assert runner.invoke(app, ["audit", config, "--out", str(out), "--quiet"]).exit_code == 0
     levels = ["--set", "analysis.fpr=[0.1,0.001]", "--set", "analysis.top_fraction=0.3"]
     result = runner.invoke(app, ["analyze", str(out), "--quiet", *levels])

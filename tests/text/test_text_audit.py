@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import string
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from tests.text.conftest import write_text_config
 from typer.testing import CliRunner
 
 from mialens.attacks.text_attacks import TEXT_ATTACKS
-from mialens.audit.text_design import prepare_text_audit
+from mialens.audit.text_design import encode_query_set, prepare_text_audit
+from mialens.audit.text_settings import TextModelConfig
 from mialens.cli import app
 from mialens.data.text import TextDataset
+from mialens.data.tokenizers import ByteTokenizer
+from mialens.errors import ConfigError, DataError
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import load_config, validate_config
 
@@ -67,12 +71,6 @@ def _config(tmp_path: Path, **sections) -> dict:
     return raw
 
 
-def _yaml(tmp_path: Path, raw: dict) -> str:
-    path = tmp_path / "audit.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return str(path)
-
-
 def _refuse_work(monkeypatch) -> None:
     """Make training an LM or running one on a query set fail the test."""
 
@@ -91,7 +89,7 @@ def _samples(out: Path) -> list[dict]:
 def test_text_audit_writes_outputs_and_a_rerun_reuses_lms_and_log_probabilities(
     tmp_path, monkeypatch
 ):
-    config, out = _yaml(tmp_path, _config(tmp_path)), tmp_path / "run"
+    config, out = write_text_config(tmp_path, _config(tmp_path)), tmp_path / "run"
     result = runner.invoke(app, ["audit", config, "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "mean token loss (nats)" in result.output
@@ -137,10 +135,32 @@ def test_text_audit_writes_outputs_and_a_rerun_reuses_lms_and_log_probabilities(
 )
 def test_bad_text_configs_fail_before_training(tmp_path, monkeypatch, sections, message):
     _refuse_work(monkeypatch)
-    config = _yaml(tmp_path, _config(tmp_path, **sections))
+    config = write_text_config(tmp_path, _config(tmp_path, **sections))
     result = runner.invoke(app, ["audit", config, "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_a_query_set_past_the_context_or_without_a_token_names_the_sample():
+    tokenizer, model = ByteTokenizer(), TextModelConfig(context=8)
+    ids = ["verses.txt:9", "verses.txt:2", "verses.txt:14"]
+    config_message = (
+        "the texts: sample verses.txt:2 needs 10 tokens (start token and text), more than "
+        "model.context = 8; raise model.context to at least 10"
+    )
+    with pytest.raises(ConfigError, match=re.escape(config_message)):
+        encode_query_set(tokenizer, ["abc", "x" * 9, "de"], ids, model, "the texts")
+    data_message = (
+        "q: sample verses.txt:14 needs 9 tokens (start token, prefix and text), more than the "
+        "LMs' context of 8: the audit's LMs cannot score it; shorten the texts"
+    )
+    with pytest.raises(DataError, match=re.escape(data_message)):
+        encode_query_set(tokenizer, ["abc", "de", "x" * 7], ids, model, "q", [1], trained=True)
+    with pytest.raises(ConfigError, match=r"the texts: sample verses\.txt:14 encodes to no token"):
+        encode_query_set(tokenizer, ["abc", "de", ""], ids, model, "the texts")
+    query = encode_query_set(tokenizer, ["abc", "de", "f"], ids, model, "the texts", [7])
+    assert query.lengths.tolist() == [5, 4, 3] and query.skip == 1
+    assert query.tokens[:, :2].tolist() == [[tokenizer.bos_id, 7]] * 3
 
 
 def test_text_configs_are_text_audits_and_the_example_validates(tmp_path):

@@ -10,7 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from tests.text.test_text_audit import REPO, _config, _refuse_work, _yaml
+from tests.text.conftest import write_text_config
+from tests.text.test_text_audit import REPO, _config, _refuse_work
 from typer.testing import CliRunner
 
 from mialens.audit.text_design import prepare_text_audit
@@ -29,7 +30,7 @@ def _canary_config(tmp_path, **canaries):
 
 
 def test_a_text_audit_with_canaries_writes_canaries_json_and_reuses_its_lms(tmp_path, monkeypatch):
-    config, out = _yaml(tmp_path, _canary_config(tmp_path)), tmp_path / "run"
+    config, out = write_text_config(tmp_path, _canary_config(tmp_path)), tmp_path / "run"
     result = runner.invoke(app, ["audit", config, "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "canaries.json").read_text())
@@ -97,7 +98,8 @@ def test_the_design_gate_leaves_the_canary_copies_out(tmp_path):
 def test_bad_canary_sections_fail_before_training(tmp_path, monkeypatch, canaries, message):
     _refuse_work(monkeypatch)
     raw = _canary_config(tmp_path, **canaries)
-    result = runner.invoke(app, ["audit", _yaml(tmp_path, raw), "--out", str(tmp_path / "r"), "-q"])
+    config = write_text_config(tmp_path, raw)
+    result = runner.invoke(app, ["audit", config, "--out", str(tmp_path / "r"), "-q"])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
 

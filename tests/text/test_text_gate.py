@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from tests.text.conftest import write_text_config
 from tests.text.test_text_audit import WORDS
 from typer.testing import CliRunner
 
@@ -62,9 +62,8 @@ def _config(tmp_path: Path, cache: Path, **audit) -> dict:
 
 
 def _audit(tmp_path: Path, raw: dict, out: Path):
-    path = tmp_path / "audit.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return runner.invoke(app, ["audit", str(path), "--out", str(out), "--quiet"])
+    path = write_text_config(tmp_path, raw)
+    return runner.invoke(app, ["audit", path, "--out", str(out), "--quiet"])
 
 
 def _shifted_files(tmp_path: Path) -> dict[str, str]:

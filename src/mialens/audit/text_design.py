@@ -19,6 +19,7 @@ would be more than half as many as the pool's own samples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -35,7 +36,7 @@ from mialens.data.catalog import dataset_info, load_dataset
 from mialens.data.secret_canaries import CanaryRecord, make_canaries
 from mialens.data.text import TextDataset
 from mialens.data.tokenizers import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
-from mialens.errors import ConfigError
+from mialens.errors import ConfigError, DataError
 from mialens.folders import writable_folder
 from mialens.models.hf_folder import hf_weights_digest
 from mialens.models.store import ModelStore, default_cache_dir, spec_key
@@ -210,9 +211,14 @@ def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return tokens, lengths
 
 
-def _too_long(model: TextModelConfig | HFModelConfig, needed: int) -> str:
+def _too_long(model: TextModelConfig | HFModelConfig, needed: int, trained: bool) -> str:
     """What a sample of ``needed`` tokens exceeds, and how to make it fit."""
     windows = "cut the texts into windows (mialens.data.text.text_windows)"
+    if trained:
+        return (
+            f"more than the LMs' context of {model.context}: the audit's LMs cannot score it; "
+            f"shorten the texts or {windows}"
+        )
     if isinstance(model, HFModelConfig):
         return (
             f"more than the context of model.hf, {model.context} tokens (its config.json); "
@@ -227,21 +233,29 @@ def _too_long(model: TextModelConfig | HFModelConfig, needed: int) -> str:
 def encode_query_set(
     tokenizer: Tokenizer,
     texts: list[str],
+    ids: Sequence[str],
     model: TextModelConfig | HFModelConfig,
     what: str,
     prefix: list[int] = (),
+    *,
+    trained: bool = False,
 ) -> QuerySet:
-    """The token rows ``[start, *prefix, *tokens(text)]``, refused (before training) when
-    one is longer than the LM's context or a text has no token."""
+    """The token rows ``[start, *prefix, *tokens(text)]`` of the samples ``ids``, refused
+    (before any LM runs) when one is longer than the LMs' context or a text has no token.
+    ``trained``: the LMs exist (dataset inference), so a text past their context is bad
+    data (DataError: shorten it), not a configuration to change (ConfigError)."""
     rows = [[tokenizer.bos_id, *prefix, *tokenizer.encode(t)] for t in texts]
-    longest = int(np.argmax([len(r) for r in rows]))
-    if len(rows[longest]) > model.context:
-        raise ConfigError(
-            f"{what}: sample {longest} needs {len(rows[longest])} tokens (start token"
-            f"{', prefix' if prefix else ''} and text), {_too_long(model, len(rows[longest]))}"
+    sizes = [len(r) for r in rows]
+    longest, shortest = int(np.argmax(sizes)), int(np.argmin(sizes))
+    if sizes[longest] > model.context:
+        error = DataError if trained else ConfigError
+        raise error(
+            f"{what}: sample {ids[longest]} needs {sizes[longest]} tokens (start token"
+            f"{', prefix' if prefix else ''} and text), "
+            f"{_too_long(model, sizes[longest], trained)}"
         )
-    if min(len(r) for r in rows) < len(prefix) + 2:
-        raise ConfigError(f"{what}: a sample encodes to no token")
+    if sizes[shortest] < len(prefix) + 2:
+        raise ConfigError(f"{what}: sample {ids[shortest]} encodes to no token")
     return QuerySet(*_padded(rows), skip=len(prefix))
 
 
@@ -253,12 +267,16 @@ def _queries(
     model = config.model
     pool = [dataset.texts[i] for i in split.pool]
     plain = pool + [dataset.texts[i] for i in split.test]
+    pool_ids = dataset.ids[split.pool].astype(str).tolist()
+    plain_ids = pool_ids + dataset.ids[split.test].astype(str).tolist()
     attacks = config.audit.build_attacks()
     needed = {q for a in attacks for q in a.needs.queries}
-    queries = {"plain": encode_query_set(tokenizer, plain, model, "the texts")}
+    queries = {"plain": encode_query_set(tokenizer, plain, plain_ids, model, "the texts")}
     if "lower" in needed:
         lowered = [t.lower() for t in pool]
-        queries["lower"] = encode_query_set(tokenizer, lowered, model, "the lowercased texts")
+        queries["lower"] = encode_query_set(
+            tokenizer, lowered, pool_ids, model, "the lowercased texts"
+        )
     if "recall" in needed:
         shots = max(a.params.shots for a in attacks if "recall" in a.needs.queries)
         if shots > len(split.population):
@@ -268,7 +286,9 @@ def _queries(
             )
         prefix_text = "".join(dataset.texts[i] + RECALL_SEPARATOR for i in split.population[:shots])
         prefix = tokenizer.encode(prefix_text)
-        queries["recall"] = encode_query_set(tokenizer, pool, model, "the ReCaLL queries", prefix)
+        queries["recall"] = encode_query_set(
+            tokenizer, pool, pool_ids, model, "the ReCaLL queries", prefix
+        )
     return queries
 
 

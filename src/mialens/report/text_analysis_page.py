@@ -98,24 +98,24 @@ def _pool_canaries(canaries: dict[str, Any]) -> str:
     )
 
 
-def _rate_cells(rate: dict[str, Any] | None) -> str:
-    if rate is None:
-        return "<td colspan=2>not measured at this level (canaries.json)</td>"
-    flag = "" if rate["resolved"] else " (not resolved)"
-    return (
-        f"<td class=num>{_num(rate['tpr'], 2)} [{_num(rate['ci_low'], 2)}, "
-        f"{_num(rate['ci_high'], 2)}]{flag}<br><small>{rate['n_trained']} pairs</small></td>"
-        f"<td class=num>{_num(rate['out_canary_fpr'], 2)}</td>"
-    )
-
-
-def _natural_cells(tpr: dict[str, Any] | None) -> str:
+def _tpr_cells(tpr: dict[str, Any] | None, natural: bool) -> str:
+    """A row's two cells at one FPR level, TPR [95%] and untrained canaries accepted: of a
+    canary repetition (canaries.json) or of the natural texts (metrics.json)."""
     if tpr is None:
-        return "<td colspan=2>not measured at this level (metrics.json)</td>"
-    flag = "" if tpr["valid"] else " (not resolved or tied)"
+        source = "metrics.json" if natural else "canaries.json"
+        return f"<td colspan=2>not measured at this level ({source})</td>"
+    if natural:
+        value = f"<b>{_num(tpr['mean'], 2)}</b>"
+        note = "" if tpr["valid"] else " (not resolved or tied)"
+        accepted = "at most the level"
+    else:
+        value = _num(tpr["tpr"], 2)
+        note = "" if tpr["resolved"] else " (not resolved)"
+        note += f"<br><small>{tpr['n_trained']} pairs</small>"
+        accepted = _num(tpr["out_canary_fpr"], 2)
     return (
-        f"<td class=num><b>{_num(tpr['mean'], 2)}</b> [{_num(tpr['ci_low'], 2)}, "
-        f"{_num(tpr['ci_high'], 2)}]{flag}</td><td class=num>at most the level</td>"
+        f"<td class=num>{value} [{_num(tpr['ci_low'], 2)}, {_num(tpr['ci_high'], 2)}]{note}"
+        f"</td><td class=num>{accepted}</td>"
     )
 
 
@@ -130,13 +130,13 @@ def _inserted_table(c: dict[str, Any]) -> str:
         f"<tr class=canary><td>canaries inserted {r['repetitions']}x</td>"
         f"<td class=num>{r['canaries']}</td><td class=num>{_num(r['exposure_trained'], 2)}</td>"
         f"<td class=num>{_num(r['exposure_untrained'], 2)}</td>"
-        + "".join(_rate_cells(r["tpr"][k]) for k in levels)
+        + "".join(_tpr_cells(r["tpr"][k], natural=False) for k in levels)
         + "</tr>"
         for r in c["by_repetition"]
     ]
     rows.append(
         f"<tr><td>natural texts</td><td class=num>{c['natural_texts']}</td><td>-</td><td>-</td>"
-        + "".join(_natural_cells(c["natural_tpr"][k]) for k in levels)
+        + "".join(_tpr_cells(c["natural_tpr"][k], natural=True) for k in levels)
         + "</tr>"
     )
     return (

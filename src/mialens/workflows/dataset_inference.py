@@ -149,17 +149,9 @@ def _encoded(
 ) -> QuerySet:
     """The token rows of ``texts`` (``data``'s, maybe changed), refused when one is longer
     than the LMs' context (they cannot score it)."""
-    context, extra = setup.config.model.context, 1 + len(prefix)
-    sizes = [extra + len(setup.tokenizer.encode(text)) for text in texts]
-    longest = int(np.argmax(sizes))
-    if sizes[longest] > context:
-        raise DataError(
-            f"{what}: text {data.ids[longest]} needs {sizes[longest]} tokens (start token"
-            f"{', ReCaLL prefix' if prefix else ''} and text), more than the LMs' context of "
-            f"{context}: the audit's LMs cannot score it; shorten the texts or cut them into "
-            "windows (mialens.data.text.text_windows)"
-        )
-    return encode_query_set(setup.tokenizer, texts, setup.config.model, what, list(prefix))
+    ids = data.ids.astype(str).tolist()
+    model = setup.config.model
+    return encode_query_set(setup.tokenizer, texts, ids, model, what, list(prefix), trained=True)
 
 
 def _queries(
