@@ -101,3 +101,13 @@ def _digest(scores: dict[str, np.ndarray]) -> str:
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_the_registry_gives_every_attack_under_its_name(name):
     assert ATTACKS[name].name == name
+
+
+def test_the_figure_worker_loads_the_drawing_alone():
+    script = """
+import json, sys
+import mialens.report.figure_worker, mialens.report.plots
+print(json.dumps({"imported": [m for m in HEAVY if m in sys.modules]}))
+"""
+    beyond_drawing = ("scipy", "mialens.metrics", "mialens.audit", "pydantic", "jinja2")
+    assert _run(f"HEAVY = {beyond_drawing!r}\n{script}")["imported"] == []

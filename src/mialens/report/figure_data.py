@@ -3,24 +3,20 @@ from the scores once, so the drawing (:mod:`mialens.report.plots`) never sees a 
 
 :class:`AuditFigures` holds them for the three figures (log-log ROC, score histograms,
 per-target spread) and travels as JSON (floats at full precision), which lets another
-process draw them (:mod:`mialens.report.figure_worker`).
+process draw them (:mod:`mialens.report.figure_worker`). The functions that compute them
+import the metrics when called, so the drawing process loads these classes with NumPy
+alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mialens.audit.results import AuditResult
-from mialens.metrics.roc import (
-    batch_metrics,
-    fpr_resolvable,
-    level_ties,
-    log_fpr_grid,
-    mean_roc,
-    tie_groups,
-)
+if TYPE_CHECKING:
+    from mialens.audit.results import AuditResult
 
 LEGEND_FPR = 0.01  # the TPR quoted in the ROC legend and, if resolved, in the spread figure
 HIST_PERCENTILES = (0.5, 99.5)  # score range binned by the histograms; the tails are clipped
@@ -41,6 +37,8 @@ def spread_level(result: AuditResult) -> float:
 
 def reachable(scores: np.ndarray, members: np.ndarray, level: float) -> bool:
     """Whether ties leave FPR ``level`` reachable on every target row (see ``level_ties``)."""
+    from mialens.metrics.roc import level_ties, tie_groups
+
     rows = zip(scores, members, strict=True)
     return all(level_ties(*tie_groups(s, m), level).reachable for s, m in rows)
 
@@ -62,6 +60,8 @@ def level_summary(result: AuditResult, name: str, level: float) -> LevelSummary:
     if leakage is not None and float(level) in leakage.tpr_at_fpr:
         entry = leakage.at(level)
         return LevelSummary(leakage.auc.mean, np.asarray(entry.per_target), entry.reachable)
+    from mialens.metrics.roc import batch_metrics
+
     scores = result.scores[name]
     summary = batch_metrics(scores, result.members, [level])
     return LevelSummary(
@@ -85,6 +85,8 @@ def roc_curves(result: AuditResult, points: int = ROC_POINTS) -> RocCurves:
     """The :class:`RocCurves` of every attack. The legend gives the mean AUC and the
     TPR at :data:`LEGEND_FPR` ("n/a" when no target resolves it) and marks a TPR that
     ties make unreachable on some target."""
+    from mialens.metrics.roc import fpr_resolvable, log_fpr_grid, mean_roc
+
     n_non = min_nonmembers(result)
     grid = log_fpr_grid(n_non, points)
     resolved = fpr_resolvable(n_non, LEGEND_FPR)
