@@ -55,13 +55,11 @@ class Spread:
     bootstrap: Interval | None = None
 
     @classmethod
-    def of(cls, values: list[float], bootstrap: dict[str, float] | None, **extra: Any) -> Spread:
-        """The spread of a rate in [0, 1] over targets (``extra``: a subclass's fields)."""
+    def of(cls, values: list[float], **extra: Any) -> Spread:
+        """The spread of a rate in [0, 1] over targets (``extra``: a subclass's fields),
+        without a bootstrap interval (:func:`add_bootstrap` gives it)."""
         return cls(
-            **summarize(values, bounds=(0.0, 1.0)),
-            per_target=[float(v) for v in values],
-            bootstrap=None if bootstrap is None else Interval(**bootstrap),
-            **extra,
+            **summarize(values, bounds=(0.0, 1.0)), per_target=[float(v) for v in values], **extra
         )
 
     def interval(self) -> tuple[float, float] | None:
@@ -318,7 +316,6 @@ def _level(per_target: list, level: float) -> LevelResult:
     unreachable = sum(not t.reachable for t in ties)
     return LevelResult.of(
         [m.tpr_at_fpr[level] for m in per_target],
-        None,
         resolved=all(fpr_resolvable(m.n_nonmembers, level) for m in per_target),
         reachable=unreachable == 0,
         unreachable_targets=unreachable,
@@ -362,8 +359,8 @@ def point_leakage(
     """:func:`leakage_summary` without the bootstrap intervals."""
     per_target = [attack_metrics(s, m, fpr_levels) for s, m in zip(scores, members, strict=True)]
     return AttackLeakage(
-        auc=Spread.of([m.auc for m in per_target], None),
-        advantage=Spread.of([m.advantage for m in per_target], None),
+        auc=Spread.of([m.auc for m in per_target]),
+        advantage=Spread.of([m.advantage for m in per_target]),
         tpr_at_fpr={float(lv): _level(per_target, lv) for lv in fpr_levels},
         tie_share=TieShare(
             max=max(m.tie_share for m in per_target),
