@@ -8,6 +8,7 @@ import torch
 from mialens.audit import budget
 from mialens.audit.budget import DesignSize, check_memory, forward_flops, training_seconds
 from mialens.audit.design import prepare_audit
+from mialens.audit.executor import ExecutorConfig
 from mialens.errors import ConfigError
 from mialens.models.store import ModelStore
 from mialens.workflows.config import validate_config
@@ -46,10 +47,32 @@ def test_training_seconds_by_hand():
 
 def test_long_training_is_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="mialens.audit.budget"):
-        budget.warn_long_training(3600.0, 16, "cpu")
+        budget.warn_long_training(3600.0, 16, "cpu", 1)
         assert not caplog.records
-        budget.warn_long_training(7200.0, 16, "cpu")
-    assert "training the 16 models is estimated at 2.0 hours on cpu" in caplog.text
+        budget.warn_long_training(7200.0, 16, "cpu", 1)
+    assert "training the 16 models is estimated at 2.0 hours on cpu (none cached" in caplog.text
+
+
+def test_the_warning_is_of_wall_time_over_parallel_trainers(caplog):
+    with caplog.at_level(logging.WARNING, logger="mialens.audit.budget"):
+        budget.warn_long_training(7000.0, 8, "cpu", 2)  # 0.97 h of wall time: no warning
+        assert not caplog.records
+        budget.warn_long_training(3 * 3600.0, 8, "cpu", 2)
+        assert "estimated at 1.5 hours on cpu (3.0 hours of one process, 2 at once)" in caplog.text
+        budget.warn_long_training(3 * 3600.0, 8, "cpu", None)
+    assert "3.0 hours on cpu, to be spread over the Ray cluster's workers" in caplog.text
+
+
+def test_parallel_trainers_by_executor(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(budget.os, "cpu_count", lambda: 8)
+    assert budget.parallel_trainers(ExecutorConfig(), 16) == 1
+    assert budget.parallel_trainers(ExecutorConfig(kind="ray"), 16) == 8
+    assert budget.parallel_trainers(ExecutorConfig(kind="ray"), 3) == 3  # no more than the models
+    assert budget.parallel_trainers(ExecutorConfig(kind="ray", num_cpus=3), 16) == 2
+    assert budget.parallel_trainers(ExecutorConfig(kind="ray", address="auto"), 16) is None
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    assert budget.parallel_trainers(ExecutorConfig(kind="ray"), 16) is None
 
 
 def test_a_million_models_are_refused_before_anything_is_built(monkeypatch):

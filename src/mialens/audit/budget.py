@@ -16,7 +16,11 @@ training thread) and 10^12 on an accelerator, plus 0.05 s per model (building, s
 The CPU rate is measured: the WRN-16-2 models of ``benchmarks/wrn_fashion.py`` trained at
 2.8·10^10 FLOP/s of one thread of a 2-core AMD EPYC (AVX2), whole runs with evaluation
 and a busy machine included (10^10, assumed before, overstated their time 3-4x). A rough
-figure: it only decides whether to warn.
+figure: it only decides whether to warn. Models train in parallel on a Ray instance this
+audit starts on its own machine (``executor.kind: ray`` without an address): as many at
+once as its CPUs hold tasks of ``executor.num_cpus`` (GPUs of ``executor.num_gpus`` on an
+accelerator), so the wall time is the total divided by that; on a cluster elsewhere, whose
+size is unknown before it is reached, the warning gives the total of one process.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mialens.audit.executor import ExecutorConfig
 from mialens.audit.settings import AuditSpec
 from mialens.data.dataset import Dataset
 from mialens.errors import ConfigError
@@ -118,17 +123,43 @@ def training_seconds(num_models: int, epochs: int, pool: int, flops: int, device
     return samples * 3 * flops / rate + num_models * SECONDS_PER_MODEL
 
 
-def warn_long_training(seconds: float, num_models: int, device: str) -> None:
-    """Log a warning when the estimated training time exceeds an hour."""
-    if seconds > LONG_TRAINING_SECONDS:
-        log.warning(
-            "training the %d models is estimated at %.1f hours on %s (none cached; the "
-            "estimate is rough, see mialens.audit.budget); lower audit.num_models, "
-            "train.epochs or audit.pool_size for a quicker audit",
-            num_models,
-            seconds / 3600,
-            device,
-        )
+def parallel_trainers(executor: ExecutorConfig, to_train: int) -> int | None:
+    """How many models train at once: 1 in this process, the tasks that fit a Ray instance
+    started on this machine (at most ``to_train``), None on a Ray cluster elsewhere."""
+    if executor.kind == "local":
+        return 1
+    if executor.address is not None or os.environ.get("RAY_ADDRESS"):
+        return None
+    if executor.num_gpus > 0:  # audit.device is cuda (AuditSpec checks)
+        import torch
+
+        slots = torch.cuda.device_count() / executor.num_gpus
+    else:
+        slots = (os.cpu_count() or 1) / executor.num_cpus
+    return max(1, min(to_train, int(slots)))
+
+
+def warn_long_training(seconds: float, num_models: int, device: str, parallel: int | None) -> None:
+    """Log a warning when the estimated training time (``seconds`` of one process, over
+    ``parallel`` processes at once; None: unknown) exceeds an hour of wall time."""
+    wall = seconds / (parallel or 1)
+    if wall <= LONG_TRAINING_SECONDS:
+        return
+    if parallel is None:
+        spread = ", to be spread over the Ray cluster's workers"
+    elif parallel > 1:
+        spread = f" ({seconds / 3600:.1f} hours of one process, {parallel} at once)"
+    else:
+        spread = ""
+    log.warning(
+        "training the %d models is estimated at %.1f hours on %s%s (none cached; the "
+        "estimate is rough, see mialens.audit.budget); lower audit.num_models, "
+        "train.epochs or audit.pool_size for a quicker audit",
+        num_models,
+        wall / 3600,
+        device,
+        spread,
+    )
 
 
 def check_design_cost(config: AuditSpec, dataset: Dataset, split: Split, queries: int) -> None:
@@ -163,4 +194,4 @@ def check_training_time(config: AuditSpec, dataset: Dataset, pool: int, to_train
         )
     flops = forward_flops(model, dataset.input_shape)
     seconds = training_seconds(to_train, config.train.epochs, pool, flops, device)
-    warn_long_training(seconds, to_train, device)
+    warn_long_training(seconds, to_train, device, parallel_trainers(config.executor, to_train))
