@@ -18,6 +18,7 @@ from mialens.audit.text_design import prepare_text_audit
 from mialens.audit.text_gate import design_texts
 from mialens.cli import app
 from mialens.workflows.config import load_config, validate_config
+from mialens.workflows.outputs import load_result, write_report
 
 runner = CliRunner()
 CANARIES = {"repetitions": [1, 4], "per_repetition": 2, "seed": 3, "candidates": 300}
@@ -57,6 +58,10 @@ def test_a_text_audit_with_canaries_writes_canaries_json_and_reuses_its_lms(tmp_
     with open(out / "analysis" / "samples.csv", newline="", encoding="utf-8") as fh:
         analysed = [r["sample_id"] for r in csv.DictReader(fh)]
     assert analysed == list(dict.fromkeys(r["sample_id"] for r in rows))
+    # the run folder's result holds the canaries' brief: a page redrawn from it keeps them
+    reread = load_result(out)
+    assert reread.secret_canaries == metrics["canaries"]
+    assert "Secret-sharer canaries" in write_report(reread, tmp_path / "redrawn").read_text()
 
     _refuse_work(monkeypatch)  # the rerun trains no LM and scores no candidate afresh
     again = tmp_path / "again"

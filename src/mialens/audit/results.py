@@ -68,7 +68,9 @@ class AuditResult:
     :meth:`headline`, :meth:`summary` and :meth:`to_frame` give them as rows,
     :meth:`to_json` and :meth:`from_json` are the content of metrics.json. ``skipped``
     names the default attacks the data could not serve, with why; ``blind_baseline``
-    is a text audit's distribution-shift gate (:mod:`mialens.audit.text_gate`).
+    is a text audit's distribution-shift gate (:mod:`mialens.audit.text_gate`) and
+    ``secret_canaries`` its inserted canaries' brief
+    (:func:`mialens.audit.text_canaries.canary_brief`; the whole in canaries.json).
     """
 
     sample_ids: np.ndarray
@@ -89,6 +91,7 @@ class AuditResult:
     )
     skipped: dict[str, str] = field(default_factory=dict)
     blind_baseline: dict[str, Any] | None = None
+    secret_canaries: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         aucs = ", ".join(
@@ -237,6 +240,7 @@ class AuditResult:
             "environment": self.environment,
             **({"skipped_attacks": self.skipped} if self.skipped else {}),
             **({"blind_baseline": self.blind_baseline} if self.blind_baseline else {}),
+            **({"canaries": self.secret_canaries} if self.secret_canaries else {}),
         }
 
     @classmethod
@@ -271,6 +275,7 @@ class AuditResult:
             created=doc.get("created", ""),
             skipped=doc.get("skipped_attacks", {}),
             blind_baseline=doc.get("blind_baseline"),
+            secret_canaries=doc.get("canaries"),
         )
 
 

@@ -373,12 +373,11 @@ def _analysis_brief(analysis: AnalysisSummary) -> list[str]:
 def render_report(
     result: AuditResult,
     analysis: AnalysisSummary | None = None,
-    secret_canaries: dict[str, Any] | None = None,
     pngs: dict[str, bytes] | None = None,
 ) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG);
-    ``analysis``, the summary of its leakage analysis, adds a section linking it, and
-    ``secret_canaries``, a text audit's canary brief, a section on them. ``pngs`` are
+    ``analysis``, the summary of its leakage analysis, adds a section linking it (a text
+    audit's inserted canaries have theirs, from the result). ``pngs`` are
     the figures already drawn (:func:`mialens.report.plots.audit_pngs` of
     :func:`mialens.report.figure_data.audit_figures`), else they are drawn here."""
     columns, rows = _metrics_table(result)
@@ -406,7 +405,7 @@ def render_report(
         "training": _training(result),
         "canaries": _canaries(result),
         "blind_baseline": _blind_baseline(result),
-        "secret_canaries": secret_canary_section(secret_canaries),
+        "secret_canaries": secret_canary_section(result.secret_canaries),
         "analysis": _analysis_brief(analysis) if analysis else None,
         "config_yaml": yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True),
         "environment": list(result.environment.items()),

@@ -3,7 +3,8 @@ pool's near-duplicate groups, read their cached per-token log-probabilities, att
 LM with the others as references, measure the leakage and write the run folder
 (metrics.json, samples.csv with verse ids, report.html) as the classifier audit does.
 With ``audit.canaries`` it also measures the canaries (:mod:`mialens.audit.text_canaries`)
-and writes canaries.json, a ``canaries`` brief in metrics.json and a report section."""
+and writes canaries.json; their brief is part of the result (``canaries`` in metrics.json,
+a section of report.html, which ``mialens report`` redraws with it)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ from mialens.audit.text_results import text_result
 from mialens.audit.text_settings import TextAuditSpec
 from mialens.data.text import TextDataset
 from mialens.folders import writable_folder
-from mialens.io import write_json, write_text
-from mialens.report.audit_page import render_report
-from mialens.workflows.outputs import METRICS_FILE, REPORT_FILE, write_outputs
+from mialens.io import write_json
+from mialens.workflows.outputs import write_outputs
 from mialens.workflows.phases import phase
 from mialens.workflows.progress import ProgressHook, progress_hook, step_counter
 
@@ -74,10 +74,12 @@ def run_text_audit(
     with phase("metrics"):
         result.compute_metrics(config.audit.bootstrap, config.audit.seed)
     canaries = measure_canaries(setup, scores)
+    if canaries is not None:
+        result.secret_canaries = canary_brief(canaries)
     if out_dir is not None:
-        write_outputs(result, out_dir)
         if canaries is not None:
-            write_canary_outputs(result, canaries, out_dir)
+            write_json(Path(out_dir) / SECRET_CANARIES_FILE, canaries)
+        write_outputs(result, out_dir)
     return result
 
 
@@ -103,14 +105,3 @@ def measure_canaries(setup: TextAuditSetup, scores: dict[str, Any]) -> dict[str,
         log.info("canaries inserted %dx: mean exposure %s bits trained, %s untrained",
                  row["repetitions"], row["exposure_in"], row["exposure_out"])  # fmt: skip
     return summary
-
-
-def write_canary_outputs(
-    result: AuditResult, summary: dict[str, Any], out_dir: str | os.PathLike
-) -> None:
-    """Write canaries.json and add the canaries' brief to metrics.json and report.html
-    (each rewritten whole, atomically)."""
-    out, brief = Path(out_dir), canary_brief(summary)
-    write_json(out / SECRET_CANARIES_FILE, summary)
-    write_json(out / METRICS_FILE, {**result.to_json(), "canaries": brief})
-    write_text(out / REPORT_FILE, render_report(result, secret_canaries=brief))
