@@ -10,7 +10,12 @@ import numpy as np
 
 from mialens.audit.canaries import canary_metrics
 from mialens.audit.results import AuditResult
-from mialens.metrics.leakage import AttackLeakage, LevelResult, leakage_summary
+from mialens.metrics.leakage import (
+    MIN_FALSE_POSITIVES_FOR_INTERVAL,
+    AttackLeakage,
+    LevelResult,
+    leakage_summary,
+)
 from mialens.report.tables import samples_table
 from mialens.workflows.outputs import load_result
 
@@ -65,7 +70,8 @@ def test_metrics_json_keys_and_order():
     assert list(entry["auc"]) == spread
     level = entry["tpr_at_fpr"]["0.1"]
     assert list(entry["tpr_at_fpr"]) == ["0.1", "0.01"]
-    assert list(level)[-4:] == ["resolved", "reachable", "unreachable_targets", "ties"]
+    tail = ["resolved", "reachable", "unreachable_targets", "ties", "allowed_false_positives"]
+    assert list(level)[-5:] == tail
     assert list(level["ties"]) == ["reachable", "achieved_fpr", "next_fpr", "group_share"]
     assert level["reachable"] is False and level["unreachable_targets"] >= 1
     assert list(entry["canaries"]) == ["count", "pooled", "global_threshold"]
@@ -111,6 +117,7 @@ def test_metrics_older_than_the_tie_guard_load(tmp_path):
         del entry["auc"]["bootstrap"]
         for level in entry["tpr_at_fpr"].values():
             del level["reachable"], level["unreachable_targets"], level["ties"]
+            del level["allowed_false_positives"]
     (tmp_path / "metrics.json").write_text(json.dumps(old))
     loaded = load_result(tmp_path)
     level = loaded.metrics["discrete"].at(0.1)
@@ -120,3 +127,18 @@ def test_metrics_older_than_the_tie_guard_load(tmp_path):
     assert loaded.metrics["discrete"].auc.bootstrap is None
     assert loaded.to_json() == old
     assert "discrete" in loaded.summary()
+
+
+def test_allowed_false_positives_are_the_fewest_over_targets():
+    """Targets with 150 and 99 non-members (shuffled): FPR 0.05 allows 7 and 4, 0.1 allows
+    15 and 9, 0.2 allows 30 and 19; under 10 the bootstrap interval is flagged."""
+    gen = np.random.default_rng(8)
+    members = np.stack(
+        [gen.permutation(np.arange(300) < 150), gen.permutation(np.arange(300) < 201)]
+    )
+    metrics = leakage_summary(gen.normal(size=members.shape) + members, members, [0.05, 0.1, 0.2])
+    allowed = {lv: metrics.at(lv).allowed_false_positives for lv in (0.05, 0.1, 0.2)}
+    assert allowed == {0.05: 4, 0.1: 9, 0.2: 19}
+    assert MIN_FALSE_POSITIVES_FOR_INTERVAL == 10
+    assert [metrics.at(lv).interval_undercovers for lv in (0.05, 0.1, 0.2)] == [True, True, False]
+    assert AttackLeakage.from_json(metrics.to_json()).at(0.1).allowed_false_positives == 9

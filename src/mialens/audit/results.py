@@ -24,6 +24,8 @@ from mialens.metrics.leakage import (
 
 UNREACHABLE_MARK = "†"
 UNREACHABLE_NOTE = "tie group straddles this FPR; see report"
+NARROW_MARK = "‡"
+NARROW_NOTE = "bootstrap interval too narrow: too few false positives allowed; see report"
 _PACKAGES = ("mialens", "torch", "numpy", "scipy", "scikit-learn", "opacus", "pydantic")
 
 
@@ -161,16 +163,19 @@ class AuditResult:
         return rows
 
     def _rows(self) -> list[dict[str, Any]]:
-        """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved, reachable)``."""
+        """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved, reachable,
+        narrow)``, ``narrow`` when the interval is a bootstrap one that undercovers."""
         rows = []
         for name, m in self.metrics.items():
-            row: dict[str, Any] = {"attack": name, "auc": (*_with_interval(m.auc), True, True)}
+            auc = (*_with_interval(m.auc), True, True, False)
+            row: dict[str, Any] = {"attack": name, "auc": auc}
             for lv in self.fpr_levels:
                 entry = m.at(lv)
                 row[f"tpr@{fpr_key(lv)}"] = (
                     *_with_interval(entry),
                     entry.resolved,
                     entry.reachable,
+                    entry.bootstrap is not None and entry.interval_undercovers,
                 )
             rows.append(row)
         return rows
@@ -180,7 +185,8 @@ class AuditResult:
         its 95% interval (bootstrap over samples, else Student-t over targets; none with a
         single target and no bootstrap). An unresolved TPR (FPR below ``1 / non-members``)
         is shown as ``unresolved``; an unreachable one (a tie group straddles the level)
-        is marked ``†`` and explained in a footnote."""
+        is marked ``†``, a bootstrap interval that undercovers (too few false positives
+        allowed) ``‡``, each explained in a footnote."""
         rows = self._rows()
         header = ["attack", "AUC", *(f"TPR@{fpr_key(lv)}" for lv in self.fpr_levels)]
         cells = [
@@ -191,8 +197,9 @@ class AuditResult:
         lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                  for line in (header, *cells)]  # fmt: skip
         lines.insert(1, "  ".join("-" * w for w in widths))
-        if any(UNREACHABLE_MARK in c for line in cells for c in line[1:]):
-            lines.append(f"{UNREACHABLE_MARK} {UNREACHABLE_NOTE}")
+        for mark, note in ((UNREACHABLE_MARK, UNREACHABLE_NOTE), (NARROW_MARK, NARROW_NOTE)):
+            if any(mark in c for line in cells for c in line[1:]):
+                lines.append(f"{mark} {note}")
         if self.skipped:
             lines.append(f"skipped: {'; '.join(f'{k} {v}' for k, v in self.skipped.items())}")
         return "\n".join(lines)
@@ -212,7 +219,7 @@ class AuditResult:
         records = []
         for row in self._rows():
             record: dict[str, Any] = {"attack": row["attack"]}
-            for key, (mean, low, high, resolved, reachable) in list(row.items())[1:]:
+            for key, (mean, low, high, resolved, reachable, _) in list(row.items())[1:]:
                 nan = float("nan")
                 valid = resolved and reachable
                 record[key] = mean if valid else nan
@@ -294,9 +301,16 @@ def _with_interval(entry: Spread) -> tuple[float, float | None, float | None]:
 
 
 def _cell(
-    mean: float, low: float | None, high: float | None, resolved: bool, reachable: bool
+    mean: float,
+    low: float | None,
+    high: float | None,
+    resolved: bool,
+    reachable: bool,
+    narrow: bool,
 ) -> str:
     if not resolved:
         return "unresolved"
     mark = "" if reachable else UNREACHABLE_MARK
-    return f"{mean:.3f}{mark}" if low is None else f"{mean:.3f}{mark} [{low:.3f}, {high:.3f}]"
+    if low is None:
+        return f"{mean:.3f}{mark}"
+    return f"{mean:.3f}{mark} [{low:.3f}, {high:.3f}]{NARROW_MARK if narrow else ''}"

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from mialens.audit.results import AuditResult
-from mialens.metrics.leakage import LevelResult, Spread, fpr_key
+from mialens.metrics.leakage import MIN_FALSE_POSITIVES_FOR_INTERVAL, LevelResult, Spread, fpr_key
 from mialens.report import figure_data
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
@@ -67,6 +67,7 @@ def _cell(block: Spread, digits: int, resolved: bool = True) -> dict[str, Any]:
         "range": f"{f(block.min)} – {f(block.max)}" if several else f(block.min),
         "resolved": resolved,
         "unreachable": None,
+        "undercovers": False,
         "best": False,
     }
 
@@ -85,8 +86,10 @@ def _tie_flag(entry: LevelResult) -> str | None:
 def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Column headers and one row of cells per attack; the best mean of a column is marked.
 
-    A TPR cell at a level that ties make unreachable carries its flag; an attack whose
-    largest tie group holds over :data:`TIE_FLAG_SHARE` of the scores carries ``ties``.
+    A TPR cell at a level that ties make unreachable carries its flag, and one whose
+    bootstrap interval undercovers (too few false positives allowed) ``undercovers``; an
+    attack whose largest tie group holds over :data:`TIE_FLAG_SHARE` of the scores
+    carries ``ties``.
     """
     columns = [
         {"label": "AUC", "title": "area under the ROC curve"},
@@ -100,7 +103,13 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
         cells = [_cell(m.auc, 3), _cell(m.advantage, 3)]
         for lv in result.fpr_levels:
             entry = m.at(lv)
-            cells.append({**_cell(entry, 4, entry.resolved), "unreachable": _tie_flag(entry)})
+            cells.append(
+                {
+                    **_cell(entry, 4, entry.resolved),
+                    "unreachable": _tie_flag(entry),
+                    "undercovers": entry.bootstrap is not None and entry.interval_undercovers,
+                }
+            )
         share = m.tie_share.max if m.tie_share is not None else 0.0
         ties = f"ties: {_share(share)} of scores at one value" if share > TIE_FLAG_SHARE else None
         rows.append({"name": name, "cells": cells, "ties": ties})
@@ -109,6 +118,23 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
         for row in rows:
             row["cells"][j]["best"] = len(rows) > 1 and row["cells"][j]["mean"] == best
     return columns, rows
+
+
+def _few_false_positives(result: AuditResult) -> dict[str, Any] | None:
+    """The levels whose bootstrap intervals undercover, with the false positives each
+    allows (the same for every attack: they depend on the non-member counts alone)."""
+    levels = {}
+    for m in result.metrics.values():
+        for lv in result.fpr_levels:
+            entry = m.at(lv)
+            if entry.bootstrap is not None and entry.interval_undercovers:
+                levels[lv] = entry.allowed_false_positives
+    if not levels:
+        return None
+    return {
+        "levels": ", ".join(f"{_pct(lv)} ({k} allowed)" for lv, k in sorted(levels.items())),
+        "minimum": MIN_FALSE_POSITIVES_FOR_INTERVAL,
+    }
 
 
 def _tie_notes(result: AuditResult) -> list[str]:
@@ -398,6 +424,7 @@ def render_report(
         "bootstrap": ", ".join(str(b) for b in sorted(boot)),
         "any_unresolved": any(not c["resolved"] for row in rows for c in row["cells"]),
         "tie_notes": _tie_notes(result),
+        "few_false_positives": _few_false_positives(result),
         "tie_flag_share": _share(TIE_FLAG_SHARE),
         "min_nonmembers": figure_data.min_nonmembers(result),
         "attacks": _attack_rows(result),

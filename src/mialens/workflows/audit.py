@@ -19,6 +19,8 @@ from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.defenses.sample_aware import adjusted_setup
 from mialens.folders import writable_folder
+from mialens.metrics.leakage import MIN_FALSE_POSITIVES_FOR_INTERVAL
+from mialens.metrics.roc import allowed_false_positives
 from mialens.report.figure_data import audit_figures
 from mialens.report.figure_worker import FigureWorker, figure_worker
 from mialens.targets.adapters import TorchTarget
@@ -78,7 +80,7 @@ def run_audit(
                 logits, output_defenses, design = _defend(setup, defense, logits, models)
                 scored = _score(setup, attacks, logits, models, output_defenses, hook)
                 result = setup.result(attacks, scored, logits, records, design)
-        _warn_unresolved(result)
+        _warn_unresolved(result, setup.config.audit.bootstrap)
         _measure(result, setup, worker)
         if out_dir is not None:
             _write(result, config, setup, logits, out_dir, worker)
@@ -218,8 +220,11 @@ def _write(
             write_analysis(analysis, out_dir)
 
 
-def _warn_unresolved(result: AuditResult) -> None:
+def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
+    """Warn of levels too low for the non-members: unresolved ones and, with bootstrap
+    intervals, resolved ones whose intervals undercover (too few false positives)."""
     n_non = int((~result.members).sum(axis=1).min())
+    narrow = []
     for level in result.fpr_levels:
         if n_non * level < 1:
             log.warning(
@@ -230,3 +235,14 @@ def _warn_unresolved(result: AuditResult) -> None:
                 int(np.ceil(1 / level)),
                 n_non,
             )
+        elif n_boot and allowed_false_positives(n_non, level) < MIN_FALSE_POSITIVES_FOR_INTERVAL:
+            narrow.append(f"{level:g}")
+    if narrow:
+        log.warning(
+            "the bootstrap intervals of TPR at FPR %s are too narrow: a threshold there "
+            "accepts fewer than %d of a target's %d non-members (flagged in the report; "
+            "mialens.metrics.leakage.MIN_FALSE_POSITIVES_FOR_INTERVAL)",
+            ", ".join(narrow),
+            MIN_FALSE_POSITIVES_FOR_INTERVAL,
+            n_non,
+        )
