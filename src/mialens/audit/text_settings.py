@@ -23,7 +23,7 @@ from mialens.audit.settings import check_device
 from mialens.data.registry import DatasetConfig
 from mialens.data.secret_canaries import DEFAULT_SAMPLE, SECRET_SLOT, SecretFormat
 from mialens.models.hf_folder import HFModelFolder, read_hf_folder
-from mialens.models.lm_config import LMTrainConfig
+from mialens.models.lm_config import LMArchitecture, LMTrainConfig
 from mialens.validation import check_fpr_levels
 
 TextAttackSpec = str | dict[str, Any]
@@ -60,23 +60,9 @@ class TokenizerConfig(BaseModel):
         return self
 
 
-class TextModelConfig(BaseModel):
+class TextModelConfig(LMArchitecture):
     """The causal transformer of :mod:`mialens.models.causal_lm` (its vocabulary is the
     tokenizer's)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    layers: int = Field(default=2, ge=1, description="transformer blocks")
-    width: int = Field(default=64, ge=1, description="embedding width")
-    heads: int = Field(default=4, ge=1, description="attention heads (must divide width)")
-    context: int = Field(default=128, ge=2, description="longest token sequence")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> TextModelConfig:
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        return self
 
 
 class HFModelConfig(BaseModel):

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class CausalLMConfig(BaseModel):
-    """Architecture of a :class:`~mialens.models.causal_lm.CausalTransformer`."""
+class LMArchitecture(BaseModel):
+    """The shape of a :class:`~mialens.models.causal_lm.CausalTransformer` apart from its
+    vocabulary (a text audit's ``model:`` section: the vocabulary is the tokenizer's)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    vocab_size: int = Field(gt=1, description="tokens in the vocabulary (the tokenizer's)")
     layers: int = Field(default=2, ge=1, description="transformer blocks")
     width: int = Field(default=64, ge=1, description="embedding width")
     heads: int = Field(default=4, ge=1, description="attention heads (must divide width)")
@@ -20,10 +20,16 @@ class CausalLMConfig(BaseModel):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> CausalLMConfig:
+    def _heads_divide_width(self) -> LMArchitecture:
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         return self
+
+
+class CausalLMConfig(LMArchitecture):
+    """Architecture of a :class:`~mialens.models.causal_lm.CausalTransformer`."""
+
+    vocab_size: int = Field(gt=1, description="tokens in the vocabulary (the tokenizer's)")
 
 
 class LMTrainConfig(BaseModel):
