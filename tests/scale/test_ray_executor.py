@@ -2,8 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
+from tests.text.test_text_audit import _config as _text_audit_config
 
 from mialens.audit.executor import ExecutorConfig, map_tasks
+from mialens.models.store import ModelStore
 from mialens.workflows.audit import run_audit
 from mialens.workflows.config import validate_config
 
@@ -70,3 +73,25 @@ def test_results_come_in_order_and_task_errors_reach_the_caller(local_ray):
     assert sorted(finished) == [1, 3, 4]
     with pytest.raises(ZeroDivisionError):
         map_tasks(divide, 1, [1, 0], config)
+
+
+def test_ray_text_audit_equals_local(local_ray, tmp_path):
+    """Each LM a Ray task: the same weights, scores and metrics as trained in process."""
+    local = run_audit(validate_config(_text_config(tmp_path / "local")))
+    raw = _text_config(tmp_path / "ray", executor={"kind": "ray"})
+    on_ray = run_audit(validate_config(raw))
+    assert [r["model"] for r in on_ray.training] == [0, 1, 2, 3]
+    assert not any(r["cached"] for r in on_ray.training)
+    _same(local, on_ray)
+    for a, b in zip(_lm_weights(tmp_path / "local"), _lm_weights(tmp_path / "ray"), strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def _text_config(folder, **sections):
+    folder.mkdir()
+    return _text_audit_config(folder, **sections)
+
+
+def _lm_weights(folder):
+    store = ModelStore(folder / "cache" / "models")
+    return [store.load(key)[0] for key in sorted(p.name for p in store.root.iterdir() if p.is_dir())]

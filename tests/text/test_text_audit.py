@@ -221,3 +221,14 @@ def test_the_recorded_text_configuration_validates_again(tmp_path, tokenizer):
     assert again.tokenizer.vocab_size == (
         tokenizer.get("vocab_size", 1024) if tokenizer["kind"] == "bpe" else None
     )
+
+
+@pytest.mark.parametrize("executor", [{"ensemble": "on"}, {"ensemble_size": 2}])
+def test_a_text_audit_refuses_batched_ensembles(tmp_path, executor):
+    with pytest.raises(ConfigError, match="trains each LM as its own task"):
+        validate_config(_config(tmp_path, executor=executor))
+
+
+def test_a_text_audit_refuses_ray_gpus_on_the_cpu(tmp_path):
+    with pytest.raises(ConfigError, match="executor.num_gpus: 1 reserves GPUs"):
+        validate_config(_config(tmp_path, executor={"kind": "ray", "num_gpus": 1}))

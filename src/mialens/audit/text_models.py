@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mialens.attacks.text_attacks import TextSignals
+from mialens.audit.executor import map_tasks
 from mialens.audit.text_design import QuerySet, TextAuditSetup
 from mialens.errors import CacheError
+from mialens.models.lm_config import CausalLMConfig, LMTrainConfig
 from mialens.models.store import ModelStore
 from mialens.signals.token_logprobs import TokenLogProbs, models_token_logprobs
 
@@ -42,59 +46,115 @@ def _intact(store: ModelStore, key: str) -> dict[str, Any] | None:
         return None
 
 
-def _builder(setup: TextAuditSetup) -> Callable[[], Any]:
-    """A fresh LM before training: the built-in transformer, or the pretrained model."""
-    if setup.pretrained is not None:
+def _builder(lm_config: CausalLMConfig | None, hf_folder: Path | None) -> Callable[[], Any]:
+    """A fresh LM before training: the built-in transformer of ``lm_config``, or the
+    pretrained model of ``hf_folder``."""
+    if hf_folder is not None:
         from mialens.models.hf_adapter import load_hf_causal_lm
 
-        folder = setup.pretrained.hf
-        return lambda: load_hf_causal_lm(folder)
+        return lambda: load_hf_causal_lm(hf_folder)
     from mialens.models.causal_lm import CausalTransformer
 
-    return lambda: CausalTransformer(setup.lm_config)
+    return lambda: CausalTransformer(lm_config)
+
+
+def _setup_builder(setup: TextAuditSetup) -> Callable[[], Any]:
+    if setup.pretrained is not None:
+        return _builder(None, setup.pretrained.hf)
+    return _builder(setup.lm_config, None)
+
+
+@dataclass(frozen=True)
+class _LMTraining:
+    """What every LM's training task shares (put once into Ray's object store): the
+    ``plain`` query set's tokens, the recipe and the store the weights go to."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    train: LMTrainConfig
+    vocab_size: int
+    device: str
+    lm_config: CausalLMConfig | None
+    hf_folder: Path | None
+    store: ModelStore
+
+
+@dataclass(frozen=True)
+class _LMTask:
+    model: int
+    key: str
+    rows: np.ndarray
+    spec: dict[str, Any]
+
+
+def _train_lm(context: _LMTraining, task: _LMTask) -> dict[str, Any]:
+    """Train one LM and store it (in this process or a Ray worker, on one thread);
+    returns its training record."""
+    from mialens.models.causal_lm import train_causal_lm
+
+    result = train_causal_lm(
+        _builder(context.lm_config, context.hf_folder),
+        context.tokens[task.rows],
+        context.lengths[task.rows],
+        context.train,
+        task.spec["seed"],
+        context.vocab_size,
+        context.device,
+    )
+    training = {
+        "epochs_run": context.train.epochs,
+        "seconds": result.seconds,
+        "history": result.history,
+    }
+    context.store.save(task.key, result.state_dict, {"spec": task.spec, "training": training})
+    return training
 
 
 def train_lms(
     setup: TextAuditSetup, on_model: Callable[[int], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Train every LM the store lacks (on its member rows of the ``plain`` query set) and
-    store it; returns one training record per LM (``cached`` true when reused)."""
-    from mialens.models.causal_lm import train_causal_lm
-
-    store, plain, build = setup.store, setup.queries["plain"], _builder(setup)
-    records = []
+    """Train every LM the store lacks (on its member rows of the ``plain`` query set), each
+    a task of the configured executor that stores its LM when done (a killed run keeps
+    the finished ones), and return one training record per LM (``cached`` true when
+    reused). ``on_model(k)`` is called as each LM is ready."""
+    store, plain = setup.store, setup.queries["plain"]
+    records: dict[int, dict[str, Any]] = {}
+    tasks = []
     for k, key in enumerate(setup.keys):
         manifest = _intact(store, key)
         if manifest is not None:
-            records.append(_record(k, key, manifest.get("training", {}), True))
+            records[k] = _record(k, key, manifest.get("training", {}), True)
+            if on_model is not None:
+                on_model(k)
         else:
-            spec, rows = setup.spec(k), setup.train_rows(k)
-            result = train_causal_lm(
-                build,
-                plain.tokens[rows],
-                plain.lengths[rows],
-                setup.config.train,
-                spec["seed"],
-                setup.tokenizer.vocab_size,
-                setup.config.audit.device,
-            )
-            training = {
-                "epochs_run": setup.config.train.epochs,
-                "seconds": result.seconds,
-                "history": result.history,
-            }
-            store.save(key, result.state_dict, {"spec": spec, "training": training})
-            records.append(_record(k, key, training, False))
+            tasks.append(_LMTask(k, key, setup.train_rows(k), setup.spec(k)))
+    pretrained = setup.pretrained
+    context = _LMTraining(
+        tokens=plain.tokens,
+        lengths=plain.lengths,
+        train=setup.config.train,
+        vocab_size=setup.tokenizer.vocab_size,
+        device=setup.config.audit.device,
+        lm_config=None if pretrained is not None else setup.lm_config,
+        hf_folder=None if pretrained is None else pretrained.hf,
+        store=store,
+    )
+
+    def done(task: _LMTask, training: dict[str, Any]) -> None:
+        records[task.model] = _record(task.model, task.key, training, False)
         if on_model is not None:
-            on_model(k)
-    log.info("%d of %d LMs reused from the cache at %s", sum(r["cached"] for r in records),
+            on_model(task.model)
+
+    if tasks:
+        map_tasks(_train_lm, context, tasks, setup.config.executor, on_done=done)
+    log.info("%d of %d LMs reused from the cache at %s", len(records) - len(tasks),
              len(records), store.root)  # fmt: skip
-    return records
+    return [records[k] for k in range(len(setup.keys))]
 
 
 def lm_loader(setup: TextAuditSetup) -> Callable[[str], Any]:
     """A function from a store key to that stored LM, on the audit's device."""
-    build = _builder(setup)
+    build = _setup_builder(setup)
 
     def load(key: str) -> Any:
         state, _ = setup.store.load(key)

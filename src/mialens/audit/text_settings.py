@@ -19,7 +19,8 @@ from pydantic import (
 )
 
 from mialens.attacks.text_attacks import DEFAULT_TEXT_ATTACKS, TextAttack, build_text_attack
-from mialens.audit.settings import check_device
+from mialens.audit.executor import ExecutorConfig
+from mialens.audit.settings import check_device, check_executor_device
 from mialens.data.registry import DatasetConfig
 from mialens.data.secret_canaries import DEFAULT_SAMPLE, SECRET_SLOT, SecretFormat
 from mialens.models.hf_folder import HFModelFolder, read_hf_folder
@@ -293,6 +294,22 @@ class TextAuditSpec(BaseModel):
     supplied_texts: SuppliedTexts | None = Field(
         default=None, description="member and non-member texts the blind baseline uses instead"
     )
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig,
+        description="where the LMs train: one task per LM (kind: ray spreads them)",
+    )
+
+    @model_validator(mode="after")
+    def _executor_trains_one_lm_per_task(self) -> TextAuditSpec:
+        executor = self.executor
+        if executor.ensemble == "on" or executor.ensemble_size is not None:
+            raise ValueError(
+                "a text audit trains each LM as its own task (on one CPU thread a batched "
+                "ensemble of LMs is no faster, see mialens.models.causal_lm."
+                "train_causal_lm_ensemble): drop executor.ensemble and executor.ensemble_size"
+            )
+        check_executor_device(executor, self.audit.device)
+        return self
 
     @model_validator(mode="after")
     def _supplied_need_the_gate(self) -> TextAuditSpec:
