@@ -6,16 +6,16 @@ target ``t`` scores it ``d_i + mu * member_ti + e_ti`` with ``e_ti ~ N(0, 1)``, 
 members a random half of the samples. Members' and non-members' scores are then normal
 with standard deviation sqrt(2), so the population TPR at FPR ``a`` is
 ``1 - Phi(Phi^-1(1 - a) - mu / sqrt(2))``. Each replicate draws a new audit and computes
-:func:`mialens.metrics.bootstrap_ci` (the percentile bootstrap of the mean over targets,
-200 resamples, as an audit reports it); the coverage is the share of replicates whose
-95% interval holds the population TPR, with its 95% Wilson interval.
+:func:`mialens.metrics.bootstrap_ci` (the mean over targets, 200 resamples, as an audit
+reports it) twice: the plain percentile interval (``widen=False``) and the interval the
+audit reports, widened by the threshold's position where fewer than
+:data:`~mialens.metrics.threshold_position.MIN_FALSE_POSITIVES_FOR_INTERVAL` false
+positives are allowed (:mod:`mialens.metrics.threshold_position`). The coverage is the
+share of replicates whose 95% interval holds the population TPR, with its 95% Wilson
+interval; the width is the mean width.
 
-The number that decides coverage is the count of false positives the level allows each
-target, ``k = floor(a * non-members)``: the empirical threshold sits just above the
-(k+1)-th highest non-member, whose population FPR is Beta(k + 1, n - k), on average
-(k + 1) / (n + 1), above ``a``, and a resample cannot show that. The audit flags
-intervals at levels with fewer allowed false positives than
-:data:`mialens.metrics.leakage.MIN_FALSE_POSITIVES_FOR_INTERVAL` from these numbers.
+What decides coverage is the count of false positives the level allows each target,
+``k = floor(a * non-members)``: the plain interval undercovers at small ``k``.
 
     python benchmarks/interval_coverage.py --out results/interval_coverage.json
 """
@@ -51,40 +51,43 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def simulate(nonmembers: int, targets: int, mu: float, replicates: int, seed: int) -> list[dict]:
-    """One row per level: the coverage of ``replicates`` simulated audits."""
+    """One row per level and interval: its coverage over ``replicates`` simulated audits."""
     n = 2 * nonmembers
     rng = np.random.default_rng([seed, nonmembers, targets, int(mu * 1000)])
     truth = {a: population_tpr(mu, a) for a in LEVELS}
-    hits = {a: [0, 0, 0] for a in LEVELS}  # covered, truth below, truth above the interval
-    widths = {a: [] for a in LEVELS}
+    kinds = {"percentile": False, "reported": True}
+    hits = {(kind, a): [0, 0, 0] for kind in kinds for a in LEVELS}  # covered, below, above
+    widths = {key: [] for key in hits}
     for r in range(replicates):
         members = np.zeros((targets, n), dtype=bool)
         for t in range(targets):
             members[t, rng.permutation(n)[:nonmembers]] = True
         scores = rng.normal(size=n) + mu * members + rng.normal(size=(targets, n))
-        ci = bootstrap_ci(scores, members, LEVELS, n_boot=200, seed=r)
-        for a in LEVELS:
-            low, high = ci["tpr_at_fpr"][a]["low"], ci["tpr_at_fpr"][a]["high"]
-            index = 0 if low <= truth[a] <= high else (1 if truth[a] < low else 2)
-            hits[a][index] += 1
-            widths[a].append(high - low)
+        for kind, widen in kinds.items():
+            ci = bootstrap_ci(scores, members, LEVELS, n_boot=200, seed=r, widen=widen)
+            for a in LEVELS:
+                low, high = ci["tpr_at_fpr"][a]["low"], ci["tpr_at_fpr"][a]["high"]
+                index = 0 if low <= truth[a] <= high else (1 if truth[a] < low else 2)
+                hits[kind, a][index] += 1
+                widths[kind, a].append(high - low)
     rows = []
-    for a in LEVELS:
-        low, high = wilson(hits[a][0], replicates)
+    for (kind, a), (covered, below, above) in hits.items():
+        low, high = wilson(covered, replicates)
         rows.append(
             {
+                "interval": kind,
                 "nonmembers": nonmembers,
                 "level": a,
                 "allowed_false_positives": math.floor(a * nonmembers),
                 "mu": mu,
                 "targets": targets,
                 "population_tpr": truth[a],
-                "coverage": hits[a][0] / replicates,
+                "coverage": covered / replicates,
                 "coverage_low": low,
                 "coverage_high": high,
-                "truth_below": hits[a][1] / replicates,
-                "truth_above": hits[a][2] / replicates,
-                "mean_width": float(np.mean(widths[a])),
+                "truth_below": below / replicates,
+                "truth_above": above / replicates,
+                "mean_width": float(np.mean(widths[kind, a])),
             }
         )
     return rows
@@ -115,13 +118,22 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"{'k':>3} {'non-members':>11} {'FPR':>6} {'mu':>4} {'TPR':>7} "
-          f"{'coverage [95% CI]':>22} {'truth below':>11}")  # fmt: skip
+    head = f"{'k':>3} {'non-members':>11} {'FPR':>6} {'mu':>4} {'TPR':>7}  "
+    print(head + f"{'percentile: coverage [95% CI], width':>38}  {'reported: coverage, width':>26}")
+    by_setting = {}
     for r in rows:
-        cover = f"{r['coverage']:.3f} [{r['coverage_low']:.3f}, {r['coverage_high']:.3f}]"
+        by_setting.setdefault(
+            (r["allowed_false_positives"], r["nonmembers"], r["level"], r["mu"]), {}
+        )[r["interval"]] = r
+    for (k, nonmembers, level, mu), pair in by_setting.items():
+        plain, reported = pair["percentile"], pair["reported"]
+        cover = (
+            f"{plain['coverage']:.3f} [{plain['coverage_low']:.3f}, {plain['coverage_high']:.3f}]"
+            f", {plain['mean_width']:.4f}"
+        )
         print(
-            f"{r['allowed_false_positives']:>3} {r['nonmembers']:>11} {r['level']:>6g} "
-            f"{r['mu']:>4g} {r['population_tpr']:>7.4f} {cover:>22} {r['truth_below']:>11.3f}"
+            f"{k:>3} {nonmembers:>11} {level:>6g} {mu:>4g} {plain['population_tpr']:>7.4f}  "
+            f"{cover:>38}  {reported['coverage']:>16.3f}, {reported['mean_width']:.4f}"
         )
 
 

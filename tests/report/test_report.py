@@ -162,13 +162,13 @@ def test_report_numbers_match_metrics():
     assert "0.990 ± " in text or "0.985 ± " in text  # mean train accuracy of the 4 targets
 
 
-def test_intervals_at_few_allowed_false_positives_are_flagged():
+def test_intervals_widened_at_few_allowed_false_positives_are_marked():
     # 150 non-members per target: 10% FPR allows 15 false positives, 1% one, 0.1% none
     parser = _parse(render_report(_result()))
     text = " ".join(" ".join(parser.text).split())
     marks = [a for tag, a in parser.tags if tag == "a" and a.get("href") == "#few-false-positives"]
     assert len(marks) == 2 * 3  # the bootstrap intervals at 1% and 0.1% of the three attacks
-    assert "Bootstrap interval too narrow at 0.1% (0 allowed), 1% (1 allowed) FPR" in text
+    assert "Widened bootstrap interval at 0.1% (0 allowed), 1% (1 allowed) FPR" in text
     assert "may accept fewer than 10 non-members (false positives)" in text
 
 
@@ -178,7 +178,7 @@ def test_report_without_bootstrap():
     parser = _parse(render_report(result))
     text = " ".join(parser.text)
     assert "boot [" not in text and "replicates" not in text
-    assert "few-false-positives" not in render_report(result)  # no interval, nothing to flag
+    assert "few-false-positives" not in render_report(result)  # no interval, nothing widened
     assert len(_images(parser)) == 3
 
 

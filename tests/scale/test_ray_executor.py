@@ -94,4 +94,5 @@ def _text_config(folder, **sections):
 
 def _lm_weights(folder):
     store = ModelStore(folder / "cache" / "models")
-    return [store.load(key)[0] for key in sorted(p.name for p in store.root.iterdir() if p.is_dir())]
+    keys = sorted(p.name for p in store.root.iterdir() if p.is_dir())
+    return [store.load(key)[0] for key in keys]

@@ -230,5 +230,5 @@ def test_a_text_audit_refuses_batched_ensembles(tmp_path, executor):
 
 
 def test_a_text_audit_refuses_ray_gpus_on_the_cpu(tmp_path):
-    with pytest.raises(ConfigError, match="executor.num_gpus: 1 reserves GPUs"):
+    with pytest.raises(ConfigError, match=r"executor\.num_gpus: 1 reserves GPUs"):
         validate_config(_config(tmp_path, executor={"kind": "ray", "num_gpus": 1}))

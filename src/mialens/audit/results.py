@@ -24,8 +24,8 @@ from mialens.metrics.leakage import (
 
 UNREACHABLE_MARK = "†"
 UNREACHABLE_NOTE = "tie group straddles this FPR; see report"
-NARROW_MARK = "‡"
-NARROW_NOTE = "bootstrap interval too narrow: too few false positives allowed; see report"
+WIDENED_MARK = "‡"
+WIDENED_NOTE = "interval widened by the threshold's position (few false positives); see report"
 _PACKAGES = ("mialens", "torch", "numpy", "scipy", "scikit-learn", "opacus", "pydantic")
 
 
@@ -164,7 +164,8 @@ class AuditResult:
 
     def _rows(self) -> list[dict[str, Any]]:
         """Per attack: AUC and TPR at each FPR as ``(mean, low, high, resolved, reachable,
-        narrow)``, ``narrow`` when the interval is a bootstrap one that undercovers."""
+        widened)``, ``widened`` for a bootstrap interval that carries the threshold's
+        position (:mod:`mialens.metrics.threshold_position`)."""
         rows = []
         for name, m in self.metrics.items():
             auc = (*_with_interval(m.auc), True, True, False)
@@ -175,7 +176,7 @@ class AuditResult:
                     *_with_interval(entry),
                     entry.resolved,
                     entry.reachable,
-                    entry.bootstrap is not None and entry.interval_undercovers,
+                    entry.bootstrap is not None and entry.interval_widened,
                 )
             rows.append(row)
         return rows
@@ -185,8 +186,8 @@ class AuditResult:
         its 95% interval (bootstrap over samples, else Student-t over targets; none with a
         single target and no bootstrap). An unresolved TPR (FPR below ``1 / non-members``)
         is shown as ``unresolved``; an unreachable one (a tie group straddles the level)
-        is marked ``†``, a bootstrap interval that undercovers (too few false positives
-        allowed) ``‡``, each explained in a footnote."""
+        is marked ``†``, a bootstrap interval widened by the threshold's position (few
+        false positives allowed) ``‡``, each explained in a footnote."""
         rows = self._rows()
         header = ["attack", "AUC", *(f"TPR@{fpr_key(lv)}" for lv in self.fpr_levels)]
         cells = [
@@ -197,7 +198,7 @@ class AuditResult:
         lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                  for line in (header, *cells)]  # fmt: skip
         lines.insert(1, "  ".join("-" * w for w in widths))
-        for mark, note in ((UNREACHABLE_MARK, UNREACHABLE_NOTE), (NARROW_MARK, NARROW_NOTE)):
+        for mark, note in ((UNREACHABLE_MARK, UNREACHABLE_NOTE), (WIDENED_MARK, WIDENED_NOTE)):
             if any(mark in c for line in cells for c in line[1:]):
                 lines.append(f"{mark} {note}")
         if self.skipped:
@@ -306,11 +307,11 @@ def _cell(
     high: float | None,
     resolved: bool,
     reachable: bool,
-    narrow: bool,
+    widened: bool,
 ) -> str:
     if not resolved:
         return "unresolved"
     mark = "" if reachable else UNREACHABLE_MARK
     if low is None:
         return f"{mean:.3f}{mark}"
-    return f"{mean:.3f}{mark} [{low:.3f}, {high:.3f}]{NARROW_MARK if narrow else ''}"
+    return f"{mean:.3f}{mark} [{low:.3f}, {high:.3f}]{WIDENED_MARK if widened else ''}"

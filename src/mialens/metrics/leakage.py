@@ -21,15 +21,7 @@ from mialens.metrics.roc import (
     attack_metrics,
     fpr_resolvable,
 )
-
-MIN_FALSE_POSITIVES_FOR_INTERVAL = 10
-"""The false positives a level must allow every target (``floor(FPR x non-members)``)
-for its bootstrap interval to be reported as valid. Below, the few highest non-member
-scores set each target's threshold, and resampling them cannot show how far the
-population's threshold may lie. In ``benchmarks/interval_coverage.py`` (8 targets, 300
-simulated audits per setting) a nominal 95% percentile interval held the population TPR
-in 46-77% of the audits at 1 allowed false positive, 81-83% at 2, 87-94% at 3 and 90-92%
-at 5; from 7 on, 92-98%."""
+from mialens.metrics.threshold_position import MIN_FALSE_POSITIVES_FOR_INTERVAL
 
 
 def fpr_key(level: float) -> str:
@@ -175,9 +167,10 @@ class LevelResult(Spread):
         return [] if self.ties is None else self.ties.unreachable()
 
     @property
-    def interval_undercovers(self) -> bool:
-        """Whether the level allows too few false positives for its bootstrap interval
-        to cover (:data:`MIN_FALSE_POSITIVES_FOR_INTERVAL`): flagged, not dropped."""
+    def interval_widened(self) -> bool:
+        """Whether the level allows so few false positives that its bootstrap interval
+        carries the threshold's position too (:mod:`mialens.metrics.threshold_position`,
+        conservative)."""
         allowed = self.allowed_false_positives
         return allowed is not None and allowed < MIN_FALSE_POSITIVES_FOR_INTERVAL
 
@@ -366,8 +359,9 @@ def leakage_summary(
     bootstrap interval of the mean over resampled samples. A TPR at an FPR below
     ``1 / n_nonmembers`` of some target is flagged ``resolved: false``: it is then the
     TPR at FPR 0. ``allowed_false_positives`` gives each level's fewest false positives
-    allowed on a target; below :data:`MIN_FALSE_POSITIVES_FOR_INTERVAL` its bootstrap
-    interval undercovers (``interval_undercovers``).
+    allowed on a target; below
+    :data:`~mialens.metrics.threshold_position.MIN_FALSE_POSITIVES_FOR_INTERVAL` its
+    bootstrap interval is widened by the threshold's position (``interval_widened``).
 
     The tie guard (:func:`mialens.metrics.roc.level_ties`): a level is ``reachable:
     false`` when a tie group makes it unreachable on any target; ``unreachable_targets``

@@ -95,18 +95,50 @@ def _prefix(weights: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+def _accepted_counts(
+    target: RankedTarget, counts: np.ndarray, dtype: type
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per resample of ``counts``: ``tp``, the members accepted down to each member
+    (prefix sums, ``(b, members + 1)``), ``neg``, the weight of each non-member group,
+    ``fp``, the non-members accepted before each group (prefix sums), and ``tp_above``,
+    the members above each group."""
+    tp = _prefix(np.take(counts, target.members, axis=1), dtype)
+    neg = np.take(counts, target.nonmembers, axis=1)
+    if target.group_starts is not None:
+        neg = np.add.reduceat(neg, target.group_starts, axis=1, dtype=dtype)
+    fp = _prefix(neg, dtype)
+    return tp, neg, fp, np.take(tp, target.above, axis=1)
+
+
+def _members_accepted(
+    tp: np.ndarray, tp_above: np.ndarray, fp: np.ndarray, allowed: np.ndarray
+) -> np.ndarray:
+    """``(b, L)``: the members above the first non-member group that would push the false
+    positives past ``allowed`` (all members if none does)."""
+    width = _leading_columns(fp[:, 1:], allowed.max(axis=1))
+    first_over = _rowwise_search(fp[:, 1 : 1 + width], allowed)
+    last = tp_above.shape[1]
+    above = np.take_along_axis(tp_above, np.minimum(first_over, last - 1), axis=1)
+    return np.where(first_over < last, above, tp[:, -1:])
+
+
+def tpr_at_allowances(target: RankedTarget, allowances: np.ndarray) -> np.ndarray:
+    """The TPR of the scored samples themselves (every weight 1) at the thresholds that
+    accept at most ``allowances[j]`` non-members, read as :func:`resampled_metrics` reads
+    the TPR at a level; ``allowances`` are integers in ``[0, non-members]``."""
+    n = len(target.members) + len(target.nonmembers)
+    tp, _, fp, tp_above = _accepted_counts(target, np.ones((1, n), np.int64), np.int64)
+    allowed = np.asarray(allowances, dtype=np.int64)[None, :]
+    return _members_accepted(tp, tp_above, fp, allowed)[0] / len(target.members)
+
+
 def _block_metrics(
     target: RankedTarget, counts: np.ndarray, levels: np.ndarray, dtype: type
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AUC ``(b,)``, advantage ``(b,)`` and TPR at each level ``(b, L)`` of one target
     under the ``b`` resamples ``counts``; sums are exact integers of ``dtype``."""
-    tp = _prefix(np.take(counts, target.members, axis=1), dtype)  # members accepted
-    neg = np.take(counts, target.nonmembers, axis=1)
-    if target.group_starts is not None:
-        neg = np.add.reduceat(neg, target.group_starts, axis=1, dtype=dtype)
-    fp = _prefix(neg, dtype)  # non-members accepted before each non-member group
+    tp, neg, fp, tp_above = _accepted_counts(target, counts, dtype)
     n_pos, n_neg = tp[:, -1].astype(np.float64), fp[:, -1].astype(np.float64)
-    tp_above = np.take(tp, target.above, axis=1)
     # Mann-Whitney: each non-member is outranked by the members above its tie group and,
     # for one half each, by those tied with it: weight x (above + above or tied) / 2.
     if target.above_or_tied is None:
@@ -118,14 +150,7 @@ def _block_metrics(
     tpr_peak = np.take(tp_above, target.peaks, axis=1) / n_pos[:, None]
     fpr_peak = np.take(fp, target.peaks, axis=1) / n_neg[:, None]
     advantage = np.maximum((tpr_peak - fpr_peak).max(axis=1), 0.0)
-    # The TPR at a level: the members above the first non-member group that would push
-    # the false positives past the allowed count (all members if none does).
-    allowed = allowed_counts(fp[:, -1], levels)
-    width = _leading_columns(fp[:, 1:], allowed.max(axis=1))
-    first_over = _rowwise_search(fp[:, 1 : 1 + width], allowed)
-    last = tp_above.shape[1]
-    above = np.take_along_axis(tp_above, np.minimum(first_over, last - 1), axis=1)
-    accepted = np.where(first_over < last, above, tp[:, -1:])
+    accepted = _members_accepted(tp, tp_above, fp, allowed_counts(fp[:, -1], levels))
     return auc, advantage, accepted / n_pos[:, None]
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import yaml
 
 from mialens.audit.results import AuditResult
-from mialens.metrics.leakage import MIN_FALSE_POSITIVES_FOR_INTERVAL, LevelResult, Spread, fpr_key
+from mialens.metrics.leakage import LevelResult, Spread, fpr_key
+from mialens.metrics.threshold_position import MIN_FALSE_POSITIVES_FOR_INTERVAL
 from mialens.report import figure_data
 from mialens.report.environment import render
 from mialens.report.format import _b64, _date, _num, _pct, _share, _span
@@ -67,7 +68,7 @@ def _cell(block: Spread, digits: int, resolved: bool = True) -> dict[str, Any]:
         "range": f"{f(block.min)} – {f(block.max)}" if several else f(block.min),
         "resolved": resolved,
         "unreachable": None,
-        "undercovers": False,
+        "widened": False,
         "best": False,
     }
 
@@ -87,7 +88,7 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
     """Column headers and one row of cells per attack; the best mean of a column is marked.
 
     A TPR cell at a level that ties make unreachable carries its flag, and one whose
-    bootstrap interval undercovers (too few false positives allowed) ``undercovers``; an
+    bootstrap interval carries the threshold's position (few false positives) ``widened``; an
     attack whose largest tie group holds over :data:`TIE_FLAG_SHARE` of the scores
     carries ``ties``.
     """
@@ -107,7 +108,7 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
                 {
                     **_cell(entry, 4, entry.resolved),
                     "unreachable": _tie_flag(entry),
-                    "undercovers": entry.bootstrap is not None and entry.interval_undercovers,
+                    "widened": entry.bootstrap is not None and entry.interval_widened,
                 }
             )
         share = m.tie_share.max if m.tie_share is not None else 0.0
@@ -121,13 +122,13 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
 
 
 def _few_false_positives(result: AuditResult) -> dict[str, Any] | None:
-    """The levels whose bootstrap intervals undercover, with the false positives each
+    """The levels whose bootstrap intervals are widened, with the false positives each
     allows (the same for every attack: they depend on the non-member counts alone)."""
     levels = {}
     for m in result.metrics.values():
         for lv in result.fpr_levels:
             entry = m.at(lv)
-            if entry.bootstrap is not None and entry.interval_undercovers:
+            if entry.bootstrap is not None and entry.interval_widened:
                 levels[lv] = entry.allowed_false_positives
     if not levels:
         return None

@@ -19,8 +19,8 @@ from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.defenses.sample_aware import adjusted_setup
 from mialens.folders import writable_folder
-from mialens.metrics.leakage import MIN_FALSE_POSITIVES_FOR_INTERVAL
 from mialens.metrics.roc import allowed_false_positives
+from mialens.metrics.threshold_position import MIN_FALSE_POSITIVES_FOR_INTERVAL
 from mialens.report.figure_data import audit_figures
 from mialens.report.figure_worker import FigureWorker, figure_worker
 from mialens.targets.adapters import TorchTarget
@@ -221,8 +221,8 @@ def _write(
 
 
 def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
-    """Warn of levels too low for the non-members: unresolved ones and, with bootstrap
-    intervals, resolved ones whose intervals undercover (too few false positives)."""
+    """Warn of levels too low for the non-members to resolve; say which resolved ones get
+    bootstrap intervals widened by the threshold's position (few false positives)."""
     n_non = int((~result.members).sum(axis=1).min())
     narrow = []
     for level in result.fpr_levels:
@@ -238,10 +238,10 @@ def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
         elif n_boot and allowed_false_positives(n_non, level) < MIN_FALSE_POSITIVES_FOR_INTERVAL:
             narrow.append(f"{level:g}")
     if narrow:
-        log.warning(
-            "the bootstrap intervals of TPR at FPR %s are too narrow: a threshold there "
-            "accepts fewer than %d of a target's %d non-members (flagged in the report; "
-            "mialens.metrics.leakage.MIN_FALSE_POSITIVES_FOR_INTERVAL)",
+        log.info(
+            "the bootstrap intervals of TPR at FPR %s are widened by the threshold's "
+            "position (conservative): a threshold there accepts fewer than %d of a "
+            "target's %d non-members (mialens.metrics.threshold_position)",
             ", ".join(narrow),
             MIN_FALSE_POSITIVES_FOR_INTERVAL,
             n_non,
