@@ -224,7 +224,7 @@ def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
     """Warn of levels too low for the non-members to resolve; say which resolved ones get
     bootstrap intervals widened by the threshold's position (few false positives)."""
     n_non = int((~result.members).sum(axis=1).min())
-    narrow = []
+    widened = []
     for level in result.fpr_levels:
         if n_non * level < 1:
             log.warning(
@@ -236,13 +236,13 @@ def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
                 n_non,
             )
         elif n_boot and allowed_false_positives(n_non, level) < MIN_FALSE_POSITIVES_FOR_INTERVAL:
-            narrow.append(f"{level:g}")
-    if narrow:
+            widened.append(f"{level:g}")
+    if widened:
         log.info(
             "the bootstrap intervals of TPR at FPR %s are widened by the threshold's "
             "position (conservative): a threshold there accepts fewer than %d of a "
             "target's %d non-members (mialens.metrics.threshold_position)",
-            ", ".join(narrow),
+            ", ".join(widened),
             MIN_FALSE_POSITIVES_FOR_INTERVAL,
             n_non,
         )
