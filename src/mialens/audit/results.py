@@ -176,7 +176,7 @@ class AuditResult:
                     *_with_interval(entry),
                     entry.resolved,
                     entry.reachable,
-                    entry.bootstrap is not None and entry.interval_widened,
+                    entry.interval_widened,
                 )
             rows.append(row)
         return rows

@@ -168,11 +168,15 @@ class LevelResult(Spread):
 
     @property
     def interval_widened(self) -> bool:
-        """Whether the level allows so few false positives that its bootstrap interval
-        carries the threshold's position too (:mod:`mialens.metrics.threshold_position`,
-        conservative)."""
+        """Whether the level has a bootstrap interval and allows so few false positives
+        that the interval carries the threshold's position too
+        (:mod:`mialens.metrics.threshold_position`, conservative)."""
         allowed = self.allowed_false_positives
-        return allowed is not None and allowed < MIN_FALSE_POSITIVES_FOR_INTERVAL
+        return (
+            self.bootstrap is not None
+            and allowed is not None
+            and allowed < MIN_FALSE_POSITIVES_FOR_INTERVAL
+        )
 
     def to_json(self) -> dict[str, Any]:
         doc = {**super().to_json(), "resolved": self.resolved}

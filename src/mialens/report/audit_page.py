@@ -108,7 +108,7 @@ def _metrics_table(result: AuditResult) -> tuple[list[dict[str, Any]], list[dict
                 {
                     **_cell(entry, 4, entry.resolved),
                     "unreachable": _tie_flag(entry),
-                    "widened": entry.bootstrap is not None and entry.interval_widened,
+                    "widened": entry.interval_widened,
                 }
             )
         share = m.tie_share.max if m.tie_share is not None else 0.0
@@ -128,7 +128,7 @@ def _few_false_positives(result: AuditResult) -> dict[str, Any] | None:
     for m in result.metrics.values():
         for lv in result.fpr_levels:
             entry = m.at(lv)
-            if entry.bootstrap is not None and entry.interval_widened:
+            if entry.interval_widened:
                 levels[lv] = entry.allowed_false_positives
     if not levels:
         return None

@@ -19,8 +19,7 @@ from mialens.defenses.config import DefenseSpec
 from mialens.defenses.output import OutputDefense, build_output_defense
 from mialens.defenses.sample_aware import adjusted_setup
 from mialens.folders import writable_folder
-from mialens.metrics.roc import allowed_false_positives
-from mialens.metrics.threshold_position import MIN_FALSE_POSITIVES_FOR_INTERVAL
+from mialens.metrics.threshold_position import MIN_FALSE_POSITIVES_FOR_INTERVAL, widened_levels
 from mialens.report.figure_data import audit_figures
 from mialens.report.figure_worker import FigureWorker, figure_worker
 from mialens.targets.adapters import TorchTarget
@@ -224,8 +223,9 @@ def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
     """Warn of levels too low for the non-members to resolve; say which resolved ones get
     bootstrap intervals widened by the threshold's position (few false positives)."""
     n_non = int((~result.members).sum(axis=1).min())
+    widen = widened_levels(result.members, np.array(result.fpr_levels)) if n_boot else None
     widened = []
-    for level in result.fpr_levels:
+    for i, level in enumerate(result.fpr_levels):
         if n_non * level < 1:
             log.warning(
                 "TPR at FPR %g needs at least %d non-members per target; this audit has %d. "
@@ -235,7 +235,7 @@ def _warn_unresolved(result: AuditResult, n_boot: int) -> None:
                 int(np.ceil(1 / level)),
                 n_non,
             )
-        elif n_boot and allowed_false_positives(n_non, level) < MIN_FALSE_POSITIVES_FOR_INTERVAL:
+        elif widen is not None and widen[i]:
             widened.append(f"{level:g}")
     if widened:
         log.info(

@@ -4,7 +4,7 @@ LM with the others as references, measure the leakage and write the run folder
 (metrics.json, samples.csv with verse ids, report.html) as the classifier audit does.
 With ``audit.canaries`` it also measures the canaries (:mod:`mialens.audit.text_canaries`)
 and writes canaries.json; their brief is part of the result (``canaries`` in metrics.json,
-a section of report.html, which ``mialens report`` redraws with it)."""
+a section of report.html, kept by a result read back from the run folder)."""
 
 from __future__ import annotations
 
